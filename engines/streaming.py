@@ -1,0 +1,136 @@
+"""Causal-window bidirectional propagation over a live stream, on any engine.
+
+With look-ahead L, frame t-L is emitted when frame t arrives:
+- the forward hidden state is carried from one emitted frame to the next;
+- the backward branch sweeps t, t-1, ..., t-L from a zero state over the frames in the window;
+- flows between consecutive frames are computed once, when the second frame of a pair arrives,
+  and kept with the frames of the window;
+- ``flush`` emits the last L frames at end of stream; a sequence gap flushes and resets.
+Memory holds at most L+1 frames with their flows, whatever the stream length.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engines.base import Engine
+from stbn.noise_estimation import NoiseConfig, NoiseTracker
+
+MAX_LOOKAHEAD = 8
+
+
+class FrameSizeError(ValueError):
+    """A frame whose size or layout differs from the stream's."""
+
+
+@dataclass(frozen=True)
+class DenoisedFrame:
+    seq: int
+    image: np.ndarray  # (H, W, 3) uint8
+    sigma: float  # noise level used, 0..255 scale (for Poisson-Gaussian: the level at mid-grey)
+
+
+@dataclass
+class _Pending:
+    seq: int
+    x: Any  # (1, 3, H, W) float on the engine
+    noise: Any  # (1, 2) variance model on the engine
+    sigma: float
+    flow_to_prev: Any | None  # flow(y_s, y_{s-1}); None for the first frame after a reset
+    flow_to_next: Any | None = None  # flow(y_s, y_{s+1}); set when s+1 arrives
+
+
+class StreamingDenoiser:
+    """``push(frame, seq)`` -> frames that became ready; ``flush()`` at end of stream."""
+
+    def __init__(self, engine: Engine, lookahead: int = 2, noise: NoiseConfig | None = None) -> None:
+        if not 0 <= lookahead <= MAX_LOOKAHEAD:
+            raise ValueError(f"lookahead must be in 0..{MAX_LOOKAHEAD}, got {lookahead}")
+        self.engine = engine
+        self.lookahead = lookahead
+        self.noise = NoiseTracker(noise or NoiseConfig())
+        self._window: deque[_Pending] = deque()
+        self._h_forward: Any | None = None
+        self._last: tuple[int, Any] | None = None  # (seq, x) of the newest pushed frame
+        self.resets = 0
+
+    @property
+    def pending(self) -> int:
+        """Frames pushed but not yet emitted (at most ``lookahead``)."""
+        return len(self._window)
+
+    def reset(self) -> None:
+        """Forget all state (pending frames are dropped: call ``flush`` first to keep them)."""
+        self._window.clear()
+        self._h_forward = None
+        self._last = None
+        self.noise.reset()
+        self.resets += 1
+
+    def push(self, frame: np.ndarray, seq: int) -> list[DenoisedFrame]:
+        """Add frame ``seq`` ((H, W, 3) uint8); returns the frames that became ready, in order.
+
+        A gap in sequence numbers flushes the window and resets the state first.
+        """
+        self._check(frame)
+        ready: list[DenoisedFrame] = []
+        if self._last is not None and seq != self._last[0] + 1:
+            ready += self.flush()
+            self.reset()
+        if self.engine.resolution != frame.shape[:2]:
+            self.engine.build(*frame.shape[:2])
+        (x,) = self.engine.run("prepare", self.engine.upload(frame))
+        a, b = self.noise.update(frame)
+        noise = self.engine.upload(np.array([[a, b]], np.float32))
+        entry = _Pending(seq, x, noise, self.noise.level255(a, b), None)
+        if self._last is not None:
+            to_prev, to_next = self.engine.run("pair_flows", self._last[1], x)
+            entry.flow_to_prev = to_prev
+            if self._window:
+                self._window[-1].flow_to_next = to_next
+        self._window.append(entry)
+        self._last = (seq, x)
+        while len(self._window) > self.lookahead:
+            ready.append(self._emit_oldest())
+        return ready
+
+    def flush(self) -> list[DenoisedFrame]:
+        """Emit every pending frame (end of stream); the forward state is kept."""
+        out = []
+        while self._window:
+            out.append(self._emit_oldest())
+        return out
+
+    def _check(self, frame: np.ndarray) -> None:
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            got = f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}"
+            raise FrameSizeError(f"frames must be (H, W, 3) uint8, got {got}")
+        if self._last is not None and self.engine.resolution != frame.shape[:2]:
+            raise FrameSizeError(
+                f"frame size changed mid-stream from {self.engine.resolution} to {frame.shape[:2]}; "
+                "reset() the denoiser for a new stream"
+            )
+
+    def _emit_oldest(self) -> DenoisedFrame:
+        run = self.engine.run
+        oldest = self._window[0]
+        if self._h_forward is None or oldest.flow_to_prev is None:
+            (h_f,) = run("forward_start", oldest.x, oldest.noise)
+        else:
+            (h_f,) = run("forward", oldest.x, oldest.noise, self._h_forward, oldest.flow_to_prev)
+        hidden = [h_f]
+        if self.engine.bidirectional:
+            newest = self._window[-1]
+            (h_b,) = run("backward_start", newest.x, newest.noise)
+            for k in range(len(self._window) - 2, -1, -1):
+                entry = self._window[k]
+                (h_b,) = run("backward", entry.x, entry.noise, h_b, entry.flow_to_next)
+            hidden.append(h_b)
+        (image,) = run("fuse", oldest.x, oldest.noise, *hidden)
+        self._h_forward = h_f
+        self._window.popleft()
+        return DenoisedFrame(oldest.seq, self.engine.download(image), oldest.sigma)

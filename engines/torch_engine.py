@@ -1,0 +1,85 @@
+"""PyTorch backend: eager (or torch.compile) on the CPU or CUDA, fp32 / fp16 / bf16 autocast."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from engines.base import BackendUnavailable, Engine, EngineConfig
+from stbn.checkpoint import load_checkpoint
+from stbn.model import STBN
+from stbn.step import step_graphs
+
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"device {name!r} asked for, but PyTorch sees no CUDA device")
+    return device
+
+
+class TorchEngine(Engine):
+    name = "torch"
+
+    def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
+        super().__init__(config)
+        self.device = resolve_device(config.device)
+        if config.precision == "fp16" and self.device.type == "cpu":
+            raise BackendUnavailable("fp16 autocast needs CUDA; use bf16 or fp32 on the CPU")
+        if config.threads and self.device.type == "cpu":
+            torch.set_num_threads(config.threads)
+        if model is None:
+            model = load_checkpoint(config.checkpoint, preset=config.preset).model
+        self.model = model.eval().to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._graphs: dict[str, Any] = dict(step_graphs(self.model))
+        if config.compile:
+            self._graphs = {k: torch.compile(g, dynamic=False) for k, g in self._graphs.items()}
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return tuple(self._graphs)
+
+    @property
+    def bidirectional(self) -> bool:
+        return self.model.config.bidirectional
+
+    def describe(self) -> str:
+        extra = " channels_last" if self.config.channels_last else ""
+        extra += " compiled" if self.config.compile else ""
+        return f"torch on {self.device} ({self.config.precision}{extra})"
+
+    def build(self, height: int, width: int) -> None:
+        self.resolution = (height, width)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_DTYPES[self.config.precision])
+
+    def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
+        with torch.inference_mode(), self._autocast():
+            if self.config.channels_last and graph != "prepare":
+                inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs)
+            out = self._graphs[graph](*inputs)
+        out = out if isinstance(out, tuple) else (out,)
+        return tuple(o.float() if o.is_floating_point() else o for o in out)
+
+    def upload(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+
+    def download(self, handle: torch.Tensor) -> np.ndarray:
+        return handle.detach().cpu().numpy()
+
+    def close(self) -> None:
+        self._graphs.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,41 @@
+"""STBN: self-supervised spatiotemporal blind-spot video denoising (Chen et al., AAAI 2025)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stbn.checkpoint import (
+    CheckpointError,
+    LoadedCheckpoint,
+    NoiseModel,
+    import_authors_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from stbn.config import PRESETS, STBNConfig, preset_config
+from stbn.model import STBN
+from stbn.posterior import gaussian_nll, posterior_mean
+
+__all__ = [
+    "PRESETS",
+    "STBN",
+    "CheckpointError",
+    "LoadedCheckpoint",
+    "NoiseModel",
+    "STBNConfig",
+    "build_model",
+    "gaussian_nll",
+    "import_authors_checkpoint",
+    "load_checkpoint",
+    "posterior_mean",
+    "preset_config",
+    "save_checkpoint",
+]
+
+
+def build_model(preset: str, flow: str | None = None, **overrides: Any) -> STBN:
+    """An STBN model of the named preset (randomly initialised); ``flow`` picks the flow network
+    ("pyramid", "pwc", "zero"), ``overrides`` replace any other config field."""
+    if flow is not None:
+        overrides["flow"] = flow
+    return STBN(preset_config(preset, **overrides))

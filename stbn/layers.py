@@ -1,0 +1,133 @@
+"""Building blocks that keep the blind-spot parity rule.
+
+After the centre-masked 3x3 conv, every layer may only connect pixels whose offsets are multiples
+of 2 in both axes (1x1 convs, dilation-2 convs, the 4x4 patch-unshuffle), so the output at pixel p
+never sees the current frame at p or at any offset whose coordinates are both even.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CentreMaskedConv2d(nn.Conv2d):
+    """3x3 conv whose centre tap is zero on every forward pass (the blind spot)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=3, padding=1)
+        mask = torch.ones(1, 1, 3, 3)
+        mask[..., 1, 1] = 0.0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=1)
+
+
+class DilatedResidual(nn.Module):
+    """x + Conv1x1(ReLU(Conv3x3_dilation2(x))): the authors' DCl / RCAB unit."""
+
+    def __init__(self, channels: int, conv_groups: int = 1) -> None:
+        super().__init__()
+        self.conv3 = nn.Conv2d(channels, channels, 3, padding=2, dilation=2, groups=conv_groups)
+        self.conv1 = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(F.relu(self.conv3(x)))
+
+
+class BlindSpotBlock(nn.Module):
+    """Stage A of the BSA block (the authors' stride-2 DBSNl branch).
+
+    (B, in, H, W) -> (B, out, H, W); output at p is independent of the input at p and at every
+    offset with both coordinates even.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int, units: int) -> None:
+        super().__init__()
+        c = channels
+        self.entry = nn.Conv2d(in_channels, c, 1)
+        self.masked = CentreMaskedConv2d(c, c)
+        self.mix = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU())
+        self.body = nn.Sequential(*[DilatedResidual(c) for _ in range(units)])
+        self.exit = nn.Conv2d(c, c, 1)
+        half = max(c // 2, 1)
+        self.tail = nn.Sequential(
+            nn.Conv2d(c, half, 1), nn.ReLU(), nn.Conv2d(half, half, 1), nn.ReLU(), nn.Conv2d(half, out_channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.masked(F.relu(self.entry(x))))
+        x = self.mix(x)
+        x = F.relu(self.exit(self.body(x)))
+        return self.tail(x)
+
+
+class DilatedStack(nn.Module):
+    """1x1 (no bias) -> units x DilatedResidual -> 1x1 (no bias): Stage B and the output head."""
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, units: int) -> None:
+        super().__init__()
+        self.entry = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
+        self.body = nn.Sequential(*[DilatedResidual(mid_channels) for _ in range(units)])
+        self.exit = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.exit(self.body(self.entry(x)))
+
+
+def patch_unshuffle(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 4C, H/2, W/2), H and W multiples of 4.
+
+    Each 4x4 tile holds four 2x2 sub-blocks (a, b); the sub-block goes to channel c*4 + 2a + b and
+    the position (u, v) inside it stays spatial: out[c*4+2a+b, 2i+u, 2j+v] = x[c, 4i+2a+u, 4j+2b+v].
+    Channel mixing then only combines original offsets that are multiples of 2.
+    """
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // 4, 2, 2, w // 4, 2, 2)  # (B, C, i, a, u, j, b, v)
+    x = x.permute(0, 1, 3, 6, 2, 4, 5, 7)  # (B, C, a, b, i, u, j, v)
+    return x.reshape(b, c * 4, h // 2, w // 2)
+
+
+def patch_shuffle(x: torch.Tensor) -> torch.Tensor:
+    """Exact inverse of :func:`patch_unshuffle`: (B, 4C, H/2, W/2) -> (B, C, H, W)."""
+    b, c4, h2, w2 = x.shape
+    c = c4 // 4
+    x = x.reshape(b, c, 2, 2, h2 // 2, 2, w2 // 2, 2)  # (B, C, a, b, i, u, j, v)
+    x = x.permute(0, 1, 4, 2, 5, 6, 3, 7)  # (B, C, i, a, u, j, b, v)
+    return x.reshape(b, c, h2 * 2, w2 * 2)
+
+
+class ResidualGroup(nn.Module):
+    def __init__(self, channels: int, units: int, conv_groups: int) -> None:
+        super().__init__()
+        self.units = nn.Sequential(*[DilatedResidual(channels, conv_groups) for _ in range(units)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.units(x)
+
+
+class SRFE(nn.Module):
+    """Spatial Receptive Field Expansion: fuses h_f and h_b in the patch-unshuffled domain.
+
+    (B, streams*C, H, W) -> (B, C, H, W). Pads H, W to multiples of 4 (bottom/right) and crops back.
+    """
+
+    def __init__(self, channels: int, streams: int, width: int, groups: int, units: int, conv_groups: int) -> None:
+        super().__init__()
+        self.streams = streams
+        self.head = nn.Conv2d(4 * channels * streams, width, 3, padding=2, dilation=2)
+        self.body = nn.Sequential(*[ResidualGroup(width, units, conv_groups) for _ in range(groups)])
+        self.tail = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=2, dilation=2),
+            nn.Conv2d(width, width, 1),
+            nn.Conv2d(width, 4 * channels, 1),
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        h, w = features[0].shape[-2:]
+        pad_h, pad_w = (-h) % 4, (-w) % 4
+        x = torch.cat([patch_unshuffle(F.pad(f, (0, pad_w, 0, pad_h))) for f in features], dim=1)
+        x = self.tail(self.body(self.head(x)))
+        return patch_shuffle(x)[..., :h, :w]

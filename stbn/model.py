@@ -1,0 +1,160 @@
+"""STBN: spatiotemporal blind-spot network with calibrated (nearest-neighbour) flow alignment."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stbn.config import STBNConfig
+from stbn.flow import build_flow
+from stbn.layers import SRFE, BlindSpotBlock, DilatedStack
+from stbn.posterior import posterior_mean
+from stbn.warp import warp_nearest
+
+Sigma = float | torch.Tensor
+
+
+def sigma_tensor(sigma: Sigma, noisy: torch.Tensor) -> torch.Tensor:
+    """Normalise ``sigma`` to a tensor broadcastable to ``noisy`` (B, T, C, H, W).
+
+    Accepts a float, a (B,) tensor (one level per clip) or a map of shape (B, T, 1|C, H, W).
+    Values are on the [0, 1] scale (sigma_255 / 255); larger values are rejected as a likely
+    unit mistake.
+    """
+    if not isinstance(sigma, torch.Tensor):
+        sigma = torch.tensor(float(sigma))
+    sigma = sigma.to(device=noisy.device, dtype=noisy.dtype)
+    if sigma.dim() == 0:
+        sigma = sigma.view(1, 1, 1, 1, 1)
+    elif sigma.dim() == 1:
+        if sigma.shape[0] not in (1, noisy.shape[0]):
+            raise ValueError(f"sigma has {sigma.shape[0]} entries for a batch of {noisy.shape[0]}")
+        sigma = sigma.view(-1, 1, 1, 1, 1)
+    elif sigma.dim() != 5 or sigma.shape[2] not in (1, noisy.shape[2]):
+        raise ValueError(f"sigma map must be (B, T, 1|C, H, W) like the clip, got {tuple(sigma.shape)}")
+    if not torch.compiler.is_compiling() and bool((sigma < 0).any() | (sigma > 1).any()):
+        raise ValueError("sigma must be on the [0, 1] scale (e.g. 25/255), not 0..255")
+    return sigma
+
+
+class STBN(nn.Module):
+    """Bidirectional (or forward-only) blind-spot propagation + SRFE + Bayesian head.
+
+    ``prior(noisy, sigma)`` -> (B, T, 9, H, W) prior mean and covariance factor;
+    ``forward(noisy, sigma)`` -> (B, T, 3, H, W) posterior mean in [0, 1].
+    The recurrent pieces (``propagate``, ``fuse``, ``flow_between``) are public so that the
+    streaming denoiser can run them one frame at a time with the same weights.
+    """
+
+    def __init__(self, config: STBNConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, cin = config.channels, config.in_channels
+        stage_in = cin + c + (cin if config.noise_map else 0)
+        self.forward_rnn = BlindSpotBlock(stage_in, c, c, config.stage_a_units)
+        self.backward_rnn = BlindSpotBlock(stage_in, c, c, config.stage_a_units) if config.bidirectional else None
+        # Stage B is shared by both directions; h~ holds no information from the current frame,
+        # so it may be read at the centre pixel through 1x1 and dilation-2 convs.
+        self.fusion = DilatedStack(2 * c, config.stage_b_mid, c, config.stage_b_units)
+        streams = 2 if config.bidirectional else 1
+        self.srfe = SRFE(
+            c, streams, config.srfe_channels, config.srfe_groups, config.srfe_units, config.srfe_conv_groups
+        )
+        self.head = DilatedStack(c, c, config.out_channels, config.head_units)
+        self.flow = build_flow(config.flow, config.flow_channels, config.flow_levels)
+
+    # --- per-frame pieces -------------------------------------------------------------------
+
+    def flow_between(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) x 2 -> (B, 2, H, W) alignment flow from a to b; never trained by the
+        denoising loss (the distillation loss trains the flow network on its own)."""
+        return self.flow(a, b).detach()
+
+    def propagate(
+        self,
+        direction: str,
+        frame: torch.Tensor,
+        noise_map: torch.Tensor | None,
+        hidden: torch.Tensor | None,
+        flow: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One recurrent step: (B, C, H, W) frame, previous hidden (B, c, H, W) -> new hidden.
+
+        ``hidden=None`` starts the direction (zero state, Stage A only). Otherwise the previous
+        hidden state is pulled onto this frame by nearest-neighbour warping with ``flow``.
+        """
+        block = self.forward_rnn if direction == "forward" else self.backward_rnn
+        if block is None:
+            raise ValueError("this model is forward-only (bidirectional=False)")
+        b, _, h, w = frame.shape
+        if hidden is None:
+            aligned = frame.new_zeros(b, self.config.channels, h, w)
+        else:
+            aligned = hidden if flow is None else warp_nearest(hidden, flow)
+        noise = [noise_map.expand(b, self.config.in_channels, h, w)] if self.config.noise_map else []
+        parts = [frame, aligned, *noise]
+        out = block(torch.cat(parts, dim=1))
+        if hidden is None:
+            return out
+        return self.fusion(torch.cat([out, aligned], dim=1))
+
+    def fuse(self, h_forward: torch.Tensor, h_backward: torch.Tensor | None) -> torch.Tensor:
+        """(B, c, H, W) hidden states -> (B, 9, H, W) prior for one frame."""
+        streams = [h_forward] if h_backward is None else [h_forward, h_backward]
+        return self.head(self.srfe(streams))
+
+    # --- whole clips --------------------------------------------------------------------------
+
+    def _check_clip(self, noisy: torch.Tensor) -> None:
+        if noisy.dim() != 5 or noisy.shape[2] != self.config.in_channels:
+            raise ValueError(
+                f"expected a (B, T, {self.config.in_channels}, H, W) clip, got {tuple(noisy.shape)}"
+            )
+
+    def _noise_map(self, sigma: torch.Tensor, t: int, noisy: torch.Tensor) -> torch.Tensor | None:
+        if not self.config.noise_map:
+            return None
+        return sigma[:, min(t, sigma.shape[1] - 1)]  # (B|1, 1|C, 1|H, 1|W)
+
+    def prior(self, noisy: torch.Tensor, sigma: Sigma) -> torch.Tensor:
+        """(B, T, C, H, W) noisy clip in [0, 1] -> (B, T, 9, H, W) prior (mean + cov. factor)."""
+        self._check_clip(noisy)
+        sig = sigma_tensor(sigma, noisy)
+        _, frames = noisy.shape[:2]
+        frame = [noisy[:, t] for t in range(frames)]
+        with torch.no_grad():
+            flows_prev = [self.flow_between(frame[t], frame[t - 1]) for t in range(1, frames)]
+            flows_next = (
+                [self.flow_between(frame[t], frame[t + 1]) for t in range(frames - 1)]
+                if self.config.bidirectional
+                else []
+            )
+        h_f: list[torch.Tensor] = []
+        for t in range(frames):
+            h_f.append(
+                self.propagate(
+                    "forward",
+                    frame[t],
+                    self._noise_map(sig, t, noisy),
+                    h_f[-1] if t else None,
+                    flows_prev[t - 1] if t else None,
+                )
+            )
+        h_b: list[torch.Tensor | None] = [None] * frames
+        if self.config.bidirectional:
+            state = None
+            for t in range(frames - 1, -1, -1):
+                state = self.propagate(
+                    "backward",
+                    frame[t],
+                    self._noise_map(sig, t, noisy),
+                    state,
+                    flows_next[t] if t < frames - 1 else None,
+                )
+                h_b[t] = state
+        return torch.stack([self.fuse(h_f[t], h_b[t]) for t in range(frames)], dim=1)
+
+    def forward(self, noisy: torch.Tensor, sigma: Sigma) -> torch.Tensor:
+        """(B, T, C, H, W) noisy clip -> (B, T, C, H, W) posterior mean, clamped to [0, 1]."""
+        prior = self.prior(noisy, sigma)
+        return posterior_mean(prior, noisy, sigma_tensor(sigma, noisy))

@@ -1,0 +1,130 @@
+"""Blind noise-level estimation for live video (a camera never says its noise level).
+
+Gaussian: Immerkaer's fast noise variance estimator (Immerkaer 1996, "Fast Noise Variance
+Estimation"), restricted to non-edge pixels as in Tai & Yang 2008 ("A fast method for image
+noise estimation using Laplacian operator and adaptive edge detection"): the 3x3 Laplacian
+difference mask cancels smooth structure, Sobel edges (the strongest 10%) are left out, and
+sigma = sqrt(pi/2) * mean|I * M| / 6.
+
+Poisson-Gaussian (variance = a * x + b): the same estimator on small flat blocks gives (mean,
+variance) pairs; a least-squares line through the lower-median variance per intensity bin
+gives (a, b), as in Foi et al. 2008's block-wise approach, simplified.
+
+Estimates are smoothed over time with an exponential moving average on (a, b).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+NOISE_MODES = ("fixed", "estimate", "estimate-poisson-gaussian")
+
+_LAPLACIAN_DIFF = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+_EDGE_FRACTION = 0.10
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """How the per-frame noise model is obtained. Levels are on the 0..255 scale."""
+
+    mode: str = "estimate"
+    sigma: float = 25.0  # "fixed": Gaussian level
+    gain: float = 0.0  # "fixed": Poisson gain a (variance a*x + (sigma/255)^2, x in [0, 1])
+    smoothing: float = 0.9  # EMA weight of the past, 0 = no smoothing
+
+    def __post_init__(self) -> None:
+        if self.mode not in NOISE_MODES:
+            raise ValueError(f"noise.mode must be one of {NOISE_MODES}, got {self.mode!r}")
+        if not 0.0 <= self.sigma <= 255.0:
+            raise ValueError(f"noise.sigma must be in 0..255, got {self.sigma}")
+        if self.gain < 0:
+            raise ValueError("noise.gain must be >= 0")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError("noise.smoothing must be in [0, 1)")
+
+
+def _laplacian_residual(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|I * M| and a mask of non-edge pixels (both (H-2, W-2))."""
+    residual = np.abs(cv2.filter2D(channel, cv2.CV_32F, _LAPLACIAN_DIFF, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
+    gx = cv2.Sobel(channel, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(channel, cv2.CV_32F, 0, 1, ksize=3)
+    grad = (np.abs(gx) + np.abs(gy))[1:-1, 1:-1]
+    flat = grad <= np.quantile(grad, 1.0 - _EDGE_FRACTION)
+    return residual, flat
+
+
+def estimate_sigma(frame: np.ndarray) -> float:
+    """AWGN level of an (H, W, 3) or (H, W) image, on the image's own scale (uint8 -> 0..255)."""
+    image = np.asarray(frame, np.float32)
+    channels = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
+    sigmas = []
+    for channel in channels:
+        residual, flat = _laplacian_residual(np.ascontiguousarray(channel))
+        sigmas.append(np.sqrt(np.pi / 2.0) * float(residual[flat].mean()) / 6.0)
+    return float(np.mean(sigmas))
+
+
+def estimate_poisson_gaussian(frame: np.ndarray, block: int = 16, bins: int = 8) -> tuple[float, float]:
+    """(a, b) with variance(x) = a*x + b, x on [0, 1], from an (H, W, 3) uint8 frame."""
+    image = np.asarray(frame, np.float32) / 255.0
+    means, variances = [], []
+    for c in range(image.shape[2]):
+        channel = np.ascontiguousarray(image[..., c])
+        residual, flat = _laplacian_residual(channel)
+        h, w = (residual.shape[0] // block) * block, (residual.shape[1] // block) * block
+        res = residual[:h, :w].reshape(h // block, block, w // block, block)
+        ok = flat[:h, :w].reshape(h // block, block, w // block, block).mean(axis=(1, 3)) > 0.95
+        level = np.sqrt(np.pi / 2.0) * res.mean(axis=(1, 3)) / 6.0
+        mean = channel[1 : 1 + h, 1 : 1 + w].reshape(h // block, block, w // block, block).mean(axis=(1, 3))
+        means.append(mean[ok])
+        variances.append(level[ok] ** 2)
+    m, v = np.concatenate(means), np.concatenate(variances)
+    if m.size < bins:
+        return 0.0, float(np.median(v)) if v.size else 0.0
+    edges = np.quantile(m, np.linspace(0, 1, bins + 1))
+    xs, ys = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (m >= lo) & (m <= hi)
+        if sel.sum() >= 3:
+            xs.append(float(np.median(m[sel])))
+            ys.append(float(np.quantile(v[sel], 0.5)))
+    if len(xs) < 2:
+        return 0.0, float(np.median(v))
+    a, b = np.polyfit(np.array(xs), np.array(ys), 1)
+    if a < 0:  # no signal dependence measurable: plain Gaussian
+        return 0.0, float(np.mean(ys))
+    return float(a), float(max(b, 0.0))
+
+
+class NoiseTracker:
+    """Per-frame (a, b) for the streaming denoiser: fixed, or estimated and smoothed."""
+
+    def __init__(self, config: NoiseConfig) -> None:
+        self.config = config
+        self._state: tuple[float, float] | None = None
+
+    def reset(self) -> None:
+        self._state = None
+
+    def update(self, frame: np.ndarray) -> tuple[float, float]:
+        cfg = self.config
+        if cfg.mode == "fixed":
+            return cfg.gain, (cfg.sigma / 255.0) ** 2
+        if cfg.mode == "estimate":
+            current = (0.0, (estimate_sigma(frame) / 255.0) ** 2)
+        else:
+            current = estimate_poisson_gaussian(frame)
+        if self._state is None:
+            self._state = current
+        else:
+            w = cfg.smoothing
+            self._state = (w * self._state[0] + (1 - w) * current[0], w * self._state[1] + (1 - w) * current[1])
+        return self._state
+
+    @staticmethod
+    def level255(a: float, b: float) -> float:
+        """The noise level at mid-grey on the 0..255 scale."""
+        return float(np.sqrt(max(a * 0.5 + b, 0.0)) * 255.0)

@@ -1,0 +1,100 @@
+"""The streaming step as small stateless graphs with all state as explicit inputs and outputs.
+
+Streaming (engines.streaming) strings these together one frame at a time; every backend runs
+the same graphs (eager PyTorch, ONNX Runtime, TensorRT), each with static shapes per
+resolution and independent of the look-ahead L, so flushing the last frames needs no extra
+graphs.
+
+Noise is given per frame as ``noise = (a, b)`` of shape (1, 2): variance(x) = a*x + b on the
+[0, 1] scale. AWGN is a = 0, b = sigma^2; Poisson-Gaussian has a > 0. The network's noise map
+is the frame's level sqrt(a * mean(frame) + b) (a constant map, so it cannot carry the centre
+pixel around the blind spot) and the posterior uses a*clamp(mu)+b at each pixel, evaluated at
+the prior mean, which never sees the pixel it explains.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stbn.model import STBN
+from stbn.posterior import posterior_mean
+
+
+def noise_level(frame: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) frame, (1, 2) noise -> (1, 1, 1, 1) sigma for the network's noise map."""
+    mean = frame.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1)
+    a, b = noise[:, 0].view(-1, 1, 1, 1), noise[:, 1].view(-1, 1, 1, 1)
+    return (a * mean + b).clamp_min(0.0).sqrt()
+
+
+class Prepare(nn.Module):
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1] (the conversion runs on the device)."""
+
+    def forward(self, frame_u8: torch.Tensor) -> torch.Tensor:
+        return frame_u8.permute(2, 0, 1).unsqueeze(0).float() * (1.0 / 255.0)
+
+
+class PairFlows(nn.Module):
+    """(prev, cur) -> (flow cur->prev, flow prev->cur), both (1, 2, H, W); one batched call."""
+
+    def __init__(self, model: STBN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, prev: torch.Tensor, cur: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flows = self.model.flow_between(torch.cat([cur, prev]), torch.cat([prev, cur]))
+        return flows[:1], flows[1:]
+
+
+class PropagateStart(nn.Module):
+    """First frame of a direction: zero hidden state, Stage A only. -> (1, c, H, W)."""
+
+    def __init__(self, model: STBN, direction: str) -> None:
+        super().__init__()
+        self.model, self.direction = model, direction
+
+    def forward(self, frame: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.model.propagate(self.direction, frame, noise_level(frame, noise), None, None)
+
+
+class Propagate(nn.Module):
+    """One recurrent step: warp the previous hidden state with ``flow`` and fuse. -> (1, c, H, W)."""
+
+    def __init__(self, model: STBN, direction: str) -> None:
+        super().__init__()
+        self.model, self.direction = model, direction
+
+    def forward(self, frame: torch.Tensor, noise: torch.Tensor, hidden: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        return self.model.propagate(self.direction, frame, noise_level(frame, noise), hidden, flow)
+
+
+class Fuse(nn.Module):
+    """(h_f[, h_b], frame, noise) -> (H, W, 3) uint8 posterior mean of that frame."""
+
+    def __init__(self, model: STBN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frame: torch.Tensor, noise: torch.Tensor, *hidden: torch.Tensor) -> torch.Tensor:
+        h_f, h_b = hidden[0], (hidden[1] if len(hidden) > 1 else None)
+        prior = self.model.fuse(h_f, h_b)  # (1, 9, H, W)
+        a, b = noise[:, 0].view(-1, 1, 1, 1), noise[:, 1].view(-1, 1, 1, 1)
+        variance = a * prior[:, :3].clamp(0.0, 1.0) + b
+        out = posterior_mean(prior, frame, variance.clamp_min(0.0).sqrt())
+        return (out[0].permute(1, 2, 0) * 255.0 + 0.5).to(torch.uint8)
+
+
+def step_graphs(model: STBN) -> dict[str, nn.Module]:
+    """The named graphs of one streaming step for ``model`` (shared weights)."""
+    graphs: dict[str, nn.Module] = {
+        "prepare": Prepare(),
+        "pair_flows": PairFlows(model),
+        "forward_start": PropagateStart(model, "forward"),
+        "forward": Propagate(model, "forward"),
+        "fuse": Fuse(model),
+    }
+    if model.config.bidirectional:
+        graphs["backward_start"] = PropagateStart(model, "backward")
+        graphs["backward"] = Propagate(model, "backward")
+    return graphs
