@@ -34,7 +34,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q "torch==2.13.0"
   fi
   extras="dev"
-  if pkg-config --exists girepository-1.0 2>/dev/null; then extras="dev,gst"; fi
+  if pkg-config --exists gobject-introspection-1.0 2>/dev/null; then extras="dev,gst"; fi
   .venv/bin/python -m pip install -q -e ".[${extras}]"
   echo "$want" > "$stamp"
 fi
