@@ -93,7 +93,9 @@ def load_checkpoint(path: str | Path, preset: str | None = None) -> LoadedCheckp
     return LoadedCheckpoint(
         model=model,
         preset=payload["preset"],
-        noise=NoiseModel(noise.get("kind", "gaussian"), tuple(noise.get("sigma_range", (5.0, 55.0))), noise.get("extra", {})),
+        noise=NoiseModel(
+            noise.get("kind", "gaussian"), tuple(noise.get("sigma_range", (5.0, 55.0))), noise.get("extra", {})
+        ),
         metadata=payload.get("metadata", {}),
     )
 

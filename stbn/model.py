@@ -107,9 +107,7 @@ class STBN(nn.Module):
 
     def _check_clip(self, noisy: torch.Tensor) -> None:
         if noisy.dim() != 5 or noisy.shape[2] != self.config.in_channels:
-            raise ValueError(
-                f"expected a (B, T, {self.config.in_channels}, H, W) clip, got {tuple(noisy.shape)}"
-            )
+            raise ValueError(f"expected a (B, T, {self.config.in_channels}, H, W) clip, got {tuple(noisy.shape)}")
 
     def _noise_map(self, sigma: torch.Tensor, t: int, noisy: torch.Tensor) -> torch.Tensor | None:
         if not self.config.noise_map:

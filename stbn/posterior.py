@@ -15,7 +15,7 @@ PRIOR_EPS = 1e-5  # added to the prior covariance diagonal, as in the reference
 
 def _prior_covariance(factor: torch.Tensor) -> torch.Tensor:
     """(..., 6, H, W) factor entries -> (..., H, W, 3, 3) covariance A^T A."""
-    v = factor.movedim(-3, -1)  # (..., H, W, 6)
+    v = _to_last(factor)  # (..., H, W, 6)
     zero = torch.zeros_like(v[..., 0])
     rows = torch.stack(
         [
@@ -46,6 +46,23 @@ def _det_and_adjugate(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return det, adj
 
 
+def _to_last(x: torch.Tensor) -> torch.Tensor:
+    """(..., C, H, W) -> (..., H, W, C); positive dims, which the ONNX exporter needs."""
+    d = x.dim()
+    return x.movedim(d - 3, d - 1)
+
+
+def _to_channels(x: torch.Tensor) -> torch.Tensor:
+    """(..., H, W, C) -> (..., C, H, W)."""
+    d = x.dim()
+    return x.movedim(d - 1, d - 3)
+
+
+def _diagonal(values: torch.Tensor) -> torch.Tensor:
+    """(..., 3) -> (..., 3, 3) diagonal matrices (diag_embed has no ONNX export)."""
+    return values.unsqueeze(-1) * torch.eye(3, dtype=values.dtype, device=values.device)
+
+
 def _split(prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if prior.shape[-3] != 9:
         raise ValueError(f"expected 9 prior channels (mean + covariance factor), got {prior.shape[-3]}")
@@ -54,7 +71,7 @@ def _split(prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _noise_variance(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Broadcast sigma (any shape broadcastable to ``like``, (..., 3|1, H, W)) to (..., H, W, 3)."""
-    return (sigma.to(like.dtype) ** 2).expand_as(like).movedim(-3, -1)
+    return _to_last((sigma.to(like.dtype) ** 2).expand_as(like))
 
 
 def gaussian_nll(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -65,9 +82,9 @@ def gaussian_nll(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) 
     mean, factor = _split(prior)
     cov = _prior_covariance(factor)
     var = _noise_variance(sigma, noisy) + PRIOR_EPS
-    cov = cov + torch.diag_embed(var)
+    cov = cov + _diagonal(var)
     det, adj = _det_and_adjugate(cov)
-    r = (noisy - mean).movedim(-3, -1).unsqueeze(-1)  # (..., H, W, 3, 1)
+    r = _to_last(noisy - mean).unsqueeze(-1)  # (..., H, W, 3, 1)
     mahalanobis = (r.transpose(-1, -2) @ adj @ r).squeeze(-1).squeeze(-1) / det
     return 0.5 * (mahalanobis + torch.log(det)).mean()
 
@@ -81,8 +98,8 @@ def posterior_mean(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor
     mean, factor = _split(prior)
     p = _prior_covariance(factor)
     p = p + PRIOR_EPS * torch.eye(3, dtype=p.dtype, device=p.device)
-    total = p + torch.diag_embed(_noise_variance(sigma, noisy))
+    total = p + _diagonal(_noise_variance(sigma, noisy))
     det, adj = _det_and_adjugate(total)
-    r = (noisy - mean).movedim(-3, -1).unsqueeze(-1)  # (..., H, W, 3, 1)
+    r = _to_last(noisy - mean).unsqueeze(-1)  # (..., H, W, 3, 1)
     correction = (p @ adj @ r).squeeze(-1) / det.unsqueeze(-1)
-    return (mean + correction.movedim(-1, -3)).clamp(0.0, 1.0)
+    return (mean + _to_channels(correction)).clamp(0.0, 1.0)

@@ -65,7 +65,9 @@ class Propagate(nn.Module):
         super().__init__()
         self.model, self.direction = model, direction
 
-    def forward(self, frame: torch.Tensor, noise: torch.Tensor, hidden: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, frame: torch.Tensor, noise: torch.Tensor, hidden: torch.Tensor, flow: torch.Tensor
+    ) -> torch.Tensor:
         return self.model.propagate(self.direction, frame, noise_level(frame, noise), hidden, flow)
 
 

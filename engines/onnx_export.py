@@ -1,0 +1,108 @@
+"""Export of the streaming step graphs to ONNX (static shapes per resolution), with a disk cache."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stbn.model import STBN
+from stbn.step import step_graphs
+
+OPSET = 17
+
+
+def weights_hash(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def engine_key(model: STBN, height: int, width: int, extra: dict[str, str]) -> str:
+    """Cache key: weights hash, config, resolution and whatever the backend adds (precision,
+    library version, device name)."""
+    payload = json.dumps(
+        {"weights": weights_hash(model), "config": model.config.to_dict(), "hw": [height, width], **extra},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def example_inputs(model: STBN, height: int, width: int) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Example inputs for every graph, in the order the graphs take them."""
+    c = model.config.channels
+    frame = torch.rand(1, 3, height, width)
+    noise = torch.tensor([[0.0, (25 / 255) ** 2]])
+    hidden = torch.rand(1, c, height, width)
+    flow = torch.zeros(1, 2, height, width)
+    inputs: dict[str, tuple[torch.Tensor, ...]] = {
+        "prepare": (torch.randint(0, 256, (height, width, 3), dtype=torch.uint8),),
+        "pair_flows": (frame, frame.clone()),
+        "forward_start": (frame, noise),
+        "forward": (frame, noise, hidden, flow),
+        "fuse": (frame, noise, hidden, hidden.clone()) if model.config.bidirectional else (frame, noise, hidden),
+    }
+    if model.config.bidirectional:
+        inputs["backward_start"] = inputs["forward_start"]
+        inputs["backward"] = inputs["forward"]
+    return inputs
+
+
+INPUT_NAMES = {
+    "prepare": ["frame_u8"],
+    "pair_flows": ["prev", "cur"],
+    "forward_start": ["frame", "noise"],
+    "backward_start": ["frame", "noise"],
+    "forward": ["frame", "noise", "hidden", "flow"],
+    "backward": ["frame", "noise", "hidden", "flow"],
+    "fuse": ["frame", "noise", "h_forward", "h_backward"],
+}
+OUTPUT_NAMES = {
+    "prepare": ["frame_out"],
+    "pair_flows": ["flow_to_prev", "flow_to_next"],
+    "forward_start": ["hidden_out"],
+    "backward_start": ["hidden_out"],
+    "forward": ["hidden_out"],
+    "backward": ["hidden_out"],
+    "fuse": ["image_u8"],
+}
+
+
+def export_graph(graph: nn.Module, name: str, inputs: tuple[torch.Tensor, ...]) -> bytes:
+    """One graph to ONNX bytes (TorchScript-based exporter, constant folding, static shapes)."""
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            graph,
+            inputs,
+            buffer,
+            input_names=INPUT_NAMES[name][: len(inputs)],
+            output_names=OUTPUT_NAMES[name],
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def export_step_graphs(model: STBN, height: int, width: int, directory: Path) -> dict[str, Path]:
+    """Export every step graph of ``model`` into ``directory`` (reused when already there)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    graphs = step_graphs(model)
+    inputs = example_inputs(model, height, width)
+    paths = {}
+    for name, graph in graphs.items():
+        path = directory / f"{name}.onnx"
+        if not path.exists():
+            tmp = path.with_suffix(".onnx.tmp")
+            tmp.write_bytes(export_graph(graph, name, inputs[name]))
+            tmp.replace(path)  # atomic: a crash never leaves a half-written cached graph
+        paths[name] = path
+    return paths

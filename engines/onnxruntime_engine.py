@@ -1,0 +1,93 @@
+"""ONNX Runtime backend: the exported step graphs on the CPU provider (default), or the CUDA /
+TensorRT execution providers when present and a GPU device is asked for."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from engines.base import BackendUnavailable, Engine, EngineConfig, cache_path
+from engines.onnx_export import INPUT_NAMES, engine_key, export_step_graphs
+from stbn.checkpoint import load_checkpoint
+from stbn.model import STBN
+
+
+class OnnxRuntimeEngine(Engine):
+    name = "onnxruntime"
+
+    def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
+        super().__init__(config)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable("the onnxruntime backend needs the 'onnxruntime' package") from exc
+        if config.precision != "fp32":
+            raise BackendUnavailable("the onnxruntime backend runs fp32 graphs; use precision fp32")
+        self._ort = ort
+        self.model = (
+            model if model is not None else load_checkpoint(config.checkpoint, preset=config.preset).model
+        ).eval()
+        self.providers = self._providers()
+        self._sessions: dict[str, Any] = {}
+        self._input_names: dict[str, list[str]] = {}
+
+    def _providers(self) -> list[str]:
+        available = self._ort.get_available_providers()
+        if self.config.device in ("auto", "cuda") or self.config.device.startswith("cuda"):
+            gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+            if gpu:
+                return [*gpu, "CPUExecutionProvider"]
+            if self.config.device != "auto":
+                raise BackendUnavailable(
+                    f"device {self.config.device!r} asked for, but ONNX Runtime has no GPU provider"
+                )
+        return ["CPUExecutionProvider"]
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return tuple(self._sessions)
+
+    @property
+    def bidirectional(self) -> bool:
+        return self.model.config.bidirectional
+
+    def describe(self) -> str:
+        return f"onnxruntime {self._ort.__version__} ({self.providers[0]}, fp32)"
+
+    def build(self, height: int, width: int) -> None:
+        key = engine_key(self.model, height, width, {"format": "onnx", "ort": self._ort.__version__})
+        directory = cache_path(self.config, f"onnx-{key}", "")
+        paths = export_step_graphs(self.model, height, width, directory)
+        options = self._ort.SessionOptions()
+        options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.config.threads:
+            options.intra_op_num_threads = self.config.threads
+        if (os.cpu_count() or 1) <= 4:
+            # Spinning threads steal the few cores from capture and publishing.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._sessions = {
+            name: self._ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
+            for name, path in paths.items()
+        }
+        self._input_names = {name: [i.name for i in s.get_inputs()] for name, s in self._sessions.items()}
+        self.resolution = (height, width)
+
+    def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
+        names = INPUT_NAMES[graph]
+        if len(inputs) > len(names):
+            raise ValueError(f"graph {graph!r} takes {names}, got {len(inputs)} inputs")
+        # The exporter drops inputs a graph does not read (e.g. frames under zero flow).
+        used = self._input_names[graph]
+        feed = {name: value for name, value in zip(names, inputs) if name in used}
+        return tuple(self._sessions[graph].run(None, feed))
+
+    def upload(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array)
+
+    def download(self, handle: np.ndarray) -> np.ndarray:
+        return np.asarray(handle)
+
+    def close(self) -> None:
+        self._sessions.clear()

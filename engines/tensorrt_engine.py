@@ -1,0 +1,121 @@
+"""TensorRT backend: the step graphs compiled by torch-tensorrt's dynamo path (torch.export front
+end), fp16 by default, serialized to disk and reloaded on the next start.
+
+Cache key: weights hash, model config, resolution, precision, TensorRT and torch-tensorrt
+versions and the GPU name. The look-ahead L is not part of it: the step graphs do not depend on
+L (the streaming loop strings them together), so one engine serves every L.
+
+TensorRT cannot be installed on the development machines (ENVIRONMENT.md): the imports are lazy
+and a missing package is a BackendUnavailable naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engines.base import BackendUnavailable, Engine, EngineConfig, cache_path
+from engines.onnx_export import engine_key, example_inputs
+from stbn.checkpoint import load_checkpoint
+from stbn.model import STBN
+from stbn.step import step_graphs
+
+_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _import_tensorrt() -> tuple[Any, Any]:
+    try:
+        import tensorrt
+        import torch_tensorrt
+    except Exception as exc:  # ImportError, or OSError for a missing libnvinfer
+        raise BackendUnavailable(
+            "the tensorrt backend needs the 'torch-tensorrt' and 'tensorrt' packages with their CUDA "
+            f"libraries (pip install '.[tensorrt]' on a CUDA machine): {exc.__class__.__name__}: {exc}"
+        ) from exc
+    return tensorrt, torch_tensorrt
+
+
+class TensorRTEngine(Engine):
+    name = "tensorrt"
+
+    def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
+        super().__init__(config)
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("the tensorrt backend needs a CUDA device; none is visible to PyTorch")
+        self._trt, self._torch_trt = _import_tensorrt()
+        self.device = torch.device("cuda" if config.device in ("auto", "cpu") else config.device)
+        self.model = model if model is not None else load_checkpoint(config.checkpoint, preset=config.preset).model
+        self.model = self.model.eval().to(self.device)
+        self._modules: dict[str, Any] = {}
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        return tuple(self._modules)
+
+    @property
+    def bidirectional(self) -> bool:
+        return self.model.config.bidirectional
+
+    def describe(self) -> str:
+        return (
+            f"tensorrt {self._trt.__version__} on {torch.cuda.get_device_name(self.device)} ({self.config.precision})"
+        )
+
+    def engine_directory(self, height: int, width: int) -> Path:
+        extra = {
+            "format": "torch-tensorrt",
+            "precision": self.config.precision,
+            "tensorrt": self._trt.__version__,
+            "torch_tensorrt": self._torch_trt.__version__,
+            "gpu": torch.cuda.get_device_name(self.device),
+        }
+        return cache_path(self.config, f"trt-{engine_key(self.model, height, width, extra)}", "")
+
+    def build(self, height: int, width: int) -> None:
+        directory = self.engine_directory(height, width)
+        directory.mkdir(parents=True, exist_ok=True)
+        inputs = example_inputs(self.model, height, width)
+        for name, graph in step_graphs(self.model).items():
+            path = directory / f"{name}.ep"
+            args = tuple(x.to(self.device) for x in inputs[name])
+            if not path.exists():
+                with torch.no_grad():
+                    exported = torch.export.export(graph, args)
+                    compiled = self._torch_trt.dynamo.compile(
+                        exported,
+                        arg_inputs=list(args),
+                        enabled_precisions={_PRECISIONS[self.config.precision]},
+                    )
+                tmp = path.with_suffix(".ep.tmp")
+                self._torch_trt.save(compiled, str(tmp), arg_inputs=list(args))
+                tmp.replace(path)
+            self._modules[name] = torch.export.load(str(path)).module()
+        self.resolution = (height, width)
+
+    def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
+        with torch.inference_mode():
+            out = self._modules[graph](*inputs)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    def upload(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+
+    def download(self, handle: torch.Tensor) -> np.ndarray:
+        return handle.detach().cpu().numpy()
+
+    def close(self) -> None:
+        self._modules.clear()
+        torch.cuda.empty_cache()
+
+
+def prebuild(config: EngineConfig, height: int, width: int) -> Path:
+    """Build (or find) the serialized engines for one resolution; returns their directory."""
+    engine = TensorRTEngine(config)
+    try:
+        engine.build(height, width)
+        return engine.engine_directory(height, width)
+    finally:
+        engine.close()

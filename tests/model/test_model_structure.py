@@ -1,0 +1,94 @@
+"""Parameter counts, shapes, odd sizes, modes, presets and config validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import stbn
+from stbn.cli import info_table, macs_per_pixel
+from stbn.layers import patch_shuffle, patch_unshuffle
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_base_matches_the_authors_parameter_counts() -> None:
+    assert _params(stbn.build_model("base", flow="zero")) == 9_138_112  # bdc_2_unify
+    assert _params(stbn.build_model("base", flow="pwc").flow) == 9_374_274  # sniklaus PWC-Net
+    assert _params(stbn.build_model("base", flow="zero", noise_map=False)) == 9_137_728  # bdc_flow
+
+
+def test_base_mac_count_matches_the_reference() -> None:
+    offline, _ = macs_per_pixel(stbn.preset_config("base", flow="zero"), size=(32, 48))
+    assert offline == pytest.approx(4.22e6, rel=0.01)
+
+
+def test_real_time_presets_are_much_cheaper() -> None:
+    base, _ = macs_per_pixel(stbn.preset_config("base", flow="zero"), size=(32, 32))
+    gpu, _ = macs_per_pixel(stbn.preset_config("gpu-rt", flow="zero"), size=(32, 32))
+    cpu, _ = macs_per_pixel(stbn.preset_config("cpu-rt", flow="zero"), size=(32, 32))
+    assert cpu < gpu / 8 < base / 64
+
+
+def test_info_table_lists_every_preset() -> None:
+    table = info_table()
+    for name in stbn.PRESETS:
+        assert f"| {name} |" in table
+    assert "9,138,112" in table
+
+
+def test_patch_unshuffle_index_map_and_inverse() -> None:
+    ramp = torch.arange(64.0).view(1, 1, 8, 8)
+    out = patch_unshuffle(ramp)
+    assert out.shape == (1, 4, 4, 4)
+    # channel 0 holds (0,0), (0,1), (0,4), (0,5) on its first row, then (1,0) ...
+    assert out[0, 0, 0].tolist() == [0.0, 1.0, 4.0, 5.0]
+    assert out[0, 0, 1, 0] == 8.0
+    assert out[0, 1, 0, 0] == 2.0  # channel 1 starts at (0, 2)
+    assert out[0, 2, 0, 0] == 16.0  # channel 2 starts at (2, 0)
+    x = torch.rand(2, 3, 12, 16)
+    assert torch.equal(patch_shuffle(patch_unshuffle(x)), x)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 4])
+@pytest.mark.parametrize("train", [True, False])
+def test_odd_sizes_short_clips_and_modes(frames: int, train: bool) -> None:
+    model = stbn.build_model("cpu-rt").train(train)
+    clip = torch.rand(2, frames, 3, 37, 53)
+    prior = model.prior(clip, torch.tensor([0.05, 0.2]))
+    assert prior.shape == (2, frames, 9, 37, 53)
+    out = model(clip, 0.1)
+    assert out.shape == clip.shape
+    assert torch.isfinite(prior).all() and torch.isfinite(out).all()
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_sigma_as_a_map_and_bad_sigma() -> None:
+    model = stbn.build_model("cpu-rt", flow="zero").eval()
+    clip = torch.rand(1, 2, 3, 16, 20)
+    with torch.no_grad():
+        constant = model.prior(clip, 0.1)
+        mapped = model.prior(clip, torch.full((1, 2, 1, 16, 20), 0.1))
+    assert torch.allclose(constant, mapped)
+    with pytest.raises(ValueError, match=r"\[0, 1\] scale"):
+        model(clip, 25.0)
+    with pytest.raises(ValueError, match="clip"):
+        model(torch.rand(2, 3, 16, 20), 0.1)
+
+
+def test_forward_only_variant_has_no_backward_branch() -> None:
+    model = stbn.build_model("cpu-rt", bidirectional=False)
+    assert model.backward_rnn is None
+    with pytest.raises(ValueError, match="forward-only"):
+        model.propagate("backward", torch.rand(1, 3, 8, 8), torch.zeros(1, 1, 1, 1), None, None)
+
+
+def test_config_rejects_unknown_presets_keys_and_values() -> None:
+    with pytest.raises(ValueError, match="unknown STBN preset"):
+        stbn.build_model("huge")
+    with pytest.raises(ValueError, match="unknown STBNConfig keys"):
+        stbn.build_model("cpu-rt", chanels=8)
+    with pytest.raises(ValueError, match="flow"):
+        stbn.build_model("cpu-rt", flow="raft")
