@@ -1,0 +1,14 @@
+"""Live stages: capture -> ring buffer -> inference -> publish, with latency profiling.
+
+Data flows one way: a source (:mod:`pipeline.sources`) is read by a :class:`CaptureStage`
+into a bounded :class:`RingBuffer`; an :class:`InferenceStage` (one per stream, each with its
+own engine and streaming state) denoises and hands frames to the :class:`PublishStage`, which
+sends them over ZeroMQ and to the configured sinks. :class:`Pipeline` wires it all up.
+"""
+
+from __future__ import annotations
+
+from pipeline.frame import STAGES, FrameRecord
+from pipeline.ring import POLICIES, RingBuffer, RingClosed
+
+__all__ = ["POLICIES", "STAGES", "FrameRecord", "RingBuffer", "RingClosed"]

@@ -1,0 +1,84 @@
+"""Prometheus ``/metrics`` and ``/healthz`` over a tiny HTTP server (no global registry)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from pipeline.stages import STATES
+
+
+class _Collector:
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Any:
+        snap = self._snapshot()
+        state = GaugeMetricFamily("stbn_stream_state", "1 for the stream's current state", labels=["stream", "state"])
+        frames = CounterMetricFamily("stbn_frames", "frames per stream and stage", labels=["stream", "stage"])
+        drops = CounterMetricFamily("stbn_drops", "frames dropped by the ring, per reason", labels=["stream", "reason"])
+        reconnects = CounterMetricFamily("stbn_reconnects", "source reconnections", labels=["stream"])
+        depth = GaugeMetricFamily("stbn_ring_depth", "frames waiting in the ring", labels=["stream"])
+        latency = GaugeMetricFamily("stbn_latency_ms", "recent latency percentiles", labels=["stream", "interval", "q"])
+        for stream, s in snap["streams"].items():
+            for name in STATES:
+                state.add_metric([stream, name], 1.0 if s["state"] == name else 0.0)
+            for stage in ("captured", "inferred", "published"):
+                frames.add_metric([stream, stage], s[stage])
+            for reason, n in s["ring"]["drops"].items():
+                drops.add_metric([stream, reason], n)
+            reconnects.add_metric([stream], s["reconnects"])
+            depth.add_metric([stream], s["ring"]["depth"])
+            for interval, qs in s.get("recent_latency_ms", {}).items():
+                for q in ("p50", "p95", "p99"):
+                    if q in qs:
+                        latency.add_metric([stream, interval, q], qs[q])
+        yield from (state, frames, drops, reconnects, depth, latency)
+
+
+class MetricsServer:
+    """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 503 if a stream failed)."""
+
+    def __init__(self, host: str, port: int, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_Collector(snapshot))
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    body, code, ctype = generate_latest(registry), 200, "text/plain; version=0.0.4"
+                elif self.path.startswith("/healthz"):
+                    snap = snapshot()
+                    states = {k: v["state"] for k, v in snap["streams"].items()}
+                    ok = all(s != "failed" for s in states.values())
+                    body = json.dumps({"ok": ok, "streams": states}).encode()
+                    code, ctype = (200 if ok else 503), "application/json"
+                else:
+                    body, code, ctype = b"not found\n", 404, "text/plain"
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,125 @@
+"""A bounded, preallocated, thread-safe ring buffer with a named overflow policy."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+# drop_oldest: a full buffer discards its oldest item to take the new one (live sources);
+# block: the producer waits for space (files: nothing lost);
+# drop_newest: a full buffer discards the new item.
+POLICIES = ("drop_oldest", "block", "drop_newest")
+
+
+class RingClosed(Exception):
+    """get() on a closed and empty ring, or put() on a closed ring."""
+
+
+class RingBuffer(Generic[T]):
+    """Fixed number of slots allocated up front; ``put``/``get`` from any threads.
+
+    Drops are counted per reason in :attr:`drops` (keys are the policy names that drop).
+    """
+
+    def __init__(self, slots: int, policy: str = "drop_oldest", name: str = "ring") -> None:
+        if slots < 1:
+            raise ValueError(f"ring slots must be >= 1, got {slots}")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown overflow policy {policy!r}; expected one of {POLICIES}")
+        self.name = name
+        self.policy = policy
+        self.capacity = slots
+        self._slots: list[T | None] = [None] * slots
+        self._head = 0  # index of the oldest item
+        self._count = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self.drops: dict[str, int] = {"drop_oldest": 0, "drop_newest": 0}
+        self.puts = 0
+        self.gets = 0
+        self.high_water = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._count
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+    def put(self, item: T, timeout: float | None = None) -> bool:
+        """Add ``item``; returns False if it was not stored (dropped as newest, or timed out)."""
+        with self._lock:
+            if self._closed:
+                raise RingClosed(f"{self.name} is closed")
+            if self._count == self.capacity:
+                if self.policy == "drop_newest":
+                    self.drops["drop_newest"] += 1
+                    return False
+                if self.policy == "drop_oldest":
+                    self._slots[self._head] = None
+                    self._head = (self._head + 1) % self.capacity
+                    self._count -= 1
+                    self.drops["drop_oldest"] += 1
+                else:
+                    deadline = None if timeout is None else time.monotonic() + timeout
+                    while self._count == self.capacity and not self._closed:
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            return False
+                        self._not_full.wait(remaining)
+                    if self._closed:
+                        raise RingClosed(f"{self.name} is closed")
+            self._slots[(self._head + self._count) % self.capacity] = item
+            self._count += 1
+            self.puts += 1
+            self.high_water = max(self.high_water, self._count)
+            self._not_empty.notify()
+            return True
+
+    def get(self, timeout: float | None = None) -> T | None:
+        """Oldest item; None on timeout; raises RingClosed once closed and drained."""
+        with self._lock:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self._count == 0:
+                if self._closed:
+                    raise RingClosed(f"{self.name} is closed")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._not_empty.wait(remaining)
+            item = self._slots[self._head]
+            self._slots[self._head] = None
+            self._head = (self._head + 1) % self.capacity
+            self._count -= 1
+            self.gets += 1
+            self._not_full.notify()
+            return item
+
+    def close(self) -> None:
+        """No more puts; consumers drain what is left, then get RingClosed."""
+        with self._lock:
+            self._closed = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "slots": self.capacity,
+                "policy": self.policy,
+                "depth": self._count,
+                "high_water": self.high_water,
+                "puts": self.puts,
+                "gets": self.gets,
+                "drops": dict(self.drops),
+            }

@@ -1,0 +1,254 @@
+"""Wire the stages together for a :class:`~pipeline.config.PipelineConfig` and run them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engines import EngineError, create_engine
+from engines.streaming import StreamingDenoiser
+from pipeline.config import PipelineConfig, to_dict
+from pipeline.frame import FrameRecord
+from pipeline.metrics import MetricsServer
+from pipeline.profiling import LatencyProfiler, summarize, write_json
+from pipeline.publish import PublishError, ZmqPublisher
+from pipeline.ring import RingBuffer
+from pipeline.sinks import VideoFileSink
+from pipeline.sources import Source, SourceError, make_source
+from pipeline.stages import CaptureStage, Denoiser, InferenceStage, PublishStage, StreamState
+from stbn.checkpoint import CheckpointError
+
+log = logging.getLogger("pipeline")
+
+
+class PipelineError(RuntimeError):
+    """A fatal pipeline error (bad source, engine, checkpoint, endpoint, failed stream)."""
+
+
+class _Stream:
+    def __init__(self, source: Source, ring: RingBuffer[FrameRecord], capture: CaptureStage,
+                 inference: InferenceStage, state: StreamState) -> None:
+        self.source = source
+        self.ring = ring
+        self.capture = capture
+        self.inference = inference
+        self.state = state
+
+
+class Pipeline:
+    """Capture -> ring -> inference -> publish for every configured source.
+
+    ``model`` (an ``stbn.STBN``) replaces the checkpoint, ``denoiser_factory(stream_id)`` replaces the
+    engine + streaming denoiser (benchmarks), ``sources`` replaces configured sources by id.
+    """
+
+    def __init__(
+        self, config: PipelineConfig, model: Any = None,
+        denoiser_factory: Callable[[str], Denoiser] | None = None, sources: dict[str, Source] | None = None,
+    ) -> None:
+        self.config = config
+        self.streams: dict[str, _Stream] = {}
+        self.engines: list[Any] = []
+        self.publisher: ZmqPublisher | None = None
+        self.metrics: MetricsServer | None = None
+        self.out: RingBuffer[FrameRecord] = RingBuffer(8 * len(config.sources) + 8, "block", "out")
+        self.profiler = LatencyProfiler([s.id for s in config.sources], config.report.max_frames)
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self.report: dict[str, Any] | None = None
+        self._sinks: dict[str, list[Any]] = {}
+        self._publish: PublishStage | None = None
+        self._engine_desc = ""
+        try:
+            for sc in config.sources:
+                source = (sources or {}).get(sc.id) or make_source(sc)
+                if denoiser_factory is not None:
+                    denoiser = denoiser_factory(sc.id)
+                else:
+                    engine = create_engine(config.engine, model)
+                    self.engines.append(engine)
+                    self._engine_desc = engine.describe()
+                    denoiser = StreamingDenoiser(engine, config.lookahead, config.noise)
+                state = StreamState(sc.id)
+                ring: RingBuffer[FrameRecord] = RingBuffer(sc.ring_slots, sc.ring_policy, f"ring-{sc.id}")
+                capture = CaptureStage(source, sc, ring, state)
+                inference = InferenceStage(sc.id, ring, denoiser, self.out, state)
+                self.streams[sc.id] = _Stream(source, ring, capture, inference, state)
+                if config.outputs.video_dir:
+                    path = Path(config.outputs.video_dir) / f"{sc.id}.mp4"
+                    self._sinks.setdefault(sc.id, []).append(VideoFileSink(path, sc.fps, config.outputs.video_codec))
+            if config.outputs.rtsp.enabled:
+                from pipeline.rtsp_server import RtspSink
+
+                rtsp = RtspSink(config.outputs.rtsp, {s.id: s.fps for s in config.sources})
+                for sc in config.sources:
+                    self._sinks.setdefault(sc.id, []).append(rtsp.sink(sc.id))
+                self._rtsp = rtsp
+            else:
+                self._rtsp = None
+        except (SourceError, CheckpointError, EngineError, FileNotFoundError, ImportError, OSError) as exc:
+            self._close_engines()
+            raise PipelineError(_clean(exc)) from None
+
+    def _close_engines(self) -> None:
+        for engine in self.engines:
+            engine.close()
+
+    # -- introspection -------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        streams = {}
+        for sid, st in self.streams.items():
+            snap = st.state.snapshot()
+            snap["ring"] = st.ring.stats()
+            iv = self.profiler.intervals_ms(sid)
+            snap["recent_latency_ms"] = {k: summarize(v[-300:]) for k, v in iv.items()}
+            streams[sid] = snap
+        return {"streams": streams}
+
+    # -- running -------------------------------------------------------------------------------
+    def run(
+        self, stop: threading.Event | None = None, on_ready: Callable[[Pipeline], None] | None = None
+    ) -> dict[str, Any]:
+        """Run until every source ended, ``duration_s`` passed, ``stop`` is set or a stream failed.
+
+        Always stops capture, drains the rings, flushes the look-ahead frames, closes the sockets and
+        builds the report (written when ``report.dir`` is set). Raises PipelineError on a failure.
+        """
+        stop = stop or threading.Event()
+        cfg = self.config
+        closers: list[Callable[[], None]] = []
+        send = None
+        try:
+            if cfg.publish.enabled:
+                self.publisher = ZmqPublisher(cfg.publish, cfg.lookahead)
+                self.publisher.open()
+                closers.append(self.publisher.close)
+                topics = {s.id: s.zmq_topic for s in cfg.sources}
+                publisher = self.publisher
+                send = lambda rec: publisher.send(topics[rec.stream], rec)  # noqa: E731
+                if cfg.publish.wait_subscribers:
+                    log.info("waiting for %d subscriber(s) on %s", cfg.publish.wait_subscribers, publisher.endpoint)
+                    publisher.wait_for_subscribers(cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s, stop)
+            for sinks in self._sinks.values():
+                closers.extend(s.close for s in sinks)
+            if self._rtsp is not None:
+                self._rtsp.start()
+                closers.append(self._rtsp.stop)
+            if cfg.metrics.enabled:
+                self.metrics = MetricsServer(cfg.metrics.host, cfg.metrics.port, self.snapshot)
+                self.metrics.start()
+                log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics.port)
+        except PublishError as exc:
+            for close in closers:
+                close()
+            self._close_engines()
+            raise PipelineError(str(exc)) from None
+        except OSError as exc:
+            for close in closers:
+                close()
+            self._close_engines()
+            raise PipelineError(f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: {exc}") from None
+
+        self._publish = PublishStage(self.out, send, self._sinks, self._on_published, closers)
+        self.started_at = time.time()
+        self._publish.start()
+        for st in self.streams.values():
+            st.inference.start()
+            st.capture.start()
+        if on_ready is not None:
+            on_ready(self)
+        failure: str | None = None
+        try:
+            while not stop.is_set():
+                failure = self._failure()
+                if failure:
+                    break
+                if all(not st.capture.alive for st in self.streams.values()):
+                    break
+                if cfg.duration_s and time.time() - self.started_at >= cfg.duration_s:
+                    break
+                stop.wait(0.05)
+        finally:
+            failure = self._shutdown() or failure
+        if failure:
+            raise PipelineError(failure)
+        return self.report or {}
+
+    def _failure(self) -> str | None:
+        for st in self.streams.values():
+            if st.state.state == "failed":
+                return st.state.error or f"stream {st.state.stream} failed"
+            for stage in (st.capture, st.inference):
+                if stage.error is not None:
+                    return _clean(stage.error)
+        if self._publish is not None and self._publish.error is not None:
+            return f"publish: {_clean(self._publish.error)}"
+        return None
+
+    def _shutdown(self) -> str | None:
+        """Stop capture, drain, flush, close; build and write the report. Returns a failure, if any."""
+        for st in self.streams.values():
+            st.capture.stop()
+        for st in self.streams.values():
+            st.capture.join(timeout=10)
+        for st in self.streams.values():
+            if st.state.state == "failed" or st.inference.error is not None:
+                st.inference.stop()
+        for st in self.streams.values():
+            if not st.inference.join(timeout=120):
+                st.inference.stop()
+                st.inference.join(timeout=10)
+        self.out.close()
+        if self._publish is not None and not self._publish.join(timeout=60):
+            if self.publisher is not None:
+                self.publisher.interrupt()
+            self._publish.stop()
+            self._publish.join(timeout=10)
+        if self.metrics is not None:
+            self.metrics.stop()
+        self._close_engines()
+        self.stopped_at = time.time()
+        failure = self._failure()
+        self.report = self._build_report(failure)
+        if self.config.report.dir:
+            d = Path(self.config.report.dir)
+            write_json(d / f"{self.config.report.name}.json", self.report)
+            if self.config.report.plot:
+                self.profiler.plot(d / f"{self.config.report.name}.png")
+        return failure
+
+    def _on_published(self, record: FrameRecord) -> None:
+        self.streams[record.stream].state.published += 1
+        self.profiler.record(record)
+
+    def _build_report(self, failure: str | None) -> dict[str, Any]:
+        info = {}
+        for sid, st in self.streams.items():
+            snap = st.state.snapshot()
+            snap["ring"] = st.ring.stats()
+            snap["drops"] = st.ring.stats()["drops"]
+            snap["compute_ms"] = list(st.state.compute_ms)
+            sinks = [str(getattr(s, "path", "")) for s in self._sinks.get(sid, []) if getattr(s, "path", None)]
+            snap["outputs"] = sinks
+            info[sid] = snap
+        report = self.profiler.report(self.config.lookahead, info)
+        return {
+            "ok": failure is None,
+            "error": failure,
+            "engine": self._engine_desc,
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "duration_s": round((self.stopped_at or 0) - (self.started_at or 0), 3),
+            "publish": self.publisher.stats() if self.publisher is not None else None,
+            **report,
+            "config": to_dict(self.config),
+        }
+
+
+def _clean(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return text.strip().splitlines()[0] if text.strip() else exc.__class__.__name__

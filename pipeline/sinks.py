@@ -1,0 +1,64 @@
+"""Sinks for denoised frames: a video file (PyAV) and, in rtsp_server, an RTSP re-serve."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.frame import FrameRecord
+
+
+class VideoWriter:
+    """Write (H, W, 3) uint8 RGB frames to a video file with PyAV (H.264 by default)."""
+
+    def __init__(self, path: str | Path, fps: float = 30.0, codec: str = "libx264") -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self.codec = codec
+        self._container: Any = None
+        self._stream: Any = None
+        self.frames = 0
+
+    def write(self, image: np.ndarray) -> None:
+        import av
+
+        h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2  # yuv420p needs even sizes
+        if self._container is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), "w")
+            self._stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
+            self._stream.width, self._stream.height = w, h
+            self._stream.pix_fmt = "yuv420p"
+            if self.codec == "libx264":
+                self._stream.options = {"preset": "veryfast", "tune": "zerolatency"}
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+
+
+class VideoFileSink:
+    """The pipeline sink: one stream's denoised frames into a file."""
+
+    def __init__(self, path: str | Path, fps: float, codec: str = "libx264") -> None:
+        self.writer = VideoWriter(path, fps, codec)
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    def write(self, record: FrameRecord) -> None:
+        self.writer.write(record.image)
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,324 @@
+"""The stages: capture -> ring -> inference -> publish. Each is a thread with start/stop/join, a
+stop event, and its shutdown in ``finally``."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.config import SourceConfig
+from pipeline.frame import FrameRecord, now_ns
+from pipeline.ring import RingBuffer, RingClosed
+from pipeline.sources import Source, SourceDisconnected, SourceError
+
+log = logging.getLogger("pipeline")
+
+STATES = ("connecting", "running", "reconnecting", "ended", "failed")
+
+
+class StreamState:
+    """What one stream is doing, for metrics, /healthz and the report (updated by its stages)."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.state = "connecting"
+        self.error: str | None = None
+        self.epoch = 0
+        self.reconnects = 0
+        self.captured = 0
+        self.inferred = 0
+        self.published = 0
+        self.resets = 0
+        self.gaps: list[dict[str, Any]] = []
+        self.compute_ms: deque[float] = deque(maxlen=100_000)
+        self.frame_size: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    def set(self, state: str, error: str | None = None) -> None:
+        with self._lock:
+            if self.state != state:
+                log.info("stream %s: %s -> %s%s", self.stream, self.state, state, f" ({error})" if error else "")
+            self.state = state
+            if error is not None:
+                self.error = error
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "state": self.state,
+                "error": self.error,
+                "epoch": self.epoch,
+                "reconnects": self.reconnects,
+                "captured": self.captured,
+                "inferred": self.inferred,
+                "published": self.published,
+                "denoiser_resets": self.resets,
+                "gaps": list(self.gaps),
+                "frame_size": list(self.frame_size) if self.frame_size else None,
+            }
+
+
+class Stage(abc.ABC):
+    """A thread with a stop event; ``run`` does the work and ``shutdown`` always runs after it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"stage {self.name} already started")
+        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            self.error = exc
+            self.on_error(exc)
+        finally:
+            self.shutdown()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """True when the thread has finished (or never started)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def on_error(self, exc: BaseException) -> None:
+        log.debug("stage %s failed: %s", self.name, exc, exc_info=exc)
+
+    @abc.abstractmethod
+    def run(self) -> None: ...
+
+    @abc.abstractmethod
+    def shutdown(self) -> None: ...
+
+
+class CaptureStage(Stage):
+    """Reads a source into a ring; reconnects with exponential back-off; stamps captured/queued."""
+
+    def __init__(self, source: Source, config: SourceConfig, ring: RingBuffer[FrameRecord], state: StreamState) -> None:
+        super().__init__(f"capture-{config.id}")
+        self.source = source
+        self.config = config
+        self.ring = ring
+        self.state = state
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.interrupt()
+
+    def run(self) -> None:
+        rc = self.config.reconnect
+        attempt = 0
+        opened_once = False
+        seq = 0
+        lost_at: float | None = None
+        while not self.stop_event.is_set():
+            self.state.set("reconnecting" if opened_once else "connecting")
+            try:
+                self.source.open()
+            except SourceDisconnected as exc:
+                self.source.close()
+                attempt += 1
+                if (not opened_once and rc.fail_on_first_open) or not rc.enabled or (
+                    rc.max_attempts and attempt > rc.max_attempts
+                ):
+                    self.state.set("failed", str(exc))
+                    raise
+                delay = min(rc.max_s, rc.initial_s * rc.factor ** (attempt - 1))
+                log.warning("stream %s: %s; retry %d in %.1f s", self.config.id, exc, attempt, delay)
+                self.stop_event.wait(delay)
+                continue
+            except SourceError as exc:
+                self.state.set("failed", str(exc))
+                raise
+            if opened_once:
+                self.state.epoch += 1
+                self.state.reconnects += 1
+                resumed = time.time()
+                self.state.gaps.append({
+                    "epoch": self.state.epoch,
+                    "last_seq_before": seq - 1,
+                    "lost_at": lost_at,
+                    "resumed_at": resumed,
+                    "gap_s": None if lost_at is None else round(resumed - lost_at, 3),
+                })
+            opened_once = True
+            attempt = 0
+            self.state.set("running")
+            try:
+                seq = self._read_loop(seq)
+                if seq < 0:  # ended
+                    return
+            except SourceDisconnected as exc:
+                lost_at = time.time()
+                log.warning("stream %s: connection lost: %s", self.config.id, exc)
+                self.state.error = str(exc)
+                self.source.close()
+                attempt = 1
+                if not rc.enabled:
+                    self.state.set("failed", str(exc))
+                    raise
+                self.stop_event.wait(rc.initial_s)
+            except SourceError as exc:
+                self.state.set("failed", str(exc))
+                raise
+
+    def _read_loop(self, seq: int) -> int:
+        """Read until stopped (returns the next seq) or ended (returns -1)."""
+        size: tuple[int, int] | None = None
+        limit = self.config.frames
+        while not self.stop_event.is_set():
+            got = self.source.read()
+            if got is None:
+                self.state.set("ended")
+                return -1
+            image, pts = got
+            if size is None:
+                size = image.shape[:2]
+                self.state.frame_size = size
+            elif image.shape[:2] != size:
+                raise SourceError(
+                    f"{self.source.description}: frame size changed mid-stream from "
+                    f"{size[1]}x{size[0]} to {image.shape[1]}x{image.shape[0]}"
+                )
+            t = now_ns()
+            record = FrameRecord(self.config.id, seq, pts, t, image, self.state.epoch).stamped("captured", t)
+            seq += 1
+            self.state.captured += 1
+            record = record.stamped("queued")
+            while not self.ring.put(record, timeout=0.1):
+                if self.ring.policy != "block" or self.stop_event.is_set():
+                    break
+            if limit and self.state.captured >= limit:
+                self.state.set("ended")
+                return -1
+        return seq
+
+    def shutdown(self) -> None:
+        self.source.close()
+        self.ring.close()
+        if self.state.state in ("connecting", "running", "reconnecting"):
+            self.state.set("ended")
+
+
+class Denoiser(Protocol):
+    """What the inference stage drives (``engines.streaming.StreamingDenoiser``)."""
+
+    lookahead: int
+
+    def push(self, frame: np.ndarray, seq: int) -> list[Any]: ...
+    def flush(self) -> list[Any]: ...
+    def reset(self) -> None: ...
+
+
+class InferenceStage(Stage):
+    """One stream's denoiser: ring in, denoised records out (in order); drains and flushes at the end.
+
+    The denoiser sees a contiguous local sequence within an epoch (frames dropped by the ring do not
+    reset it); a new epoch (the source reconnected) flushes the look-ahead window and resets it.
+    """
+
+    def __init__(
+        self, stream: str, ring: RingBuffer[FrameRecord], denoiser: Denoiser, out: RingBuffer[FrameRecord],
+        state: StreamState,
+    ) -> None:
+        super().__init__(f"infer-{stream}")
+        self.ring = ring
+        self.denoiser = denoiser
+        self.out = out
+        self.state = state
+        self._pending: dict[int, FrameRecord] = {}
+        self._local = 0
+
+    def run(self) -> None:
+        epoch: int | None = None
+        while not self.stop_event.is_set():
+            try:
+                record = self.ring.get(timeout=0.1)
+            except RingClosed:
+                break
+            if record is None:
+                continue
+            if epoch is not None and record.epoch != epoch:
+                self._emit(self.denoiser.flush())
+                self.denoiser.reset()
+                self._pending.clear()
+                self.state.resets += 1
+            epoch = record.epoch
+            record = record.stamped("infer_start")
+            self._pending[self._local] = record
+            t0 = time.perf_counter()
+            ready = self.denoiser.push(record.image, self._local)
+            self.state.compute_ms.append((time.perf_counter() - t0) * 1e3)
+            self._local += 1
+            self._emit(ready)
+        if not self.stop_event.is_set():
+            self._emit(self.denoiser.flush())
+
+    def _emit(self, ready: list[Any]) -> None:
+        for out in ready:
+            record = self._pending.pop(out.seq).with_image(out.image, out.sigma).stamped("infer_end")
+            self.state.inferred += 1
+            self.out.put(record)
+
+    def on_error(self, exc: BaseException) -> None:
+        self.state.set("failed", f"stream {self.state.stream}: {exc}")
+
+    def shutdown(self) -> None:
+        self._pending.clear()
+
+
+class PublishStage(Stage):
+    """Sends denoised records over ZeroMQ, then hands them to the sinks and the profiler."""
+
+    def __init__(
+        self, out: RingBuffer[FrameRecord], send: Callable[[FrameRecord], FrameRecord] | None,
+        sinks: dict[str, list[Any]], on_published: Callable[[FrameRecord], None], closers: list[Callable[[], None]],
+    ) -> None:
+        super().__init__("publish")
+        self.out = out
+        self.send = send
+        self.sinks = sinks
+        self.on_published = on_published
+        self.closers = closers
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                record = self.out.get(timeout=0.1)
+            except RingClosed:
+                break
+            if record is None:
+                continue
+            record = self.send(record) if self.send is not None else record.stamped("published")
+            for sink in self.sinks.get(record.stream, ()):
+                sink.write(record)
+            self.on_published(record)
+
+    def shutdown(self) -> None:
+        for close in self.closers:
+            try:
+                close()
+            except Exception as exc:  # closing must not hide the first error
+                log.warning("publish: closing failed: %s", exc)
