@@ -142,7 +142,7 @@ class PyAVFileSource(Source):
             self._container = av.open(path)
         except av.error.FileNotFoundError:
             raise SourceError(f"{self.description}: no such file {path!r}") from None
-        except (av.error.InvalidDataError, av.error.ValueError, ValueError, OSError) as exc:
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
             raise SourceError(f"{self.description}: {path!r} is not a video file ({exc})") from None
         if not self._container.streams.video:
             self._container.close()

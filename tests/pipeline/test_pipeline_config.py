@@ -1,0 +1,72 @@
+"""Config: YAML into frozen dataclasses, key-naming errors, typed --set overrides, shipped configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, PipelineConfig, load_config
+
+from .conftest import REPO, subprocess_env
+
+
+def test_shipped_configs_load() -> None:
+    for name in ("default", "camera", "rtsp", "gpu-tensorrt"):
+        cfg = load_config(REPO / "configs" / f"{name}.yaml")
+        assert isinstance(cfg, PipelineConfig)
+    default = load_config(REPO / "configs" / "default.yaml")
+    assert default.engine.checkpoint == "weights/stbn-cpu-rt.pt"
+    assert default.engine.backend == "auto"
+    assert default.publish.endpoint.startswith("tcp://127.0.0.1:")
+    assert default.sources[0].kind == "synthetic" and default.sources[0].frames > 0
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("sources:\n  - id: a\n    kind: rtsp\n    urll: rtsp://x/y\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'sources\[0\]\.urll'"):
+        load_config(path)
+    path.write_text("publish:\n  endpointt: tcp://127.0.0.1:1\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'publish\.endpointt'"):
+        load_config(path)
+
+
+def test_bad_values_are_named() -> None:
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.policy must be one of"):
+        load_config(None, ["sources[0].policy=latest"])
+    with pytest.raises(ConfigError, match=r"key 'sources\[0\]\.width' must be an integer"):
+        load_config(None, ["sources[0].width=wide"])
+    with pytest.raises(ConfigError, match=r"engine\.backend must be one of"):
+        load_config(None, ["engine.backend=cuda"])
+    with pytest.raises(ConfigError, match="publish.*encoding must be one of"):
+        load_config(None, ["publish.encoding=png"])
+
+
+def test_set_overrides_are_typed_and_frozen() -> None:
+    cfg = load_config(REPO / "configs" / "default.yaml",
+                      ["sources[0].width=64", "sources.0.pace=true", "publish.sndhwm=2", "engine.checkpoint=123",
+                       "noise.sigma=10"])
+    src = cfg.sources[0]
+    assert (src.width, src.pace, cfg.publish.sndhwm, cfg.engine.checkpoint, cfg.noise.sigma) == (64, True, 2, "123", 10.0)
+    assert src.ring_policy == "drop_oldest"  # a paced synthetic source is live
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lookahead = 3  # type: ignore[misc]
+
+
+def test_topics_must_not_overlap() -> None:
+    with pytest.raises(ConfigError, match="overlap"):
+        load_config(None, ["sources=[{id: cam1}, {id: cam10}]"])
+
+
+def test_run_pipeline_unknown_key_exits_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("sources:\n  - id: a\n    urll: x\n")
+    proc = subprocess.run([sys.executable, "run_pipeline.py", "--config", str(path)], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown key 'sources[0].urll'" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

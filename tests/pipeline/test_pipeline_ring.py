@@ -1,0 +1,95 @@
+"""Ring buffer: preallocated slots, the three overflow policies, drops per reason, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipeline.frame import FrameRecord
+from pipeline.ring import RingBuffer, RingClosed
+
+
+def test_drop_oldest_keeps_newest_and_counts() -> None:
+    ring: RingBuffer[int] = RingBuffer(3, "drop_oldest")
+    for i in range(10):
+        assert ring.put(i)
+    assert ring.drops == {"drop_oldest": 7, "drop_newest": 0}
+    assert [ring.get(0), ring.get(0), ring.get(0)] == [7, 8, 9]
+    assert ring.get(timeout=0.01) is None
+    assert len(ring._slots) == 3  # fixed slots, allocated up front
+
+
+def test_drop_newest_keeps_oldest_and_counts() -> None:
+    ring: RingBuffer[int] = RingBuffer(2, "drop_newest")
+    stored = [ring.put(i) for i in range(5)]
+    assert stored == [True, True, False, False, False]
+    assert ring.drops == {"drop_oldest": 0, "drop_newest": 3}
+    assert [ring.get(0), ring.get(0)] == [0, 1]
+
+
+def test_block_waits_for_space_and_loses_nothing() -> None:
+    ring: RingBuffer[int] = RingBuffer(2, "block")
+    got: list[int] = []
+
+    def consume() -> None:
+        while True:
+            try:
+                item = ring.get(timeout=1)
+            except RingClosed:
+                return
+            if item is not None:
+                got.append(item)
+                time.sleep(0.002)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(200):
+        assert ring.put(i)
+    ring.close()
+    t.join(5)
+    assert got == list(range(200))
+    assert ring.dropped == 0
+    assert ring.high_water <= 2
+
+
+def test_block_put_times_out_when_full() -> None:
+    ring: RingBuffer[int] = RingBuffer(1, "block")
+    ring.put(1)
+    t0 = time.monotonic()
+    assert ring.put(2, timeout=0.05) is False
+    assert time.monotonic() - t0 >= 0.04
+
+
+def test_closed_ring_drains_then_raises() -> None:
+    ring: RingBuffer[int] = RingBuffer(4, "block")
+    ring.put(1)
+    ring.close()
+    with pytest.raises(RingClosed):
+        ring.put(2)
+    assert ring.get() == 1
+    with pytest.raises(RingClosed):
+        ring.get()
+
+
+def test_bad_policy_and_slots_are_errors() -> None:
+    with pytest.raises(ValueError, match="overflow policy 'latest'"):
+        RingBuffer(2, "latest")
+    with pytest.raises(ValueError, match="slots"):
+        RingBuffer(0)
+
+
+def test_frame_record_is_frozen_and_stamped_in_order() -> None:
+    import numpy as np
+
+    rec = FrameRecord("cam0", 3, 0.1, 100, np.zeros((2, 2, 3), np.uint8)).stamped("captured", 100)
+    rec2 = rec.stamped("queued", 150)
+    assert rec.stamps == (("captured", 100),)
+    assert rec2.times() == {"captured": 100, "queued": 150}
+    with pytest.raises(AttributeError):
+        rec.seq = 4  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown stage"):
+        rec.stamped("decoded")
+    header = rec2.header()
+    assert header["stream"] == "cam0" and header["seq"] == 3 and header["t"]["queued"] == 150
