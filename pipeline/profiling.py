@@ -124,10 +124,12 @@ class LatencyProfiler:
         ax_t.set_xlabel("frame (seq)")
         ax_t.set_ylabel("ms")
         ax_t.set_title(f"{title}: per-stage latency over time")
-        ax_t.legend(fontsize=7, ncol=2)
+        if ax_t.lines:
+            ax_t.legend(fontsize=7, ncol=2)
         ax_h.set_xlabel("end-to-end latency (ms)")
         ax_h.set_ylabel("frames")
-        ax_h.legend(fontsize=7)
+        if ax_h.patches:
+            ax_h.legend(fontsize=7)
         fig.tight_layout()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=90)

@@ -26,7 +26,17 @@ class RtspServerError(RuntimeError):
     """GStreamer / GstRtspServer missing, or the server cannot listen."""
 
 
+def _preload_freetype() -> None:
+    """Load matplotlib's bundled FreeType before GStreamer's plugins load the system one: importing
+    matplotlib after rtspsrc has run segfaults (seen with GStreamer 1.22 + matplotlib wheels)."""
+    try:
+        import matplotlib.ft2font  # noqa: F401
+    except ImportError:
+        pass
+
+
 def _gst() -> tuple[Any, Any, Any]:
+    _preload_freetype()
     try:
         import gi
 

@@ -38,6 +38,8 @@ class Source(abc.ABC):
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
         self.description = f"{config.kind} source {config.id!r}"
+        if config.kind in ("rtsp", "camera"):
+            self.description += f" ({config.uri})"
 
     @abc.abstractmethod
     def open(self) -> None:
@@ -291,7 +293,17 @@ def rtsp_launch(url: str) -> str:
     )
 
 
+def _preload_freetype() -> None:
+    """Load matplotlib's bundled FreeType before GStreamer's plugins load the system one: importing
+    matplotlib after rtspsrc has run segfaults (seen with GStreamer 1.22 + matplotlib wheels)."""
+    try:
+        import matplotlib.ft2font  # noqa: F401
+    except ImportError:
+        pass
+
+
 def _gst() -> Any:
+    _preload_freetype()
     try:
         import gi
 

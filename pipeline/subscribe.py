@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=0.0, help="stop after S seconds")
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="stop when no frame came for S seconds")
     parser.add_argument("--rcvhwm", type=int, default=4)
+    parser.add_argument("--slow-ms", type=float, default=0.0, help="sleep after each frame (a slow consumer, for tests)")
     parser.add_argument("--json", metavar="FILE", help="write per-frame rows and the statistics as JSON")
     parser.add_argument("--curve-server-public", metavar="FILE")
     parser.add_argument("--curve-client-secret", metavar="FILE")
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 cv2.imshow(frame.topic or "stbn", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
                 if cv2.waitKey(1) & 0xFF == ord("q"):
                     break
+            if args.slow_ms:
+                time.sleep(args.slow_ms / 1e3)
             if args.stats and len(rows) % 30 == 0:
                 print(json.dumps({"frames": len(rows), "age_ms": percentiles(ages[-300:])}), flush=True)
     except (SubscribeError, ValueError, KeyError) as exc:

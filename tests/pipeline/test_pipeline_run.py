@@ -1,0 +1,162 @@
+"""Whole pipelines with real engines, files, ZeroMQ subscribers in other processes and run_pipeline.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import av
+import cv2
+import pytest
+
+from pipeline import timecode
+from pipeline.runner import Pipeline, PipelineError
+from pipeline.sources import synthetic_scene
+
+from .conftest import REPO, SubscriberProcess, config, free_port, subprocess_env
+
+
+def test_file_block_mode_every_frame_once_in_order(checkpoint: Path, video: Path, tmp_path: Path) -> None:
+    cfg = config(checkpoint, tmp_path, f"sources=[{{id: clip, kind: file, uri: '{video}', pace: false, ring_slots: 2}}]",
+                 "publish.lossless=true", "publish.wait_subscribers=1", f"outputs.video_dir={tmp_path / 'videos'}")
+    assert cfg.sources[0].ring_policy == "block"
+    sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--count", "12", "--idle-timeout", "30",
+                            "--timecode")
+    try:
+        report = Pipeline(cfg).run()
+        result = sub.result()
+    finally:
+        sub.kill()
+    assert [r["seq"] for r in result["frames"]] == list(range(12))
+    stream = report["streams"]["clip"]
+    assert stream["frames_published"] == 12 and stream["captured"] == 12 and stream["in_order"]
+    assert stream["drops"] == {"drop_oldest": 0, "drop_newest": 0}
+    # the frames themselves: decode the written file and read the code drawn into each source frame
+    with av.open(str(tmp_path / "videos" / "clip.mp4")) as container:
+        codes = [timecode.read(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    assert codes == list(range(12))
+    saved = json.loads((tmp_path / "latency.json").read_text())
+    assert saved["latency_ms"]["end_to_end"]["count"] == 12
+    assert {"p50", "p95", "p99"} <= set(saved["latency_ms"]["inference"])
+
+
+def test_drop_oldest_under_slow_engine_counts_drops_and_bounds_latency(checkpoint: Path, tmp_path: Path) -> None:
+    # 160x120 takes tens of ms per frame on this CPU; the source produces 300 frames/s
+    cfg = config(checkpoint, tmp_path, "sources[0].width=160", "sources[0].height=120", "sources[0].fps=300",
+                 "sources[0].frames=240", "sources[0].pace=true", "sources[0].ring_slots=2")
+    assert cfg.sources[0].ring_policy == "drop_oldest"
+    report = Pipeline(cfg).run()
+    s = report["streams"]["cam0"]
+    assert s["drops"]["drop_oldest"] > 50
+    assert s["drops"]["drop_newest"] == 0
+    assert s["captured"] == 240
+    assert s["frames_published"] + s["drops"]["drop_oldest"] == 240  # every frame is published or counted
+    compute_max = s["compute_ms"]["max"]
+    # a frame waits at most for the frames ahead of it in the ring plus the look-ahead window
+    assert s["latency_ms"]["ring_wait"]["max"] <= 3 * compute_max + 50
+    assert s["latency_ms"]["end_to_end"]["max"] <= 6 * compute_max + 100
+
+
+def test_checkpoint_of_another_preset_is_a_clear_error(other_preset_checkpoint: Path, tmp_path: Path) -> None:
+    cfg = config(other_preset_checkpoint, tmp_path)
+    with pytest.raises(PipelineError, match="preset"):
+        Pipeline(cfg)
+
+
+def test_frame_size_change_mid_stream_is_a_clear_error(checkpoint: Path, tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(6):
+        w, h = (64, 48) if k < 3 else (80, 60)
+        cv2.imwrite(str(frames / f"{k:03d}.png"), synthetic_scene(k, w, h))
+    pattern = frames / "%03d.png"
+    cfg = config(checkpoint, tmp_path, f"sources=[{{id: seq, kind: file, uri: '{pattern}', pace: false}}]")
+    with pytest.raises(PipelineError, match="frame size changed mid-stream from 64x48 to 80x60"):
+        Pipeline(cfg).run()
+    report = json.loads((tmp_path / "latency.json").read_text())
+    assert report["ok"] is False and report["streams"]["seq"]["state"] == "failed"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def test_sigint_leaves_complete_report_and_no_socket_file(checkpoint: Path, tmp_path: Path) -> None:
+    ipc = tmp_path / "pub.sock"
+    port = free_port()
+    cmd = [sys.executable, "run_pipeline.py", "--config", "configs/default.yaml",
+           "--set", "engine.backend=torch", "--set", f"engine.checkpoint={checkpoint}", "--set", "engine.threads=1",
+           "--set", "sources[0].width=64", "--set", "sources[0].height=48", "--set", "sources[0].frames=0",
+           "--set", "sources[0].pace=true", "--set", f"publish.endpoint=ipc://{ipc}",
+           "--set", "metrics.enabled=true", "--set", f"metrics.port={port}",
+           "--set", f"report.dir={tmp_path}", "--set", f"outputs.video_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        published = 0.0
+        while time.monotonic() < deadline and published < 5:
+            time.sleep(0.3)
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith('stbn_frames_total{stage="published",stream="cam0"}'):
+                    published = float(line.split()[-1])
+        assert published >= 5, proc.stderr.read() if proc.poll() is not None else "no frames published"
+        assert 'stbn_stream_state{state="running",stream="cam0"} 1.0' in text
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read())
+        assert health == {"ok": True, "streams": {"cam0": "running"}}
+        assert ipc.exists()
+        assert _children(proc.pid) == []
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    report = json.loads((tmp_path / "latency.json").read_text())
+    assert report["ok"] is True
+    s = report["streams"]["cam0"]
+    # flushed: everything captured and not dropped came out, including the look-ahead frames
+    assert s["frames_published"] + sum(s["drops"].values()) == s["captured"] >= 5
+    assert report["latency_ms"]["end_to_end"]["count"] == s["frames_published"]
+    assert (tmp_path / "latency.png").stat().st_size > 1000
+    assert not ipc.exists()
+    with av.open(str(tmp_path / "cam0.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == s["frames_published"]
+
+
+@pytest.mark.parametrize("case", ["not-video", "missing-checkpoint"])
+def test_fatal_error_is_one_line_without_traceback(checkpoint: Path, tmp_path: Path, case: str) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a video\n" * 20)
+    ckpt = checkpoint if case == "not-video" else tmp_path / "nope.pt"
+    cmd = [sys.executable, "run_pipeline.py", "--config", "configs/default.yaml", "--quiet",
+           "--set", "engine.backend=torch", "--set", f"engine.checkpoint={ckpt}",
+           "--set", f"sources=[{{id: f, kind: file, uri: '{bad}'}}]", "--set", f"report.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    expected = "is not a video file" if case == "not-video" else "checkpoint not found"
+    assert lines[0].startswith("run_pipeline: error:") and expected in lines[0]
