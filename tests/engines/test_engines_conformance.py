@@ -1,0 +1,54 @@
+"""One conformance test for every backend: the same streamed frames as the PyTorch fp32 reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.engines.clips import moving_clip
+
+import stbn
+from engines import BackendUnavailable, EngineConfig, create_engine
+from engines.streaming import StreamingDenoiser
+from stbn.noise_estimation import NoiseConfig
+
+# (id, config changes, max mean |diff| in uint8 levels, min PSNR against the reference in dB).
+# fp32 backends differ only by summation order; a flipped nearest-neighbour rounding of the flow
+# (a sub-1e-6 flow difference at an exact .5) moves a few hidden-state pixels, hence mean and
+# PSNR bounds rather than exact equality. bf16 keeps 8 mantissa bits: a looser bound.
+BACKENDS = [
+    ("torch-channels_last", {"backend": "torch", "channels_last": True}, 0.2, 45.0),
+    ("torch-bf16", {"backend": "torch", "precision": "bf16"}, 1.5, 32.0),
+    ("onnxruntime", {"backend": "onnxruntime"}, 0.2, 45.0),
+    ("tensorrt-fp16", {"backend": "tensorrt", "precision": "fp16", "device": "cuda"}, 1.0, 35.0),
+]
+
+
+def _run(config: EngineConfig, model: stbn.STBN, clip: np.ndarray) -> np.ndarray:
+    with create_engine(config, model=model) as engine:
+        denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", 20.0))
+        out = [f.image for i, frame in enumerate(clip) for f in denoiser.push(frame, i)]
+        out += [f.image for f in denoiser.flush()]
+    return np.stack(out).astype(np.float64)
+
+
+@pytest.mark.parametrize(("name", "changes", "max_mean", "min_psnr"), BACKENDS, ids=[b[0] for b in BACKENDS])
+def test_backend_matches_the_pytorch_fp32_reference(
+    name: str, changes: dict, max_mean: float, min_psnr: float, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = stbn.build_model("cpu-rt").eval()
+    clip = moving_clip(6, 27, 45, 20.0)
+    base = EngineConfig(backend="torch", cache_dir=str(tmp_path))
+    try:
+        got = _run(base.replace(**changes), model, clip)
+    except BackendUnavailable as exc:
+        pytest.skip(f"{name} unavailable here: {exc}")
+    ref = _run(base, model, clip)
+    diff = np.abs(got - ref)
+    psnr = 10 * np.log10(255.0**2 / max(float(np.mean(diff**2)), 1e-12))
+    assert got.shape == ref.shape
+    assert diff.mean() <= max_mean, f"mean |diff| {diff.mean():.4f}, PSNR {psnr:.1f} dB"
+    assert psnr >= min_psnr, f"PSNR vs reference {psnr:.1f} dB"

@@ -1,0 +1,136 @@
+"""Causal-window streaming: equals offline with enough look-ahead, never looks past L frames,
+flushes, resets on gaps, and holds bounded memory."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from tests.engines.clips import moving_clip, responsive_model
+
+import stbn
+from engines.base import EngineConfig
+from engines.streaming import FrameSizeError, StreamingDenoiser
+from engines.torch_engine import TorchEngine
+from stbn.noise_estimation import NoiseConfig
+
+SIGMA = 20.0
+
+
+def _stream(engine: Any, clip: np.ndarray, lookahead: int, sigma: float = SIGMA) -> list[Any]:
+    denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
+    out = []
+    for seq, frame in enumerate(clip):
+        out += denoiser.push(frame, seq)
+    return out + denoiser.flush()
+
+
+def _offline_uint8(model: stbn.STBN, clip: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(clip).permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0
+    with torch.no_grad():
+        out = model(x, SIGMA / 255.0)[0].permute(0, 2, 3, 1).numpy()
+    return (out * 255.0 + 0.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("lookahead", [5, 8])
+def test_full_lookahead_stream_equals_offline_bidirectional(tiny_model: stbn.STBN, lookahead: int) -> None:
+    clip = moving_clip(6, 29, 41, SIGMA)
+    engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
+    got = np.stack([f.image for f in _stream(engine, clip, lookahead)])
+    # Same fp32 graphs in the same order: identical up to the final uint8 rounding (1 level).
+    diff = np.abs(got.astype(int) - _offline_uint8(tiny_model, clip).astype(int))
+    assert diff.max() <= 1
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_outputs_never_depend_on_frames_beyond_the_lookahead(lookahead: int) -> None:
+    clip = moving_clip(7, 24, 32, SIGMA, seed=1)
+    altered = clip.copy()
+    altered[4:] = 255  # a different future from frame 4 on
+    engine = TorchEngine(EngineConfig(backend="torch"), model=responsive_model())
+    # A high assumed noise level makes the output lean on the prior, so that the dependence on
+    # other frames shows above the uint8 rounding.
+    a = {f.seq: f.image for f in _stream(engine, clip, lookahead, sigma=150.0)}
+    b = {f.seq: f.image for f in _stream(engine, altered, lookahead, sigma=150.0)}
+    # Frame k is emitted when frame k + L arrives: frames k < 4 - L saw only unaltered frames.
+    for k in range(4 - lookahead):
+        assert np.array_equal(a[k], b[k]), k
+    assert not np.array_equal(a[4 - lookahead], b[4 - lookahead])  # the dependence is real
+
+
+def test_emission_order_flush_and_gap_reset(tiny_model: stbn.STBN) -> None:
+    clip = moving_clip(8, 16, 20, SIGMA)
+    engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
+    denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", SIGMA))
+    emitted = []
+    seqs = [0, 1, 2, 3, 10, 11, 12, 13]  # a gap after 3
+    for frame, seq in zip(clip, seqs):
+        ready = denoiser.push(frame, seq)
+        assert denoiser.pending <= 2
+        emitted += [f.seq for f in ready]
+        if seq == 1:
+            assert emitted == []  # L = 2: nothing before the third frame
+        if seq == 10:
+            assert emitted == [0, 1, 2, 3]  # the gap flushed the old stream first
+    emitted += [f.seq for f in denoiser.flush()]
+    assert emitted == seqs
+    assert denoiser.resets == 1
+
+
+class CountingEngine(TorchEngine):
+    """The real PyTorch engine, counting graph calls."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: dict[str, int] = {}
+
+    def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
+        self.calls[graph] = self.calls.get(graph, 0) + 1
+        return super().run(graph, *inputs)
+
+
+def test_flows_are_computed_once_per_frame_pair(tiny_model: stbn.STBN) -> None:
+    engine = CountingEngine(EngineConfig(backend="torch"), model=tiny_model)
+    _stream(engine, moving_clip(9, 16, 16, SIGMA), 4)
+    assert engine.calls["pair_flows"] == 8
+    assert engine.calls["fuse"] == 9
+    assert engine.calls["forward"] + engine.calls["forward_start"] == 9
+
+
+def test_bad_frames_are_clear_errors(tiny_model: stbn.STBN) -> None:
+    engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
+    denoiser = StreamingDenoiser(engine, 1, NoiseConfig("fixed", SIGMA))
+    denoiser.push(np.zeros((16, 24, 3), np.uint8), 0)
+    with pytest.raises(FrameSizeError, match="changed mid-stream"):
+        denoiser.push(np.zeros((18, 24, 3), np.uint8), 1)
+    with pytest.raises(FrameSizeError, match="uint8"):
+        denoiser.push(np.zeros((16, 24, 3), np.float32), 1)
+    with pytest.raises(ValueError, match="lookahead"):
+        StreamingDenoiser(engine, 9)
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_memory_does_not_grow_with_stream_length(tiny_model: stbn.STBN) -> None:
+    engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
+    denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", SIGMA))
+    frames = moving_clip(10, 32, 40, SIGMA)
+    level = 0
+    for i in range(500):
+        denoiser.push(frames[i % 10], i)
+        if i == 49:
+            gc.collect()
+            level = _rss_bytes()
+    gc.collect()
+    growth = _rss_bytes() - level
+    # One 32x40 frame with its flows and hidden states is ~0.15 MB: 450 kept frames would be ~65 MB.
+    assert growth < 8 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 450 frames"
