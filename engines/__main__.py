@@ -75,7 +75,8 @@ def _check(args: argparse.Namespace) -> int:
     psnr = float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
     print(f"{name}: {ms_got * 1e3:.1f} ms/frame; reference {ref_name}: {ms_ref * 1e3:.1f} ms/frame")
     print(
-        f"max |diff| {diff.max()} levels, mean {diff.mean():.4f}, >1 level {np.mean(diff > 1):.4%}, PSNR vs ref {psnr:.1f} dB"
+        f"max |diff| {diff.max()} levels, mean {diff.mean():.4f}, >1 level {np.mean(diff > 1):.4%}, "
+        f"PSNR vs ref {psnr:.1f} dB"
     )
     ok = psnr >= args.min_psnr
     print("OK" if ok else f"FAIL: PSNR against the reference below {args.min_psnr} dB")

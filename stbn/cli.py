@@ -52,7 +52,8 @@ def macs_per_pixel(config: STBNConfig, size: tuple[int, int] = (64, 96)) -> tupl
 
 def info_table() -> str:
     rows = [
-        "| preset | params (no flow) | params (pyramid flow) | params (PWC flow) | MAC/px offline | MAC/px causal | flow MAC/px offline |",
+        "| preset | params (no flow) | params (pyramid flow) | params (PWC flow) "
+        "| MAC/px offline | MAC/px causal | flow MAC/px offline |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, config in PRESETS.items():

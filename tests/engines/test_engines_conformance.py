@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.engines.clips import moving_clip
 
 import stbn
 from engines import BackendUnavailable, EngineConfig, create_engine
 from engines.streaming import StreamingDenoiser
 from stbn.noise_estimation import NoiseConfig
+from tests.engines.clips import moving_clip
 
 # (id, config changes, max mean |diff| in uint8 levels, min PSNR against the reference in dB).
 # fp32 backends differ only by summation order; a flipped nearest-neighbour rounding of the flow

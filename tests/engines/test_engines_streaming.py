@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.engines.clips import moving_clip, responsive_model
 
 import stbn
 from engines.base import EngineConfig
 from engines.streaming import FrameSizeError, StreamingDenoiser
 from engines.torch_engine import TorchEngine
 from stbn.noise_estimation import NoiseConfig
+from tests.engines.clips import moving_clip, responsive_model
 
 SIGMA = 20.0
 
