@@ -10,6 +10,7 @@ measurements) through appsrc; the second a videotestsrc. It prints ``READY <port
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -29,10 +30,8 @@ class RtspServerError(RuntimeError):
 def _preload_freetype() -> None:
     """Load matplotlib's bundled FreeType before GStreamer's plugins load the system one: importing
     matplotlib after rtspsrc has run segfaults (seen with GStreamer 1.22 + matplotlib wheels)."""
-    try:
+    with contextlib.suppress(ImportError):
         import matplotlib.ft2font  # noqa: F401
-    except ImportError:
-        pass
 
 
 def _gst() -> tuple[Any, Any, Any]:

@@ -10,6 +10,7 @@ host); a :class:`SourceDisconnected` may be retried with back-off.
 from __future__ import annotations
 
 import abc
+import contextlib
 import socket
 import threading
 import time
@@ -296,10 +297,8 @@ def rtsp_launch(url: str) -> str:
 def _preload_freetype() -> None:
     """Load matplotlib's bundled FreeType before GStreamer's plugins load the system one: importing
     matplotlib after rtspsrc has run segfaults (seen with GStreamer 1.22 + matplotlib wheels)."""
-    try:
+    with contextlib.suppress(ImportError):
         import matplotlib.ft2font  # noqa: F401
-    except ImportError:
-        pass
 
 
 def _gst() -> Any:

@@ -122,6 +122,7 @@ class CaptureStage(Stage):
         self.config = config
         self.ring = ring
         self.state = state
+        self._seq = 0
 
     def stop(self) -> None:
         super().stop()
@@ -131,7 +132,7 @@ class CaptureStage(Stage):
         rc = self.config.reconnect
         attempt = 0
         opened_once = False
-        seq = 0
+        self._seq = 0
         lost_at: float | None = None
         while not self.stop_event.is_set():
             self.state.set("reconnecting" if opened_once else "connecting")
@@ -158,7 +159,7 @@ class CaptureStage(Stage):
                 resumed = time.time()
                 self.state.gaps.append({
                     "epoch": self.state.epoch,
-                    "last_seq_before": seq - 1,
+                    "last_seq_before": self._seq - 1,
                     "lost_at": lost_at,
                     "resumed_at": resumed,
                     "gap_s": None if lost_at is None else round(resumed - lost_at, 3),
@@ -167,8 +168,7 @@ class CaptureStage(Stage):
             attempt = 0
             self.state.set("running")
             try:
-                seq = self._read_loop(seq)
-                if seq < 0:  # ended
+                if self._read_loop():  # ended
                     return
             except SourceDisconnected as exc:
                 lost_at = time.time()
@@ -184,15 +184,15 @@ class CaptureStage(Stage):
                 self.state.set("failed", str(exc))
                 raise
 
-    def _read_loop(self, seq: int) -> int:
-        """Read until stopped (returns the next seq) or ended (returns -1)."""
+    def _read_loop(self) -> bool:
+        """Read until stopped (False) or the source ended (True); sequence numbers never restart."""
         size: tuple[int, int] | None = None
         limit = self.config.frames
         while not self.stop_event.is_set():
             got = self.source.read()
             if got is None:
                 self.state.set("ended")
-                return -1
+                return True
             image, pts = got
             if size is None:
                 size = image.shape[:2]
@@ -203,8 +203,8 @@ class CaptureStage(Stage):
                     f"{size[1]}x{size[0]} to {image.shape[1]}x{image.shape[0]}"
                 )
             t = now_ns()
-            record = FrameRecord(self.config.id, seq, pts, t, image, self.state.epoch).stamped("captured", t)
-            seq += 1
+            record = FrameRecord(self.config.id, self._seq, pts, t, image, self.state.epoch).stamped("captured", t)
+            self._seq += 1
             self.state.captured += 1
             record = record.stamped("queued")
             while not self.ring.put(record, timeout=0.1):
@@ -212,8 +212,8 @@ class CaptureStage(Stage):
                     break
             if limit and self.state.captured >= limit:
                 self.state.set("ended")
-                return -1
-        return seq
+                return True
+        return False
 
     def shutdown(self) -> None:
         self.source.close()

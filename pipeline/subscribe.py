@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=0.0, help="stop after S seconds")
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="stop when no frame came for S seconds")
     parser.add_argument("--rcvhwm", type=int, default=4)
-    parser.add_argument("--slow-ms", type=float, default=0.0, help="sleep after each frame (a slow consumer, for tests)")
+    parser.add_argument("--slow-ms", type=float, default=0.0,
+                        help="sleep after each frame (a slow consumer, for tests)")
     parser.add_argument("--json", metavar="FILE", help="write per-frame rows and the statistics as JSON")
     parser.add_argument("--curve-server-public", metavar="FILE")
     parser.add_argument("--curve-client-secret", metavar="FILE")

@@ -119,7 +119,8 @@ class RtspServerProcess:
             self.proc.kill()
             self.proc.wait()
             if time.monotonic() > deadline:  # a restarted server may find its port still in use
-                raise RuntimeError(f"RTSP test server did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise RuntimeError(f"RTSP test server did not start: {err}")
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -157,7 +158,7 @@ class SubscriberProcess:
                                      stderr=subprocess.PIPE, text=True)
 
     def result(self, timeout: float = 60.0) -> dict[str, Any]:
-        stdout, stderr = self.proc.communicate(timeout=timeout)
+        _, stderr = self.proc.communicate(timeout=timeout)
         assert self.proc.returncode == 0, stderr
         return json.loads(self.out.read_text())
 

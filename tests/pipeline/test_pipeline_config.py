@@ -42,7 +42,7 @@ def test_bad_values_are_named() -> None:
         load_config(None, ["sources[0].width=wide"])
     with pytest.raises(ConfigError, match=r"engine\.backend must be one of"):
         load_config(None, ["engine.backend=cuda"])
-    with pytest.raises(ConfigError, match="publish.*encoding must be one of"):
+    with pytest.raises(ConfigError, match=r"publish.*encoding must be one of"):
         load_config(None, ["publish.encoding=png"])
 
 
@@ -51,7 +51,8 @@ def test_set_overrides_are_typed_and_frozen() -> None:
                       ["sources[0].width=64", "sources.0.pace=true", "publish.sndhwm=2", "engine.checkpoint=123",
                        "noise.sigma=10"])
     src = cfg.sources[0]
-    assert (src.width, src.pace, cfg.publish.sndhwm, cfg.engine.checkpoint, cfg.noise.sigma) == (64, True, 2, "123", 10.0)
+    got = (src.width, src.pace, cfg.publish.sndhwm, cfg.engine.checkpoint, cfg.noise.sigma)
+    assert got == (64, True, 2, "123", 10.0)
     assert src.ring_policy == "drop_oldest"  # a paced synthetic source is live
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lookahead = 3  # type: ignore[misc]

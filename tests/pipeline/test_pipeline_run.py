@@ -23,7 +23,8 @@ from .conftest import REPO, SubscriberProcess, config, free_port, subprocess_env
 
 
 def test_file_block_mode_every_frame_once_in_order(checkpoint: Path, video: Path, tmp_path: Path) -> None:
-    cfg = config(checkpoint, tmp_path, f"sources=[{{id: clip, kind: file, uri: '{video}', pace: false, ring_slots: 2}}]",
+    source = f"{{id: clip, kind: file, uri: '{video}', pace: false, ring_slots: 2}}"
+    cfg = config(checkpoint, tmp_path, f"sources=[{source}]",
                  "publish.lossless=true", "publish.wait_subscribers=1", f"outputs.video_dir={tmp_path / 'videos'}")
     assert cfg.sources[0].ring_policy == "block"
     sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--count", "12", "--idle-timeout", "30",

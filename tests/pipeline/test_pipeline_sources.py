@@ -76,14 +76,14 @@ def test_file_source_loops_and_paces(video: Path) -> None:
 def test_file_not_video_and_missing_path_are_clear(tmp_path: Path) -> None:
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n" * 50)
-    with pytest.raises(SourceError, match="is not a (decodable )?video"):
+    with pytest.raises(SourceError, match=r"is not a (decodable )?video"):
         read_all(make_source(SourceConfig(id="f", kind="file", uri=str(text))))
     with pytest.raises(SourceError, match="no such file"):
         read_all(make_source(SourceConfig(id="f", kind="file", uri=str(tmp_path / "missing.mp4"))))
 
 
 def test_rtsp_unknown_host_is_clear() -> None:
-    with pytest.raises(SourceError, match="unknown host 'no-such-host.invalid'"):
+    with pytest.raises(SourceError, match=r"unknown host 'no-such-host\.invalid'"):
         make_source(SourceConfig(id="r", kind="rtsp", uri="rtsp://no-such-host.invalid:8554/test"))
 
 
@@ -101,5 +101,5 @@ def test_gstreamer_pipeline_source() -> None:
     assert len(frames) == 6
     assert frames[0][0].shape == (50, 66, 3)  # row stride padding is removed
     assert frames[0][0].std() > 10
-    with pytest.raises(SourceError, match="bad GStreamer pipeline"):
+    with pytest.raises(SourceError, match=r"bad GStreamer pipeline"):
         read_all(make_source(SourceConfig(id="g", kind="gstreamer", uri="nosuchelement ! appsink")))

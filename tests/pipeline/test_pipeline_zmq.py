@@ -106,7 +106,7 @@ def test_lossless_mode_delivers_everything_to_a_slow_subscriber(checkpoint: Path
 
 def test_curve_authentication(tmp_path: Path) -> None:
     server_public, server_secret = zmq.auth.create_certificates(tmp_path, "server")
-    client_public, client_secret = zmq.auth.create_certificates(tmp_path, "client")
+    _, client_secret = zmq.auth.create_certificates(tmp_path, "client")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     ctx = mp.get_context("spawn")
     proc = ctx.Process(target=_publish_process, args=(endpoint, "raw", 3, str(server_secret)))
