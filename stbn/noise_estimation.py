@@ -57,13 +57,24 @@ def _laplacian_residual(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def estimate_sigma(frame: np.ndarray) -> float:
-    """AWGN level of an (H, W, 3) or (H, W) image, on the image's own scale (uint8 -> 0..255)."""
+    """AWGN level of an (H, W, 3) or (H, W) image, on the image's own scale (uint8 -> 0..255).
+
+    For uint8 frames a second pass leaves out pixels whose neighbourhood lies within 1.5 sigma
+    of 0 or 255, where clipping has shrunk the noise.
+    """
     image = np.asarray(frame, np.float32)
     channels = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
     sigmas = []
     for channel in channels:
-        residual, flat = _laplacian_residual(np.ascontiguousarray(channel))
-        sigmas.append(np.sqrt(np.pi / 2.0) * float(residual[flat].mean()) / 6.0)
+        channel = np.ascontiguousarray(channel)
+        residual, flat = _laplacian_residual(channel)
+        sigma = np.sqrt(np.pi / 2.0) * float(residual[flat].mean()) / 6.0
+        if frame.dtype == np.uint8:
+            local = cv2.blur(channel, (5, 5))[1:-1, 1:-1]
+            unclipped = flat & (local > 1.5 * sigma) & (local < 255.0 - 1.5 * sigma)
+            if unclipped.mean() > 0.05:
+                sigma = np.sqrt(np.pi / 2.0) * float(residual[unclipped].mean()) / 6.0
+        sigmas.append(sigma)
     return float(np.mean(sigmas))
 
 
