@@ -119,3 +119,44 @@ def test_rtsp_fallback_backends(checkpoint: Path, tmp_path: Path, rtsp_server: R
     s = report["streams"]["door"]
     assert s["captured"] == 6 and s["frames_published"] + s["drops"]["drop_oldest"] == 6
     assert s["frames_published"] >= 3 and s["in_order"]
+
+
+def test_denoised_stream_is_re_served_over_rtsp(checkpoint: Path, tmp_path: Path) -> None:
+    from pipeline import timecode
+    from pipeline.config import SourceConfig
+    from pipeline.sources import SourceDisconnected, make_source
+
+    from .conftest import free_port
+
+    port = free_port()
+    cfg = config(checkpoint, tmp_path, "sources[0].width=64", "sources[0].height=48", "sources[0].fps=15",
+                 "sources[0].pace=true", "sources[0].frames=0", "outputs.rtsp.enabled=true",
+                 f"outputs.rtsp.port={port}")
+    pipeline = Pipeline(cfg)
+    stop = threading.Event()
+    thread = threading.Thread(target=pipeline.run, args=(stop,))
+    thread.start()
+    client = make_source(SourceConfig(id="viewer", kind="rtsp", uri=f"rtsp://127.0.0.1:{port}/cam0",
+                                      open_timeout_s=3.0))
+    codes = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.open()
+                break
+            except SourceDisconnected:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        for _ in range(8):
+            image, _pts = client.read()
+            assert image.shape == (48, 64, 3)
+            codes.append(timecode.read(image))
+    finally:
+        client.close()
+        stop.set()
+        thread.join(60)
+    # the drawn capture times come back through denoise -> H.264 -> RTSP, increasing
+    read = [c for c in codes if c is not None]
+    assert len(read) >= 6 and read == sorted(read)
