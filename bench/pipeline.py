@@ -116,6 +116,8 @@ def bench_throughput(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     frames = noisy_frames(args.frames, w, h)
     cfg = base(args.checkpoint, args.backend, args.threads, out, f"lookahead={args.lookahead}", "noise.mode=estimate",
                "sources=[{id: bench, kind: synthetic, pace: false, ring_slots: 4, policy: block}]")
+    described: list[str] = []
+
     def bare_run() -> float:
         engine = create_engine(cfg.engine)
         den = StreamingDenoiser(engine, args.lookahead, NoiseConfig(mode="estimate"))
@@ -129,6 +131,7 @@ def bench_throughput(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             n += len(den.push(f, k))
         n += len(den.flush())
         fps = n / (time.perf_counter() - t0)
+        described.append(engine.describe())
         engine.close()
         return fps
 
@@ -155,7 +158,7 @@ def bench_throughput(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         piped.append(fps)
     b, p = max(bare), max(piped)
     return {"size": f"{w}x{h}", "frames": len(frames), "bare_fps": round(b, 2), "pipeline_fps": round(p, 2),
-            "ratio": round(p / b, 3), "engine": desc or cfg.engine.backend,
+            "ratio": round(p / b, 3), "engine": desc or (described[-1] if described else cfg.engine.backend),
             "runs": {"bare": [round(x, 2) for x in bare], "pipeline": [round(x, 2) for x in piped]}}
 
 
