@@ -11,6 +11,7 @@ import pytest
 from pipeline import timecode
 from pipeline.config import SourceConfig
 from pipeline.sources import (
+    Source,
     SourceDisconnected,
     SourceError,
     SyntheticSource,
@@ -18,7 +19,7 @@ from pipeline.sources import (
 )
 
 
-def read_all(source, limit: int = 1000) -> list[tuple[np.ndarray, float | None]]:
+def read_all(source: Source, limit: int = 1000) -> list[tuple[np.ndarray, float | None]]:
     source.open()
     try:
         out = []

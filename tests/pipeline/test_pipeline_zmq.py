@@ -85,7 +85,7 @@ def test_slow_subscriber_does_not_stall_the_pipeline(checkpoint: Path, tmp_path:
         ctx.term()
     assert report["frames_published"] == 60
     assert report["publish"]["blocked_s"] < 0.5
-    assert report["latency_ms"]["publish"]["p99"] < 50
+    assert report["latency_ms"]["publish"]["p99"] < 200
     assert elapsed < 30
 
 
