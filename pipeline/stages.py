@@ -135,7 +135,7 @@ class CaptureStage(Stage):
         self._seq = 0
         lost_at: float | None = None
         while not self.stop_event.is_set():
-            self.state.set("reconnecting" if opened_once else "connecting")
+            self.state.set("reconnecting" if opened_once or attempt else "connecting")
             try:
                 self.source.open()
             except SourceDisconnected as exc:

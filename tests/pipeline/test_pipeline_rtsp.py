@@ -160,3 +160,42 @@ def test_denoised_stream_is_re_served_over_rtsp(checkpoint: Path, tmp_path: Path
     # the drawn capture times come back through denoise -> H.264 -> RTSP, increasing
     read = [c for c in codes if c is not None]
     assert len(read) >= 6 and read == sorted(read)
+
+
+def test_reconnecting_state_in_metrics_then_failed_after_max_attempts(checkpoint: Path, tmp_path: Path) -> None:
+    import urllib.request
+
+    from .conftest import free_port
+
+    port, metrics_port = free_port(), free_port()
+    reconnect = "{initial_s: 0.2, max_s: 0.4, factor: 2.0, max_attempts: 4, fail_on_first_open: false}"
+    url = f"rtsp://127.0.0.1:{port}/nothing-listens-here"
+    cfg = config(checkpoint, tmp_path, f"sources=[{_rtsp_source('door', url, reconnect=reconnect)}]",
+                 "metrics.enabled=true", f"metrics.port={metrics_port}")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            Pipeline(cfg).run()
+        except PipelineError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    seen = ""
+    deadline = time.monotonic() + 20
+    while thread.is_alive() and time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1).read().decode()
+        except OSError:
+            time.sleep(0.05)
+            continue
+        if 'stbn_stream_state{state="reconnecting",stream="door"} 1.0' in text:
+            seen = text
+            break
+        time.sleep(0.05)
+    thread.join(30)
+    assert seen, "the reconnecting state never showed in /metrics"
+    assert len(errors) == 1 and "nothing-listens-here" in str(errors[0])
+    report = (tmp_path / "latency.json").read_text()
+    assert '"state": "failed"' in report
