@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -77,7 +78,9 @@ OUTPUT_NAMES = {
 def export_graph(graph: nn.Module, name: str, inputs: tuple[torch.Tensor, ...]) -> bytes:
     """One graph to ONNX bytes (TorchScript-based exporter, constant folding, static shapes)."""
     buffer = io.BytesIO()
-    with torch.no_grad():
+    # Shape arithmetic on Python ints is intended: every graph is static per resolution.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             graph,
             inputs,

@@ -4,6 +4,10 @@ The 9 output channels are the prior mean mu (3) and six entries v0..v5 of a row-
 lower-triangular factor A = [[v0, v1, v2], [v3, v4, 0], [v5, 0, 0]]; the prior covariance is
 A^T A. Noise variances are per channel (diagonal), so constant sigma, per-sample sigma and
 signal-dependent (Poisson-Gaussian) sigma maps share one code path.
+
+Everything is written as elementwise arithmetic on (..., 1, H, W) planes: the symmetric 3x3
+matrices have six distinct entries and closed-form adjugates, which is several times faster
+than batched 3x3 matrix products per pixel and exports to ONNX/TensorRT as plain Mul/Add.
 """
 
 from __future__ import annotations
@@ -12,66 +16,61 @@ import torch
 
 PRIOR_EPS = 1e-5  # added to the prior covariance diagonal, as in the reference
 
-
-def _prior_covariance(factor: torch.Tensor) -> torch.Tensor:
-    """(..., 6, H, W) factor entries -> (..., H, W, 3, 3) covariance A^T A."""
-    v = _to_last(factor)  # (..., H, W, 6)
-    zero = torch.zeros_like(v[..., 0])
-    rows = torch.stack(
-        [
-            torch.stack([v[..., 0], v[..., 1], v[..., 2]], dim=-1),
-            torch.stack([v[..., 3], v[..., 4], zero], dim=-1),
-            torch.stack([v[..., 5], zero, zero], dim=-1),
-        ],
-        dim=-2,
-    )  # (..., H, W, 3, 3)
-    return rows.transpose(-1, -2) @ rows
+# A symmetric 3x3 matrix as its six planes (s00, s01, s02, s11, s12, s22).
+Sym = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _det_and_adjugate(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Closed-form determinant and adjugate of (..., 3, 3) matrices (export-friendly, no LAPACK)."""
-    a, b, c = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    d, e, f = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
-    g, h, i = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    co00, co01, co02 = e * i - f * h, f * g - d * i, d * h - e * g
-    det = a * co00 + b * co01 + c * co02
-    adj = torch.stack(
-        [
-            torch.stack([co00, c * h - b * i, b * f - c * e], dim=-1),
-            torch.stack([co01, a * i - c * g, c * d - a * f], dim=-1),
-            torch.stack([co02, b * g - a * h, a * e - b * d], dim=-1),
-        ],
-        dim=-2,
-    )
-    return det, adj
-
-
-def _to_last(x: torch.Tensor) -> torch.Tensor:
-    """(..., C, H, W) -> (..., H, W, C); positive dims, which the ONNX exporter needs."""
-    d = x.dim()
-    return x.movedim(d - 3, d - 1)
-
-
-def _to_channels(x: torch.Tensor) -> torch.Tensor:
-    """(..., H, W, C) -> (..., C, H, W)."""
-    d = x.dim()
-    return x.movedim(d - 1, d - 3)
-
-
-def _diagonal(values: torch.Tensor) -> torch.Tensor:
-    """(..., 3) -> (..., 3, 3) diagonal matrices (diag_embed has no ONNX export)."""
-    return values.unsqueeze(-1) * torch.eye(3, dtype=values.dtype, device=values.device)
+def _channel(x: torch.Tensor, k: int) -> torch.Tensor:
+    return x.narrow(-3, k, 1)
 
 
 def _split(prior: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if prior.shape[-3] != 9:
         raise ValueError(f"expected 9 prior channels (mean + covariance factor), got {prior.shape[-3]}")
-    return prior[..., :3, :, :], prior[..., 3:, :, :]
+    return prior.narrow(-3, 0, 3), prior.narrow(-3, 3, 6)
+
+
+def _prior_covariance(factor: torch.Tensor, eps: float) -> Sym:
+    """A^T A + eps I from the six factor planes."""
+    v0, v1, v2, v3, v4, v5 = (_channel(factor, k) for k in range(6))
+    return (
+        v0 * v0 + v3 * v3 + v5 * v5 + eps,
+        v0 * v1 + v3 * v4,
+        v0 * v2,
+        v1 * v1 + v4 * v4 + eps,
+        v1 * v2,
+        v2 * v2 + eps,
+    )
+
+
+def _add_diagonal(m: Sym, var: torch.Tensor) -> Sym:
+    s00, s01, s02, s11, s12, s22 = m
+    return s00 + _channel(var, 0), s01, s02, s11 + _channel(var, 1), s12, s22 + _channel(var, 2)
+
+
+def _adjugate(m: Sym) -> tuple[Sym, torch.Tensor]:
+    """Adjugate (symmetric) and determinant of a symmetric 3x3 matrix."""
+    s00, s01, s02, s11, s12, s22 = m
+    c00 = s11 * s22 - s12 * s12
+    c01 = s02 * s12 - s01 * s22
+    c02 = s01 * s12 - s02 * s11
+    c11 = s00 * s22 - s02 * s02
+    c12 = s01 * s02 - s00 * s12
+    c22 = s00 * s11 - s01 * s01
+    det = s00 * c00 + s01 * c01 + s02 * c02
+    return (c00, c01, c02, c11, c12, c22), det
+
+
+def _apply(m: Sym, r: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Symmetric matrix times a vector of planes."""
+    s00, s01, s02, s11, s12, s22 = m
+    r0, r1, r2 = r
+    return s00 * r0 + s01 * r1 + s02 * r2, s01 * r0 + s11 * r1 + s12 * r2, s02 * r0 + s12 * r1 + s22 * r2
 
 
 def _noise_variance(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Broadcast sigma (any shape broadcastable to ``like``, (..., 3|1, H, W)) to (..., H, W, 3)."""
-    return _to_last((sigma.to(like.dtype) ** 2).expand_as(like))
+    """sigma broadcastable to ``like`` (..., 3, H, W) -> per-channel variance of the same shape."""
+    return (sigma.to(like.dtype) ** 2).expand_as(like)
 
 
 def gaussian_nll(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -80,13 +79,12 @@ def gaussian_nll(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) 
     prior (..., 9, H, W); noisy (..., 3, H, W); sigma broadcastable to noisy, on the [0, 1] scale.
     """
     mean, factor = _split(prior)
-    cov = _prior_covariance(factor)
-    var = _noise_variance(sigma, noisy) + PRIOR_EPS
-    cov = cov + _diagonal(var)
-    det, adj = _det_and_adjugate(cov)
-    r = _to_last(noisy - mean).unsqueeze(-1)  # (..., H, W, 3, 1)
-    mahalanobis = (r.transpose(-1, -2) @ adj @ r).squeeze(-1).squeeze(-1) / det
-    return 0.5 * (mahalanobis + torch.log(det)).mean()
+    cov = _add_diagonal(_prior_covariance(factor, 0.0), _noise_variance(sigma, noisy) + PRIOR_EPS)
+    adj, det = _adjugate(cov)
+    residual = noisy - mean
+    r = tuple(_channel(residual, k) for k in range(3))
+    quadratic = sum(ri * ai for ri, ai in zip(r, _apply(adj, r)))
+    return 0.5 * (quadratic / det + torch.log(det)).mean()
 
 
 def posterior_mean(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -96,10 +94,9 @@ def posterior_mean(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor
     when sigma -> 0 (then x -> y).
     """
     mean, factor = _split(prior)
-    p = _prior_covariance(factor)
-    p = p + PRIOR_EPS * torch.eye(3, dtype=p.dtype, device=p.device)
-    total = p + _diagonal(_noise_variance(sigma, noisy))
-    det, adj = _det_and_adjugate(total)
-    r = _to_last(noisy - mean).unsqueeze(-1)  # (..., H, W, 3, 1)
-    correction = (p @ adj @ r).squeeze(-1) / det.unsqueeze(-1)
-    return (mean + _to_channels(correction)).clamp(0.0, 1.0)
+    p = _prior_covariance(factor, PRIOR_EPS)
+    adj, det = _adjugate(_add_diagonal(p, _noise_variance(sigma, noisy)))
+    residual = noisy - mean
+    solved = _apply(adj, tuple(_channel(residual, k) for k in range(3)))
+    correction = torch.cat(_apply(p, solved), dim=-3) / det
+    return (mean + correction).clamp(0.0, 1.0)

