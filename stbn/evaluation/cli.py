@@ -1,0 +1,123 @@
+"""``stbn eval``: STBN (offline and streaming) against baselines under the reference protocol.
+
+stbn eval --checkpoint weights/stbn-cpu-rt.pt --dataset bikes --dataset synthetic --json out.json
+stbn eval --checkpoint ... --video clean.mp4 --sigmas 20 30
+stbn eval --checkpoint ... --frames clean_frames/ --methods noisy,stbn,hqdn3d
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from stbn.evaluation.protocol import METHODS, SIGMAS, EvalSettings, Evaluator, markdown_table, results_json
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("eval", help="evaluate a checkpoint against baselines (PSNR/SSIM, time/frame)")
+    configure_parser(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected HxW, got {text!r}") from exc
+    return h, w
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt", help="STBN checkpoint")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        choices=["bikes", "synthetic"],
+        default=[],
+        help="built-in set (repeatable): bikes.mp4 frames 30-59, or synthetic clips from held-out photos",
+    )
+    parser.add_argument("--video", action="append", default=[], help="a clean video file (noise is added)")
+    parser.add_argument("--frames", action="append", default=[], help="a folder of clean frames (noise is added)")
+    parser.add_argument("--max-frames", type=int, default=30, help="frames scored per video/folder/bikes")
+    parser.add_argument("--synthetic-frames", type=int, default=20, help="frames per synthetic clip")
+    parser.add_argument("--crop", type=_size, help="centre crop HxW of real clips")
+    parser.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS), help="AWGN levels, 0..255")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
+    parser.add_argument("--lookahead", type=int, default=2, help="look-ahead L of the streaming mode")
+    parser.add_argument("--bm3d-frames", default="5,15,25", help="frame indices scored for BM3D (slow)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed per sequence (reference: 0)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads")
+    parser.add_argument("--no-ssim", action="store_true", help="PSNR only")
+    parser.add_argument("--cache-dir", help="reuse baseline results from this folder")
+    parser.add_argument("--json", help="write all results (per frame) to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no per-sequence progress lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    import stbn
+    from stbn.evaluation import datasets
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    try:
+        settings = EvalSettings(
+            sigmas=tuple(args.sigmas),
+            methods=methods,
+            seed=args.seed,
+            lookahead=args.lookahead,
+            bm3d_frames=tuple(int(v) for v in args.bm3d_frames.split(",") if v.strip()),
+            threads=args.threads,
+            ssim=not args.no_ssim,
+            cache_dir=args.cache_dir,
+        )
+    except ValueError as exc:
+        print(f"stbn eval: {exc}", file=sys.stderr)
+        return 2
+    model = None
+    header = []
+    if {"stbn", "stbn-stream"} & set(methods):
+        try:
+            loaded = stbn.load_checkpoint(args.checkpoint)
+        except stbn.CheckpointError as exc:
+            print(f"stbn eval: {exc}", file=sys.stderr)
+            return 2
+        model = loaded.model.eval()
+        meta = loaded.metadata
+        header.append(
+            f"checkpoint {args.checkpoint}: preset {loaded.preset}, {sum(p.numel() for p in model.parameters()):,} "
+            f"parameters, {meta.get('iteration', '?')} iterations, noise {loaded.noise.kind} "
+            f"{tuple(loaded.noise.sigma_range)}"
+        )
+    sets = [datasets.bikes(args.max_frames, args.crop) if d == "bikes" else datasets.synthetic(args.synthetic_frames)
+            for d in args.dataset]  # fmt: skip
+    sets += [datasets.from_path(p, args.max_frames, args.crop) for p in args.video + args.frames]
+    if not sets:
+        print("stbn eval: give --dataset, --video or --frames", file=sys.stderr)
+        return 2
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    evaluator = Evaluator(settings, model, log)
+    report: dict[str, Any] = {"checkpoint": args.checkpoint if model is not None else None, "settings": vars(args),
+                              "datasets": []}  # fmt: skip
+    tables = header[:]
+    for dataset in sets:
+        results = evaluator.evaluate(dataset)
+        tables.append(markdown_table(dataset, results, methods))
+        report["datasets"].append(results_json(dataset, results))
+    print("\n\n".join(tables))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stbn-eval", description=__doc__.splitlines()[0])
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

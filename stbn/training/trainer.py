@@ -1,0 +1,464 @@
+"""Self-supervised STBN training: Gaussian NLL (or L2) on noisy clips, flow pretraining on synthetic
+clips with ground-truth flow, the paper's flow distillation, validation, checkpoints, resume, DDP.
+
+Only noisy clips reach the loss; clean clips, when a batch has them, are used for the PSNR shown
+in the progress bar and logs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+import stbn
+from stbn.checkpoint import NoiseModel, save_checkpoint
+from stbn.model import STBN, sigma_tensor
+from stbn.posterior import gaussian_nll, posterior_mean
+from stbn.training.config import FlowPretrainConfig, TrainConfig, config_from_dict
+from stbn.training.data import HELDOUT_PHOTOS, MotionConfig, load_photos, synthetic_clip
+from stbn.training.noise import add_gaussian, sample_sigmas
+from stbn.training.sources import Batch
+
+STATE_FILE = "state.pt"
+MODEL_FILE = "model.pt"
+
+
+# --- small pieces -----------------------------------------------------------------------------------
+
+
+def batch_psnr(estimate: torch.Tensor, clean: torch.Tensor) -> float:
+    """Mean over frames of the per-frame PSNR (data range 1), clean clipped to [0, 1]."""
+    err = (estimate.float() - clean.float().clamp(0, 1)).pow(2).flatten(2).mean(-1).flatten()
+    return float((10 * torch.log10(1.0 / err.clamp(min=1e-12))).mean())
+
+
+def distillation_loss(
+    model: STBN, teacher: nn.Module, noisy: torch.Tensor, prior: torch.Tensor, param_l2: float
+) -> torch.Tensor:
+    """Unweighted L_dis: L1 between the student's flow on noisy frames and the frozen teacher's flow
+    on the (detached) prior means, both directions, plus ``param_l2`` times the sum of the student's
+    parameter L2 norms (the authors' code). Gradients reach only ``model.flow``."""
+    b, t = noisy.shape[:2]
+    means = prior[:, :, :3].detach()
+    a_idx = [i for i in range(t - 1)] + [i + 1 for i in range(t - 1)]
+    b_idx = [i + 1 for i in range(t - 1)] + [i for i in range(t - 1)]
+    flat = lambda x, idx: x[:, idx].reshape(b * len(idx), *x.shape[2:])  # noqa: E731
+    with torch.no_grad():
+        target = teacher(flat(means, a_idx), flat(means, b_idx))
+    student = model.flow(flat(noisy, a_idx), flat(noisy, b_idx))
+    loss = (student - target).abs().mean()
+    if param_l2:
+        loss = loss + param_l2 * sum(p.norm() for p in model.flow.parameters())
+    return loss
+
+
+def make_teacher(model: STBN) -> nn.Module:
+    """A frozen copy of the model's current flow network."""
+    teacher = copy.deepcopy(model.flow).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class _LossModule(nn.Module):
+    """Wraps the model so that DistributedDataParallel sees one forward per step."""
+
+    def __init__(self, model: STBN, loss: str) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self._teacher: tuple[nn.Module, ...] = ()
+
+    def set_teacher(self, teacher: nn.Module | None) -> None:
+        self._teacher = () if teacher is None else (teacher,)
+
+    def forward(
+        self, noisy: torch.Tensor, sigma: torch.Tensor, distill_weight: float, param_l2: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        prior = self.model.prior(noisy, sigma)
+        if self.loss == "nll":
+            main = gaussian_nll(prior, noisy, sigma_tensor(sigma, noisy))
+        else:
+            main = 0.5 * (prior[:, :, :3] - noisy).pow(2).mean()
+        dis = torch.zeros((), dtype=noisy.dtype)
+        if distill_weight > 0 and self._teacher:
+            dis = distillation_loss(self.model, self._teacher[0], noisy, prior, param_l2)
+        return main + distill_weight * dis, main.detach(), dis.detach(), prior.detach()
+
+
+def step_decay(milestones: tuple[float, ...], gamma: float, iterations: int) -> Callable[[int], float]:
+    steps = sorted(round(m * iterations) for m in milestones)
+    return lambda it: gamma ** sum(it >= s for s in steps)
+
+
+# --- flow pretraining ---------------------------------------------------------------------------------
+
+
+def pretrain_flow(
+    flow: nn.Module,
+    photos: list[np.ndarray],
+    config: FlowPretrainConfig,
+    motion: MotionConfig,
+    seed: int,
+    progress: bool = True,
+    log: Callable[[dict[str, Any]], None] | None = None,
+) -> list[float]:
+    """Supervised end-point-error training of a flow network on synthetic-motion pairs (both directions), with
+    AWGN drawn from ``config.sigma_range`` (0 included: clean pairs) on both frames."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(flow.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, step_decay((0.6, 0.85), 0.3, config.iterations))
+    flow.train()
+    losses: list[float] = []
+    zero: list[float] = []
+    bar = tqdm(range(config.iterations), desc="flow pretrain", disable=not progress, dynamic_ncols=True)
+    for it in bar:
+        a, b, gt = [], [], []
+        for _ in range(max(config.batch_size // 2, 1)):
+            clip = synthetic_clip(photos, 2, (config.crop, config.crop), rng, motion)
+            a += [clip.frames[0], clip.frames[1]]
+            b += [clip.frames[1], clip.frames[0]]
+            gt += [clip.flow_next[0], clip.flow_prev[0]]
+        ta = torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2)
+        tb = torch.from_numpy(np.stack(b)).permute(0, 3, 1, 2)
+        target = torch.from_numpy(np.stack(gt))
+        sig = sample_sigmas(ta.shape[0], config.sigma_range, gen)
+        ta, tb = add_gaussian(ta, sig, gen), add_gaussian(tb, sig, gen)
+        loss = (flow(ta, tb) - target).norm(dim=1).mean()  # end-point error
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(flow.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        zero.append(float(target.norm(dim=1).mean()))
+        if it % 10 == 0:
+            bar.set_postfix(epe=f"{np.mean(losses[-50:]):.3f}", zero_flow=f"{np.mean(zero[-50:]):.3f}")
+        if log is not None and (it + 1) % 100 == 0:
+            log(
+                {
+                    "phase": "flow_pretrain",
+                    "iteration": it + 1,
+                    "epe": float(np.mean(losses[-100:])),
+                    "epe_zero_flow": float(np.mean(zero[-100:])),
+                }
+            )
+    flow.eval()
+    return losses
+
+
+# --- validation ----------------------------------------------------------------------------------------
+
+
+def validation_clips(config: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Fixed (noisy, sigma, clean) synthetic clips from the held-out photos, seeded."""
+    val = config.val
+    if val.clips <= 0:
+        return []
+    photos = load_photos(HELDOUT_PHOTOS)
+    rng = np.random.default_rng(val.seed)
+    out = []
+    for k in range(val.clips):
+        clip = synthetic_clip(photos, val.frames, (val.size, val.size), rng, config.data.motion)
+        clean = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).unsqueeze(0)
+        gen = torch.Generator().manual_seed(val.seed + k)
+        sigma = torch.tensor([val.sigma / 255.0])
+        out.append((add_gaussian(clean, sigma, gen), sigma, clean))
+    return out
+
+
+@torch.no_grad()
+def validate(model: STBN, clips: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> float:
+    was_training = model.training
+    model.eval()
+    scores = [batch_psnr(model(noisy, sigma), clean) for noisy, sigma, clean in clips]
+    model.train(was_training)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+# --- distributed ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Join the torchrun process group (gloo on the CPU, NCCL on CUDA) when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+# --- the trainer -------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Owns the model, the optimiser and the loop. ``source.next(rng, generator)`` gives batches."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        source: Any,
+        model: STBN | None = None,
+        dist_info: DistInfo | None = None,
+        val_clips: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
+        progress: bool = True,
+        noise_model: NoiseModel | None = None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.dist = dist_info or DistInfo()
+        self.progress = progress and self.dist.main
+        self.noise_model = noise_model or NoiseModel(config.noise.kind, tuple(config.noise.sigma_range))
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        self.model = model if model is not None else stbn.build_model(config.preset, flow=config.flow)
+        self.model.train()
+        self.teacher: nn.Module | None = None
+        self.loss_module = _LossModule(self.model, config.optim.loss)
+        flow_ids = {id(p) for p in self.model.flow.parameters()}
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": [p for p in self.model.parameters() if id(p) not in flow_ids], "lr": config.optim.lr},
+                {"params": list(self.model.flow.parameters()), "lr": config.distill.lr},
+            ]
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, step_decay(config.optim.milestones, config.optim.gamma, config.optim.iterations)
+        )
+        self.iteration = 0
+        self.flow_pretrained = config.flow_pretrain.iterations == 0 or config.flow == "zero"
+        self.train_seconds = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.rng = np.random.default_rng([config.seed, self.dist.rank])
+        self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.dist.rank)
+        self.val_clips = val_clips if val_clips is not None else []
+        self.ddp: nn.Module | None = None
+        self.out_dir = Path(config.output_dir)
+
+    # -- the step --------------------------------------------------------------------------------------------
+    def distill_active(self) -> bool:
+        d = self.config.distill
+        return d.enabled and self.config.flow != "zero" and self.iteration >= d.start
+
+    def _module(self) -> nn.Module:
+        if self.dist.world_size > 1:
+            if self.ddp is None:
+                from torch.nn.parallel import DistributedDataParallel
+
+                self.ddp = DistributedDataParallel(self.loss_module, find_unused_parameters=True)
+            return self.ddp
+        return self.loss_module
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on a batch; returns loss terms (and PSNR if the batch has clean)."""
+        distill = self.distill_active()
+        if distill and self.teacher is None:
+            self.teacher = make_teacher(self.model)
+        self.loss_module.set_teacher(self.teacher if distill else None)
+        weight = self.config.distill.weight if distill else 0.0
+        loss, main, dis, prior = self._module()(batch.noisy, batch.sigma, weight, self.config.distill.param_l2)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.iteration += 1
+        stats = {
+            "loss": float(loss.detach()),
+            "main": float(main),
+            "distill": float(dis),
+            "grad_norm": float(grad_norm),
+        }
+        if batch.clean is not None and self.config.optim.loss == "nll":
+            with torch.no_grad():
+                est = posterior_mean(prior, batch.noisy, sigma_tensor(batch.sigma, batch.noisy))
+            stats["psnr"] = batch_psnr(est, batch.clean)
+            stats["psnr_noisy"] = batch_psnr(batch.noisy.clamp(0, 1), batch.clean)
+        return stats
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def fit(self, photos_for_flow: list[np.ndarray] | None = None) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.set_flush_denormal(True)
+        if not self.flow_pretrained:
+            if photos_for_flow is None:
+                raise ValueError("flow pretraining needs photos (config.flow_pretrain.iterations > 0)")
+            start = time.time()
+            pretrain_flow(
+                self.model.flow, photos_for_flow, cfg.flow_pretrain, cfg.data.motion, cfg.seed, self.progress, self._log
+            )
+            if self.dist.world_size > 1:  # every rank pretrained with the same seed; keep rank 0's to be safe
+                for p in self.model.flow.parameters():
+                    dist.broadcast(p.data, 0)
+            self.flow_pretrained = True
+            self._log({"phase": "flow_pretrain_done", "seconds": time.time() - start})
+            self.save()
+        total = cfg.optim.iterations
+        bar = tqdm(
+            total=total,
+            initial=self.iteration,
+            desc=f"train {cfg.preset}",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        limit = None if cfg.optim.time_limit_minutes is None else cfg.optim.time_limit_minutes * 60.0
+        recent: list[dict[str, float]] = []
+        stopped_early = False
+        while self.iteration < total:
+            if limit is not None and self.train_seconds >= limit:
+                stopped_early = True
+                break
+            t0 = time.time()
+            stats = self.train_step(self.source.next(self.rng, self.generator))
+            self.train_seconds += time.time() - t0
+            recent.append(stats)
+            bar.update(1)
+            if self.iteration % 5 == 0 or self.iteration == total:
+                window = recent[-cfg.log_every :]
+                postfix = {"loss": f"{np.mean([s['loss'] for s in window]):.4f}"}
+                if "psnr" in stats:
+                    postfix["psnr"] = f"{np.mean([s['psnr'] for s in window]):.2f}"
+                    postfix["noisy"] = f"{np.mean([s['psnr_noisy'] for s in window]):.2f}"
+                postfix["lr"] = f"{self.optimizer.param_groups[0]['lr']:.1e}"
+                if self.distill_active():
+                    postfix["dis"] = f"{np.mean([s['distill'] for s in window]):.3f}"
+                bar.set_postfix(postfix)
+            if self.iteration % cfg.log_every == 0:
+                window = recent[-cfg.log_every :]
+                entry = {
+                    "phase": "train",
+                    "iteration": self.iteration,
+                    "seconds": round(self.train_seconds, 1),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                }
+                for key in window[-1]:
+                    entry[key] = float(np.mean([s[key] for s in window if key in s]))
+                self._log(entry)
+                recent = recent[-cfg.log_every :]
+            if cfg.val.every and self.iteration % cfg.val.every == 0 and self.val_clips and self.dist.main:
+                score = validate(self.model, self.val_clips)
+                self._log({"phase": "val", "iteration": self.iteration, "psnr": score, "sigma": cfg.val.sigma})
+            if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        summary = {"iterations": self.iteration, "train_seconds": self.train_seconds, "stopped_early": stopped_early}
+        if self.val_clips and self.dist.main:
+            summary["val_psnr"] = validate(self.model, self.val_clips)
+            self._log(
+                {"phase": "val", "iteration": self.iteration, "psnr": summary["val_psnr"], "sigma": cfg.val.sigma}
+            )
+        self.save()
+        if cfg.checkpoint and self.dist.main:
+            self.export(cfg.checkpoint)
+        return summary
+
+    # -- logging, checkpoints, resume --------------------------------------------------------------------------
+    def _log(self, entry: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **entry}
+        self.history.append(entry)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+    def metadata(self) -> dict[str, Any]:
+        vals = [h for h in self.history if h.get("phase") == "val"]
+        return {
+            "train_config": self.config.to_dict(),
+            "iteration": self.iteration,
+            "train_seconds": round(self.train_seconds, 1),
+            "distilled": self.distill_active(),
+            "world_size": self.dist.world_size,
+            "last_val": vals[-1] if vals else None,
+        }
+
+    def export(self, path: str | Path) -> None:
+        """A model checkpoint (stbn.load_checkpoint) with the full training config in its metadata."""
+        save_checkpoint(path, self.model, self.config.preset, noise=self.noise_model, metadata=_plain(self.metadata()))
+
+    def save(self) -> None:
+        if not self.dist.main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iteration": self.iteration,
+            "flow_pretrained": self.flow_pretrained,
+            "train_seconds": self.train_seconds,
+            "rng": self.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+        }
+        tmp = self.out_dir / (STATE_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out_dir / STATE_FILE)
+        self.export(self.out_dir / MODEL_FILE)
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Load ``output_dir/state.pt`` (or ``path``); False if there is none."""
+        path = Path(path) if path else self.out_dir / STATE_FILE
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved = config_from_dict(state["config"])
+        if saved.preset != self.config.preset or saved.flow != self.config.flow:
+            raise ValueError(f"{path} was trained as preset {saved.preset!r}/{saved.flow}, not {self.config.preset!r}")
+        self.model.load_state_dict(state["model"])
+        if state["teacher"] is not None:
+            self.teacher = make_teacher(self.model)
+            self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.iteration = int(state["iteration"])
+        self.flow_pretrained = bool(state["flow_pretrained"])
+        self.train_seconds = float(state["train_seconds"])
+        if self.dist.world_size == 1:
+            self.rng.bit_generator.state = state["rng"]
+            self.generator.set_state(state["generator"])
+        return True
+
+
+def _plain(value: Any) -> Any:
+    """Only dict/list/str/int/float/bool/None (checkpoint metadata is loaded with weights_only)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

@@ -1,0 +1,150 @@
+"""Self-supervision: training on noisy clips alone denoises; clean frames never influence training;
+distillation trains only the student flow network; resume continues bit-for-bit."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import stbn
+from stbn.training.config import DataConfig, TrainConfig
+from stbn.training.data import TRAIN_PHOTOS, load_photos, synthetic_clip
+from stbn.training.noise import add_gaussian
+from stbn.training.sources import NoisyVideoSource
+from stbn.training.trainer import Trainer, batch_psnr, distillation_loss, make_teacher
+
+TINY = {"channels": 8, "stage_b_mid": 8, "srfe_channels": 16, "flow_channels": 8, "flow_levels": 2}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(flow: str = "zero") -> stbn.STBN:
+    torch.manual_seed(0)
+    return stbn.build_model("cpu-rt", flow=flow, **TINY)
+
+
+def noisy_clip(sigma255: float = 30.0, frames: int = 8, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) (N, H, W, 3) float32: a synthetic-motion clip and its AWGN version."""
+    photos = load_photos(TRAIN_PHOTOS[:2])
+    clean = synthetic_clip(photos, frames, (size, size), np.random.default_rng(5)).frames
+    t = torch.from_numpy(clean)
+    noisy = add_gaussian(t.unsqueeze(0), torch.tensor([sigma255 / 255]), torch.Generator().manual_seed(1))[0]
+    return noisy.numpy(), clean
+
+
+def config(tmp_path: Path, iterations: int, **changes: object) -> TrainConfig:
+    data = DataConfig(frames=(3, 4), crop=(32, 32), batch_size=4, synthetic_fraction=1.0)
+    base = TrainConfig(
+        preset="cpu-rt", flow="zero", output_dir=str(tmp_path / "run"), log_every=1000, checkpoint_every=0, data=data
+    )
+    base = base.replace(optim=dataclasses.replace(base.optim, iterations=iterations, lr=3e-3, milestones=(0.8,)))
+    return base.replace(**changes)
+
+
+def test_training_on_noisy_clip_alone_raises_psnr(tmp_path: Path) -> None:
+    noisy, clean = noisy_clip()
+    source = NoisyVideoSource(noisy, 30.0, config(tmp_path, 1).data, clean=None)  # no clean frames at all
+    trainer = Trainer(config(tmp_path, 300), source, model=tiny_model(), progress=False)
+    summary = trainer.fit()
+    assert summary["iterations"] == 300
+    model = trainer.model.eval()
+    x = torch.from_numpy(noisy).permute(0, 3, 1, 2).unsqueeze(0)
+    c = torch.from_numpy(clean).permute(0, 3, 1, 2).unsqueeze(0)
+    with torch.no_grad():
+        out = model(x, 30 / 255)
+    before, after = batch_psnr(x.clamp(0, 1), c), batch_psnr(out, c)
+    assert after > before + 3.0, (before, after)
+
+
+def test_training_clean_frames_do_not_change_training(tmp_path: Path) -> None:
+    noisy, clean = noisy_clip(frames=6, size=48)
+    garbage = np.random.default_rng(9).random(clean.shape, dtype=np.float32)
+    states = []
+    for k, companion in enumerate((clean, garbage)):
+        cfg = config(tmp_path / str(k), 6)
+        source = NoisyVideoSource(noisy, 30.0, cfg.data, clean=companion)
+        trainer = Trainer(cfg, source, model=tiny_model(), progress=False)
+        trainer.fit()
+        states.append(trainer.model.state_dict())
+        assert "psnr" in trainer.train_step(
+            source.next(np.random.default_rng(0), torch.Generator())
+        )  # clean is used for logging
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+
+
+def test_training_distillation_changes_only_the_student_flow() -> None:
+    model = tiny_model("pyramid")
+    teacher = make_teacher(model)
+    noisy = torch.from_numpy(noisy_clip(frames=4, size=32)[0]).permute(0, 3, 1, 2).unsqueeze(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    prior = model.prior(noisy, 30 / 255)
+    loss = 5e-4 * distillation_loss(model, teacher, noisy, prior, 4e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt.zero_grad()
+    loss.backward()
+    flow_names = {f"flow.{n}" for n, _ in model.flow.named_parameters()}
+    for name, p in model.named_parameters():
+        if name in flow_names:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+    assert all(p.grad is None for p in teacher.parameters())
+    opt.step()
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and changed <= flow_names
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+
+
+def test_training_distillation_switches_on_after_warmup(tmp_path: Path) -> None:
+    noisy, _ = noisy_clip(frames=5, size=32)
+    cfg = config(tmp_path, 4, flow="pyramid")
+    cfg = cfg.replace(distill=dataclasses.replace(cfg.distill, start=2, lr=1e-3))
+    source = NoisyVideoSource(noisy, 30.0, cfg.data)
+    trainer = Trainer(cfg, source, model=tiny_model("pyramid"), progress=False)
+    flow0 = {k: v.clone() for k, v in trainer.model.flow.state_dict().items()}
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    stats = [trainer.train_step(source.next(rng, gen)) for _ in range(2)]  # warm-up: no distillation
+    assert all(s["distill"] == 0.0 for s in stats) and trainer.teacher is None
+    assert all(torch.equal(v, flow0[k]) for k, v in trainer.model.flow.state_dict().items())
+    stats = trainer.train_step(source.next(rng, gen))
+    assert stats["distill"] > 0 and trainer.teacher is not None
+    assert any(not torch.equal(v, flow0[k]) for k, v in trainer.model.flow.state_dict().items())
+    assert all(torch.equal(v, flow0[k]) for k, v in trainer.teacher.state_dict().items())  # frozen copy
+
+
+def test_training_resume_continues_bit_for_bit(tmp_path: Path) -> None:
+    noisy, _ = noisy_clip(frames=5, size=32)
+
+    def trainer(out: Path) -> Trainer:
+        cfg = config(out, 6)
+        return Trainer(cfg, NoisyVideoSource(noisy, 30.0, cfg.data), model=tiny_model(), progress=False)
+
+    straight = trainer(tmp_path / "a")
+    straight.fit()
+    interrupted = trainer(tmp_path / "b")
+    for _ in range(3):  # stop half-way, as a killed run would after its last checkpoint
+        interrupted.train_step(interrupted.source.next(interrupted.rng, interrupted.generator))
+    interrupted.save()
+    again = trainer(tmp_path / "b")
+    assert again.resume() and again.iteration == 3
+    again.fit()
+    straight, resumed = straight.model.state_dict(), again.model.state_dict()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    loaded = stbn.load_checkpoint(tmp_path / "b" / "run" / "model.pt")
+    assert loaded.metadata["iteration"] == 6
+    assert loaded.metadata["train_config"]["optim"]["iterations"] == 6
