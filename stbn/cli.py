@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="parameters and MAC per pixel of every preset")
     info.set_defaults(func=_info)
+    from stbn.evaluation.cli import add_parser as add_eval
+    from stbn.training.cli import add_parser as add_train
+
+    add_train(sub)
+    add_eval(sub)
     return parser
 
 
