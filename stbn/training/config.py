@@ -39,7 +39,7 @@ class DataConfig:
     photos: tuple[str, ...] = ()  # bundled photo names; empty = stbn.training.data.TRAIN_PHOTOS
     photo_folder: str | None = None  # a user's own photos for synthetic-motion clips (added)
     videos: tuple[VideoSource, ...] = ()
-    synthetic_fraction: float = 0.5  # share of clips from the synthetic-motion generator
+    synthetic_fraction: float = 1.0  # share of clips from the synthetic-motion generator
     frames: tuple[int, int] = (5, 8)  # clip length T, drawn per batch (inclusive)
     crop: tuple[int, int] = (64, 96)  # square crop side, drawn per batch (inclusive, multiple of 16)
     batch_size: int = 4

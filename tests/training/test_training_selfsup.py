@@ -148,3 +148,48 @@ def test_training_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     loaded = stbn.load_checkpoint(tmp_path / "b" / "run" / "model.pt")
     assert loaded.metadata["iteration"] == 6
     assert loaded.metadata["train_config"]["optim"]["iterations"] == 6
+
+
+def test_training_cli_on_a_noisy_video_only(tmp_path: Path) -> None:
+    """`stbn train --video noisy.mkv`: no clean frames, sigma estimated, checkpoint with its config."""
+    import av
+
+    from stbn.training.cli import main as train_main
+
+    noisy, _ = noisy_clip(frames=6, size=48)
+    frames = np.clip(np.round(noisy * 255), 0, 255).astype(np.uint8)
+    video = tmp_path / "noisy.mkv"
+    with av.open(str(video), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 48, "bgr0"
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+    ckpt = tmp_path / "video.pt"
+    args = ["--video", str(video), "--iterations", "3", "--output-dir", str(tmp_path / "run"), "--preset", "cpu-rt"]
+    assert train_main([*args, "--checkpoint", str(ckpt), "--no-progress"]) == 0
+    loaded = stbn.load_checkpoint(ckpt, preset="cpu-rt")
+    assert loaded.metadata["iteration"] == 3
+    level = loaded.noise.sigma_range[0]
+    assert 20.0 < level < 40.0  # estimated from the noisy frames (true sigma 30)
+    assert loaded.noise.extra["sigma_estimated"] is True
+
+
+def test_training_l2_loss_and_poisson_gaussian_source(tmp_path: Path) -> None:
+    from stbn.training.config import NoiseSettings
+    from stbn.training.sources import CleanClipSampler, SyntheticNoiseSource
+
+    cfg = config(tmp_path, 2)
+    noise = NoiseSettings(kind="poisson-gaussian", sigma_range=(2.0, 10.0), gain_range=(0.005, 0.02))
+    sampler = CleanClipSampler(load_photos(TRAIN_PHOTOS[:2]), [], 1.0, cfg.data.motion)
+    source = SyntheticNoiseSource(sampler, cfg.data, noise)
+    batch = source.next(np.random.default_rng(0), torch.Generator().manual_seed(0))
+    assert batch.sigma.shape == batch.noisy.shape and batch.clean is not None
+    resid = batch.noisy - batch.clean
+    bright, dark = batch.clean > 0.7, batch.clean < 0.2
+    assert resid[bright].std() > resid[dark].std()  # signal-dependent
+    for loss in ("nll", "l2"):
+        cfg_l = cfg.replace(optim=dataclasses.replace(cfg.optim, loss=loss))
+        trainer = Trainer(cfg_l, source, model=tiny_model(), progress=False)
+        stats = trainer.train_step(batch)
+        assert np.isfinite(stats["loss"]) and stats["grad_norm"] > 0
