@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import stbn
+
 from stbn.model import STBN
 from stbn.step import step_graphs
 
@@ -25,11 +27,26 @@ def weights_hash(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def graph_code_hash() -> str:
+    """Hash of the model source: a change to the graph code invalidates cached exports."""
+    root = Path(stbn.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.glob("*.py")) + sorted((root / "flow").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def engine_key(model: STBN, height: int, width: int, extra: dict[str, str]) -> str:
-    """Cache key: weights hash, config, resolution and whatever the backend adds (precision,
-    library version, device name)."""
+    """Cache key: weights hash, config, model code, resolution and whatever the backend adds
+    (precision, library version, device name)."""
     payload = json.dumps(
-        {"weights": weights_hash(model), "config": model.config.to_dict(), "hw": [height, width], **extra},
+        {
+            "weights": weights_hash(model),
+            "config": model.config.to_dict(),
+            "code": graph_code_hash(),
+            "hw": [height, width],
+            **extra,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
