@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 import stbn
-
 from stbn.model import STBN
 from stbn.step import step_graphs
 

@@ -62,9 +62,9 @@ def test_tracker_smooths_over_time_and_fixed_mode_is_exact() -> None:
     assert abs(levels[0] - 20) < 2 and 20 < levels[1] < 30  # one frame at 40 moves it only a little
     fixed = NoiseTracker(NoiseConfig("fixed", sigma=25.0))
     assert fixed.update(clean) == (0.0, (25 / 255) ** 2)
-    with pytest.raises(ValueError, match="noise.mode"):
+    with pytest.raises(ValueError, match=r"noise\.mode"):
         NoiseConfig("guess")
-    with pytest.raises(ValueError, match="0..255"):
+    with pytest.raises(ValueError, match=r"0\.\.255"):
         NoiseConfig("fixed", sigma=300)
 
 
