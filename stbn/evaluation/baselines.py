@@ -16,7 +16,7 @@ import numpy as np
 
 from stbn.evaluation.metrics import mean, psnr, to_uint8
 
-NLM_FACTORS = (0.4, 0.55, 0.7, 0.85, 1.0, 1.2)  # h = factor * sigma (0..255 scale)
+NLM_FACTORS = (0.45, 0.6, 0.75, 0.9, 1.1)  # h = factor * sigma (0..255 scale)
 HQDN3D_STRENGTHS = (
     3.0,
     6.0,

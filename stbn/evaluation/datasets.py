@@ -23,7 +23,7 @@ from stbn.training.data import (
 # bikes.mp4 has shots at frames 0-29 (an almost textureless top-down view), 30-75, 76-136, 137-186,
 # 187-241 and 242-249. Training uses frames 100-249; the shot 30-75 is never trained on.
 BIKES_EVAL = (30, 60)  # scored
-BIKES_TUNE = (64, 72)  # baseline strengths are tuned here (same shot, neither scored nor trained on)
+BIKES_TUNE = (64, 68)  # baseline strengths are tuned here (same shot, neither scored nor trained on)
 
 
 def bikes(frames: int = 30, crop: tuple[int, int] | None = None, cache_dir: str | Path | None = None) -> Dataset:
@@ -52,7 +52,7 @@ def synthetic(
     for k, name in enumerate(HELDOUT_PHOTOS):
         clip = synthetic_clip(photos, frames, size, np.random.default_rng([seed, k]), motion, background=k)
         seqs.append(Clip(f"synthetic-{name}", clip.frames))
-    tune = synthetic_clip([load_photo(TRAIN_PHOTOS[0])], 8, size, np.random.default_rng(seed + 99), motion)
+    tune = synthetic_clip([load_photo(TRAIN_PHOTOS[0])], 4, size, np.random.default_rng(seed + 99), motion)
     return Dataset(
         "synthetic",
         tuple(seqs),
