@@ -145,7 +145,7 @@ def pretrain_flow(
         torch.nn.utils.clip_grad_norm_(flow.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         zero.append(float(target.norm(dim=1).mean()))
         if it % 10 == 0:
             bar.set_postfix(epe=f"{np.mean(losses[-50:]):.3f}", zero_flow=f"{np.mean(zero[-50:]):.3f}")
