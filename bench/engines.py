@@ -88,6 +88,33 @@ def speed_table(args: argparse.Namespace) -> list[str]:
     return rows
 
 
+def bm3d_table(args: argparse.Namespace) -> list[str]:
+    """Per-frame BM3D (the reference implementation, true sigma) against the streaming engines on
+    frames of the same size, timed in the same run."""
+    import bm3d
+
+    h, w = args.bm3d_size
+    frame = _frames(1, h, w)[0]
+    start = time.perf_counter()
+    bm3d.bm3d_rgb(frame.astype(np.float32) / 255.0, sigma_psd=25 / 255)
+    bm3d_ms = (time.perf_counter() - start) * 1e3
+    model, _ = _model("cpu-rt", Path(args.weights))
+    rows = [
+        f"Per-frame BM3D vs streaming cpu-rt at {w}x{h} (same run)",
+        "",
+        "| method | ms/frame | BM3D time / method time |",
+        "|---|---:|---:|",
+        f"| BM3D (bm3d.bm3d_rgb, one frame) | {bm3d_ms:.0f} | 1 |",
+    ]
+    for backend, precision in (("onnxruntime", "fp32"), ("torch", "bf16"), ("torch", "fp32")):
+        config = EngineConfig(backend=backend, precision=precision, device="cpu", cache_dir=args.cache_dir)
+        for lookahead in (0, 2):
+            ms = time_engine(config, model, (h, w), lookahead, args.frames)
+            rows.append(f"| STBN cpu-rt {backend} {precision} L={lookahead} | {ms:.1f} | {bm3d_ms / ms:.0f}x |")
+            print(rows[-1], flush=True)
+    return rows
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 10 * np.log10(255.0**2 / mse)
@@ -153,9 +180,13 @@ def main() -> int:
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--vs-bm3d", action="store_true", help="also time per-frame BM3D against the engines")
+    parser.add_argument("--bm3d-size", nargs=2, type=int, default=[272, 640], metavar=("H", "W"))
     args = parser.parse_args()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
     lines = [] if args.skip_speed else speed_table(args)
+    if args.vs_bm3d:
+        lines += ["", *bm3d_table(args)]
     if not args.skip_quality:
         lines += ["", *quality_table(args)]
     print("\n".join(lines))
