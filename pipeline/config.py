@@ -4,26 +4,20 @@ the dataclass field they land on."""
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
-
-import yaml
+from typing import Any
 
 from engines.base import EngineConfig
 from stbn.noise_estimation import NoiseConfig
+from stbn.yamlconfig import ConfigError, apply_override, from_dict, read_yaml_mapping, to_dict
+
+__all__ = ["ConfigError", "PipelineConfig", "load_config", "to_dict"]
 
 SOURCE_KINDS = ("synthetic", "file", "camera", "rtsp", "gstreamer")
 SOURCE_BACKENDS = ("auto", "gstreamer", "pyav", "opencv")
 RING_POLICIES = ("auto", "drop_oldest", "block", "drop_newest")
 ENCODINGS = ("raw", "jpeg")
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the offending key."""
 
 
 @dataclass(frozen=True)
@@ -186,153 +180,11 @@ class PipelineConfig:
             raise ValueError(f"lookahead must be in 0..8, got {self.lookahead}")
 
 
-# -- generic loader ----------------------------------------------------------------------------
-
-
-class _Override(str):
-    """A ``--set`` value: typed by the field it lands on (strings stay strings)."""
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(tp: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, _Override) and value.lower() in ("null", "none", "~")):
-            return None
-        return _convert(args[0], value, key)
-    if isinstance(value, _Override) and tp is not str:
-        value = yaml.safe_load(str(value))
-    if dataclasses.is_dataclass(tp):
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"key '{key}' must be a mapping, got {type(value).__name__}")
-        return from_dict(tp, value, key)
-    if origin is tuple:
-        (item_tp, *_rest) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"key '{key}' must be a list, got {type(value).__name__}")
-        return tuple(_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"key '{key}' must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"key '{key}' must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"key '{key}' must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"key '{key}' must be a string, got {value!r}")
-    raise ConfigError(f"key '{key}': unsupported type {_type_name(tp)}")
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping; every error names the dotted key."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ConfigError(f"unknown key '{dotted}'")
-        kwargs[key] = _convert(hints[key], value, dotted)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(_name_key(str(exc), prefix, names)) from None
-
-
-def _name_key(msg: str, prefix: str, names: set[str]) -> str:
-    """Prefix a dataclass's own validation message with where it sits in the config."""
-    first = msg.split(" ", 1)[0]
-    if "." in first:  # already dotted (engine.backend must be ...): re-root it on the full prefix
-        head, _, rest = msg.partition(".")
-        return f"{prefix}.{rest}" if prefix and prefix.split(".")[-1].split("[")[0] == head else msg
-    if first in names and prefix:
-        return f"{prefix}.{msg}"
-    return f"{prefix}: {msg}" if prefix else msg
-
-
-def _apply_override(data: dict[str, Any], assignment: str) -> None:
-    if "=" not in assignment:
-        raise ConfigError(f"--set expects key=value, got {assignment!r}")
-    key, value = assignment.split("=", 1)
-    parts: list[str | int] = []
-    for part in key.strip().split("."):
-        while "[" in part:  # sources[0] -> sources, 0
-            name, rest = part.split("[", 1)
-            index, part = rest.split("]", 1)
-            if name:
-                parts.append(name)
-            try:
-                parts.append(int(index))
-            except ValueError:
-                raise ConfigError(f"bad index in --set key {key!r}") from None
-        if part:
-            parts.append(int(part) if part.isdigit() else part)
-    node: Any = data
-    for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                raise ConfigError(f"--set {key}: index {part} out of range")
-            if node[part] is None:
-                node[part] = {}
-            node = node[part]
-        else:
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: '{part}' is not inside a mapping")
-            if node.get(part) is None:
-                node[part] = [] if isinstance(nxt, int) else {}
-            node = node[part]
-    last = parts[-1]
-    if isinstance(last, int):
-        if not isinstance(node, list) or last >= len(node):
-            raise ConfigError(f"--set {key}: index {last} out of range")
-        node[last] = yaml.safe_load(value)
-    else:
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: not a mapping")
-        node[last] = _Override(value)
-
-
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
     """Read a YAML file (or start from the defaults) and apply ``key=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
-        data = loaded or {}
+    data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
     if overrides and "sources" not in data:
         data["sources"] = [{}]
     for assignment in overrides:
-        _apply_override(data, assignment)
+        apply_override(data, assignment)
     return from_dict(PipelineConfig, data)
-
-
-def to_dict(config: Any) -> Any:
-    """Plain dict of a config (for the report)."""
-    if dataclasses.is_dataclass(config):
-        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    if isinstance(config, tuple):
-        return [to_dict(v) for v in config]
-    return config

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stbn.training.data import MotionConfig
+from stbn.yamlconfig import ConfigError, from_dict, read_yaml_mapping
 
 LOSSES = ("nll", "l2")
 NOISE_KINDS = ("gaussian", "poisson-gaussian")
-
-
-class ConfigError(ValueError):
-    """A training/evaluation config that cannot be used (unknown key, wrong type, bad value)."""
 
 
 @dataclass(frozen=True)
@@ -148,81 +141,12 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-# --- generic construction from plain data ----------------------------------------------------------
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where} must have {len(args)} entries, got {value!r}")
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    return value
-
-
-def build(cls: type, data: Any, where: str = "") -> Any:
-    """Instantiate dataclass ``cls`` from a mapping; unknown keys raise ConfigError naming them."""
-    if isinstance(data, cls):
-        return data
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in names:
-            path = f"{where}.{key}" if where else str(key)
-            raise ConfigError(f"unknown config key {path!r} (known here: {', '.join(sorted(names))})")
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
-
-
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read a training config from YAML (top-level ``overrides`` replace keys after reading)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read training config {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
+    data = read_yaml_mapping(path)
     data.update(overrides)
-    return build(TrainConfig, data)
+    return from_dict(TrainConfig, data)
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    return build(TrainConfig, data)
+    return from_dict(TrainConfig, data)
