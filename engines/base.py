@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from stbn.checkpoint import load_checkpoint
+from stbn.model import STBN
+
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -58,8 +61,12 @@ class Engine(abc.ABC):
 
     name: str = "engine"
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
+        """``model`` overrides the configured checkpoint (tests, benchmarks)."""
         self.config = config
+        self.model = (
+            model if model is not None else load_checkpoint(config.checkpoint, preset=config.preset).model
+        ).eval()
         self.resolution: tuple[int, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -73,8 +80,8 @@ class Engine(abc.ABC):
         """Names of the graphs this engine runs (``backward*`` only for bidirectional models)."""
 
     @property
-    @abc.abstractmethod
-    def bidirectional(self) -> bool: ...
+    def bidirectional(self) -> bool:
+        return self.model.config.bidirectional
 
     @abc.abstractmethod
     def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:

@@ -10,7 +10,6 @@ import numpy as np
 
 from engines.base import BackendUnavailable, Engine, EngineConfig, cache_path
 from engines.onnx_export import INPUT_NAMES, engine_key, export_step_graphs
-from stbn.checkpoint import load_checkpoint
 from stbn.model import STBN
 
 
@@ -18,17 +17,14 @@ class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
     def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
-        super().__init__(config)
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailable("the onnxruntime backend needs the 'onnxruntime' package") from exc
         if config.precision != "fp32":
             raise BackendUnavailable("the onnxruntime backend runs fp32 graphs; use precision fp32")
+        super().__init__(config, model)
         self._ort = ort
-        self.model = (
-            model if model is not None else load_checkpoint(config.checkpoint, preset=config.preset).model
-        ).eval()
         self.providers = self._providers()
         self._sessions: dict[str, Any] = {}
         self._input_names: dict[str, list[str]] = {}
@@ -48,10 +44,6 @@ class OnnxRuntimeEngine(Engine):
     @property
     def graphs(self) -> tuple[str, ...]:
         return tuple(self._sessions)
-
-    @property
-    def bidirectional(self) -> bool:
-        return self.model.config.bidirectional
 
     def describe(self) -> str:
         return f"onnxruntime {self._ort.__version__} ({self.providers[0]}, fp32)"

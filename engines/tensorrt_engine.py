@@ -19,7 +19,6 @@ import torch
 
 from engines.base import BackendUnavailable, Engine, EngineConfig, cache_path
 from engines.onnx_export import engine_key, example_inputs
-from stbn.checkpoint import load_checkpoint
 from stbn.model import STBN
 from stbn.step import step_graphs
 
@@ -42,22 +41,17 @@ class TensorRTEngine(Engine):
     name = "tensorrt"
 
     def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
-        super().__init__(config)
         if not torch.cuda.is_available():
             raise BackendUnavailable("the tensorrt backend needs a CUDA device; none is visible to PyTorch")
         self._trt, self._torch_trt = _import_tensorrt()
+        super().__init__(config, model)
         self.device = torch.device("cuda" if config.device in ("auto", "cpu") else config.device)
-        self.model = model if model is not None else load_checkpoint(config.checkpoint, preset=config.preset).model
-        self.model = self.model.eval().to(self.device)
+        self.model = self.model.to(self.device)
         self._modules: dict[str, Any] = {}
 
     @property
     def graphs(self) -> tuple[str, ...]:
         return tuple(self._modules)
-
-    @property
-    def bidirectional(self) -> bool:
-        return self.model.config.bidirectional
 
     def describe(self) -> str:
         return (

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from engines.base import BackendUnavailable, Engine, EngineConfig
-from stbn.checkpoint import load_checkpoint
 from stbn.model import STBN
 from stbn.step import step_graphs
 
@@ -29,15 +28,13 @@ class TorchEngine(Engine):
     name = "torch"
 
     def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
-        super().__init__(config)
         self.device = resolve_device(config.device)
         if config.precision == "fp16" and self.device.type == "cpu":
             raise BackendUnavailable("fp16 autocast needs CUDA; use bf16 or fp32 on the CPU")
         if config.threads and self.device.type == "cpu":
             torch.set_num_threads(config.threads)
-        if model is None:
-            model = load_checkpoint(config.checkpoint, preset=config.preset).model
-        self.model = model.eval().to(self.device)
+        super().__init__(config, model)
+        self.model = self.model.to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._graphs: dict[str, Any] = dict(step_graphs(self.model))
@@ -47,10 +44,6 @@ class TorchEngine(Engine):
     @property
     def graphs(self) -> tuple[str, ...]:
         return tuple(self._graphs)
-
-    @property
-    def bidirectional(self) -> bool:
-        return self.model.config.bidirectional
 
     def describe(self) -> str:
         extra = " channels_last" if self.config.channels_last else ""
