@@ -89,6 +89,14 @@ def read_video(path: str | Path, start: int = 0, count: int | None = None) -> np
     return np.stack(frames)
 
 
+def _read_rgb(file: Path) -> np.ndarray:
+    """One image file as (H, W, 3) uint8 RGB."""
+    image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataUnavailable(f"cannot read image {file}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def read_frame_folder(path: str | Path, start: int = 0, count: int | None = None) -> np.ndarray:
     """Image files of a folder, sorted by name, as (N, H, W, 3) uint8 RGB."""
     path = Path(path)
@@ -98,12 +106,7 @@ def read_frame_folder(path: str | Path, start: int = 0, count: int | None = None
     files = files[start : None if count is None else start + count]
     if not files:
         raise DataUnavailable(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {path}")
-    frames = []
-    for file in files:
-        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DataUnavailable(f"cannot read image {file}")
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    frames = [_read_rgb(file) for file in files]
     shapes = {f.shape for f in frames}
     if len(shapes) != 1:
         raise DataUnavailable(f"frames in {path} have different sizes: {sorted(shapes)[:3]}")
@@ -213,13 +216,7 @@ def load_image_folder(path: str | Path) -> list[np.ndarray]:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
     if not files:
         raise DataUnavailable(f"no image files in {path}")
-    out = []
-    for file in files:
-        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DataUnavailable(f"cannot read image {file}")
-        out.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
-    return out
+    return [_read_rgb(file).astype(np.float32) / 255.0 for file in files]
 
 
 # --- synthetic motion -----------------------------------------------------------------------------
