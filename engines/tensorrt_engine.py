@@ -19,6 +19,7 @@ import torch
 
 from engines.base import BackendUnavailable, Engine, EngineConfig, cache_path
 from engines.onnx_export import engine_key, example_inputs
+from engines.torch_engine import download_tensor, upload_tensor
 from stbn.model import STBN
 from stbn.step import step_graphs
 
@@ -95,10 +96,10 @@ class TensorRTEngine(Engine):
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
     def upload(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+        return upload_tensor(array, self.device)
 
     def download(self, handle: torch.Tensor) -> np.ndarray:
-        return handle.detach().cpu().numpy()
+        return download_tensor(handle)
 
     def close(self) -> None:
         self._modules.clear()

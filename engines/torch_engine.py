@@ -24,6 +24,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def upload_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Host array -> tensor on ``device`` (uint8 frames travel as uint8 and are converted there)."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
+
+
+def download_tensor(handle: torch.Tensor) -> np.ndarray:
+    return handle.detach().cpu().numpy()
+
+
 class TorchEngine(Engine):
     name = "torch"
 
@@ -67,10 +76,10 @@ class TorchEngine(Engine):
         return tuple(o.float() if o.is_floating_point() else o for o in out)
 
     def upload(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+        return upload_tensor(array, self.device)
 
     def download(self, handle: torch.Tensor) -> np.ndarray:
-        return handle.detach().cpu().numpy()
+        return download_tensor(handle)
 
     def close(self) -> None:
         self._graphs.clear()

@@ -19,6 +19,7 @@ import pytest
 import stbn
 from pipeline import timecode
 from pipeline.config import load_config
+from pipeline.runner import Pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -166,6 +167,15 @@ class SubscriberProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def run_with_subscriber(cfg: Any, sub: SubscriberProcess) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the pipeline to its end while ``sub`` receives; (pipeline report, subscriber result)."""
+    try:
+        report = Pipeline(cfg).run()
+        return report, sub.result()
+    finally:
+        sub.kill()
 
 
 def frame_codes(frames: list[np.ndarray]) -> list[int | None]:

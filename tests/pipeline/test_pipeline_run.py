@@ -19,7 +19,7 @@ from pipeline import timecode
 from pipeline.runner import Pipeline, PipelineError
 from pipeline.sources import synthetic_scene
 
-from .conftest import REPO, SubscriberProcess, config, free_port, subprocess_env
+from .conftest import REPO, SubscriberProcess, config, free_port, run_with_subscriber, subprocess_env
 
 
 def test_file_block_mode_every_frame_once_in_order(checkpoint: Path, video: Path, tmp_path: Path) -> None:
@@ -29,11 +29,7 @@ def test_file_block_mode_every_frame_once_in_order(checkpoint: Path, video: Path
     assert cfg.sources[0].ring_policy == "block"
     sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--count", "12", "--idle-timeout", "30",
                             "--timecode")
-    try:
-        report = Pipeline(cfg).run()
-        result = sub.result()
-    finally:
-        sub.kill()
+    report, result = run_with_subscriber(cfg, sub)
     assert [r["seq"] for r in result["frames"]] == list(range(12))
     stream = report["streams"]["clip"]
     assert stream["frames_published"] == 12 and stream["captured"] == 12 and stream["in_order"]

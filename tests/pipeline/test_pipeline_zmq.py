@@ -18,7 +18,7 @@ from pipeline.runner import Pipeline
 from pipeline.sources import synthetic_scene
 from pipeline.subscribe import Subscriber
 
-from .conftest import SubscriberProcess, config, free_port
+from .conftest import SubscriberProcess, config, free_port, run_with_subscriber
 
 
 def _image(k: int) -> np.ndarray:
@@ -94,11 +94,7 @@ def test_lossless_mode_delivers_everything_to_a_slow_subscriber(checkpoint: Path
                  "sources[0].pace=false", "publish.sndhwm=1", "publish.lossless=true", "publish.wait_subscribers=1")
     sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--rcvhwm", "1", "--slow-ms", "30",
                             "--count", "40", "--idle-timeout", "30")
-    try:
-        report = Pipeline(cfg).run()
-        result = sub.result()
-    finally:
-        sub.kill()
+    report, result = run_with_subscriber(cfg, sub)
     assert [r["seq"] for r in result["frames"]] == list(range(40))
     assert report["frames_published"] == 40
     assert report["publish"]["lossless"] is True
