@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import torch
 from torch import nn
 
 import stbn
+from engines.base import EngineError
+from stbn.config import STBNConfig
 from stbn.model import STBN
 from stbn.step import step_graphs
 
@@ -111,17 +115,54 @@ def export_graph(graph: nn.Module, name: str, inputs: tuple[torch.Tensor, ...]) 
 
 
 def export_step_graphs(model: STBN, height: int, width: int, directory: Path) -> dict[str, Path]:
-    """Export every step graph of ``model`` into ``directory`` (reused when already there)."""
+    """Every step graph of ``model`` as ONNX files in ``directory``, exported when not cached.
+
+    The export runs in a fresh interpreter: the TorchScript tracer aborts the whole process
+    (SIGABRT, no message) once GStreamer's RTSP elements have run in it, as they have in a live
+    pipeline, and the child also keeps the tracer's memory out of the long-running process.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    paths = {name: directory / f"{name}.onnx" for name in step_graphs(model)}
+    if not all(path.exists() for path in paths.values()):
+        _export_in_child_process(model, height, width, directory)
+    return paths
+
+
+def _export_here(model: STBN, height: int, width: int, directory: Path) -> None:
     model = model.eval()
-    graphs = step_graphs(model)
     inputs = example_inputs(model, height, width)
-    paths = {}
-    for name, graph in graphs.items():
+    for name, graph in step_graphs(model).items():
         path = directory / f"{name}.onnx"
         if not path.exists():
             tmp = path.with_suffix(".onnx.tmp")
             tmp.write_bytes(export_graph(graph, name, inputs[name]))
             tmp.replace(path)  # atomic: a crash never leaves a half-written cached graph
-        paths[name] = path
-    return paths
+
+
+def _export_in_child_process(model: STBN, height: int, width: int, directory: Path) -> None:
+    weights = directory / "model-for-export.pt"
+    torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict()}, str(weights))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "engines.onnx_export", str(weights), str(height), str(width), str(directory)],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    finally:
+        weights.unlink(missing_ok=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise EngineError(f"ONNX export failed (exit {done.returncode}): {' | '.join(tail)}")
+
+
+def _main(argv: list[str]) -> None:
+    weights, height, width, directory = argv
+    payload = torch.load(weights, map_location="cpu", weights_only=True)
+    model = STBN(STBNConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    _export_here(model, int(height), int(width), Path(directory))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

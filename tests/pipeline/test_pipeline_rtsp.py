@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.runner import Pipeline, PipelineError
 
-from .conftest import RtspServerProcess, SubscriberProcess, config
+from .conftest import RtspServerProcess, SubscriberProcess, config, run_with_subscriber
 
 pytest.importorskip("gi")
 
@@ -29,11 +29,7 @@ def test_rtsp_ingest_denoise_publish_in_order(checkpoint: Path, tmp_path: Path,
                  "publish.lossless=true", "publish.wait_subscribers=1")
     sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--count", "20", "--idle-timeout", "20",
                             "--timecode")
-    try:
-        report = Pipeline(cfg).run()
-        result = sub.result()
-    finally:
-        sub.kill()
+    report, result = run_with_subscriber(cfg, sub)
     seqs = [r["seq"] for r in result["frames"]]
     assert len(seqs) == 20 and all(b > a for a, b in zip(seqs, seqs[1:], strict=False))
     assert report["streams"]["door"]["frames_published"] == 20
@@ -91,11 +87,7 @@ def test_several_streams_in_one_process_with_their_own_topics(checkpoint: Path, 
     cfg = config(checkpoint, tmp_path, f"sources=[{sources}]", "publish.lossless=true", "publish.wait_subscribers=1")
     sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--topic", "south", "--count", "12",
                             "--idle-timeout", "20")
-    try:
-        report = Pipeline(cfg).run()
-        result = sub.result()
-    finally:
-        sub.kill()
+    report, result = run_with_subscriber(cfg, sub)
     for sid in ("north", "south", "synth"):
         s = report["streams"][sid]
         assert s["frames_published"] == 12 and s["in_order"] and s["state"] == "ended"
@@ -119,6 +111,16 @@ def test_rtsp_fallback_backends(checkpoint: Path, tmp_path: Path, rtsp_server: R
     s = report["streams"]["door"]
     assert s["captured"] == 6 and s["frames_published"] + s["drops"]["drop_oldest"] == 6
     assert s["frames_published"] >= 3 and s["in_order"]
+
+
+def test_rtsp_with_a_fresh_onnxruntime_export(checkpoint: Path, tmp_path: Path, rtsp_server: RtspServerProcess) -> None:
+    """The ONNX export runs after GStreamer's RTSP elements have run in this process (the
+    TorchScript tracer used to abort the whole process then)."""
+    cfg = config(checkpoint, tmp_path, f"sources=[{_rtsp_source('door', rtsp_server.url(), frames=6)}]",
+                 "engine.backend=onnxruntime", f"engine.cache_dir={tmp_path / 'engines'}")
+    report = Pipeline(cfg).run()
+    assert report["streams"]["door"]["frames_published"] >= 3
+    assert len(list((tmp_path / "engines").rglob("*.onnx"))) >= 6
 
 
 def test_denoised_stream_is_re_served_over_rtsp(checkpoint: Path, tmp_path: Path) -> None:
