@@ -7,6 +7,8 @@ never sees the current frame at p or at any offset whose coordinates are both ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +27,37 @@ class CentreMaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=1)
 
 
+class SplitInputConv(nn.Conv2d):
+    """1x1 conv over the channel concatenation of ``parts``, computed part by part and summed, so
+    the concatenated tensor is never built (in ONNX Runtime a Concat also breaks the blocked
+    NCHWc layout between convs). A part given as an int stands for that many all-zero channels
+    (a zero initial hidden state) and costs nothing. Trailing input channels may instead come as
+    ``constant`` maps (B, k, 1, 1) (the noise level): they are folded into the bias, never
+    expanded to H x W."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, parts: Sequence[torch.Tensor | int], constant: torch.Tensor | None = None) -> torch.Tensor:
+        widths = [p if isinstance(p, int) else p.shape[1] for p in parts]
+        given = sum(widths) + (0 if constant is None else constant.shape[1])
+        if all(isinstance(p, int) for p in parts) or given != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels, got {given}")
+        bias, shift = self.bias, None
+        if constant is not None:
+            shift = constant.flatten(1) @ self.weight[:, -constant.shape[1] :, 0, 0].t()  # (B, out)
+            if bias is not None:
+                shift = shift + bias
+            bias, shift = (shift[0], None) if constant.shape[0] == 1 else (None, shift)
+        out, start = None, 0
+        for part, width in zip(parts, widths):
+            if not isinstance(part, int):
+                term = F.conv2d(part, self.weight[:, start : start + width], bias if out is None else None)
+                out = term if out is None else out + term
+            start += width
+        return out if shift is None else out + shift[:, :, None, None]
+
+
 class DilatedResidual(nn.Module):
     """x + Conv1x1(ReLU(Conv3x3_dilation2(x))): the authors' DCl / RCAB unit."""
 
@@ -41,24 +74,33 @@ class BlindSpotBlock(nn.Module):
     """Stage A of the BSA block (the authors' stride-2 DBSNl branch).
 
     (B, in, H, W) -> (B, out, H, W); output at p is independent of the input at p and at every
-    offset with both coordinates even.
+    offset with both coordinates even. ``mix`` 1x1 layers follow the masked conv and the tail has
+    ``tail`` 1x1 layers (the reference: 2 and 3).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, channels: int, units: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, channels: int, units: int, mix: int = 2, tail: int = 3
+    ) -> None:
         super().__init__()
+        if tail < 1:
+            raise ValueError("BlindSpotBlock needs at least one tail layer")
         c = channels
-        self.entry = nn.Conv2d(in_channels, c, 1)
+        self.entry = SplitInputConv(in_channels, c)
         self.masked = CentreMaskedConv2d(c, c)
-        self.mix = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU())
+        self.mix = nn.Sequential(*[layer for _ in range(mix) for layer in (nn.Conv2d(c, c, 1), nn.ReLU())])
         self.body = nn.Sequential(*[DilatedResidual(c) for _ in range(units)])
         self.exit = nn.Conv2d(c, c, 1)
         half = max(c // 2, 1)
-        self.tail = nn.Sequential(
-            nn.Conv2d(c, half, 1), nn.ReLU(), nn.Conv2d(half, half, 1), nn.ReLU(), nn.Conv2d(half, out_channels, 1)
-        )
+        widths = [c] + [half] * (tail - 1) + [out_channels]
+        layers: list[nn.Module] = []
+        for i in range(tail):
+            layers += [nn.Conv2d(widths[i], widths[i + 1], 1)] + ([nn.ReLU()] if i < tail - 1 else [])
+        self.tail = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.masked(F.relu(self.entry(x))))
+    def forward(self, parts: Sequence[torch.Tensor | int], constant: torch.Tensor | None = None) -> torch.Tensor:
+        """``parts``: the inputs in channel order (concatenated by the entry conv); ``constant``:
+        (B, k, 1, 1) levels standing for the last k input channels (see SplitInputConv)."""
+        x = F.relu(self.masked(F.relu(self.entry(parts, constant))))
         x = self.mix(x)
         x = F.relu(self.exit(self.body(x)))
         return self.tail(x)
@@ -69,12 +111,13 @@ class DilatedStack(nn.Module):
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, units: int) -> None:
         super().__init__()
-        self.entry = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
+        self.entry = SplitInputConv(in_channels, mid_channels, bias=False)
         self.body = nn.Sequential(*[DilatedResidual(mid_channels) for _ in range(units)])
         self.exit = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.exit(self.body(self.entry(x)))
+    def forward(self, parts: Sequence[torch.Tensor | int]) -> torch.Tensor:
+        """``parts``: the inputs in channel order, concatenated by the entry conv."""
+        return self.exit(self.body(self.entry(parts)))
 
 
 def patch_unshuffle(x: torch.Tensor) -> torch.Tensor:
@@ -111,23 +154,34 @@ class ResidualGroup(nn.Module):
 class SRFE(nn.Module):
     """Spatial Receptive Field Expansion: fuses h_f and h_b in the patch-unshuffled domain.
 
-    (B, streams*C, H, W) -> (B, C, H, W). Pads H, W to multiples of 4 (bottom/right) and crops back.
+    streams x (B, C, H, W) -> (B, out_channels, H, W). With ``reduce`` > 0 a 1x1 conv first maps
+    the concatenated streams to ``reduce`` channels at full resolution (parity-safe: it mixes
+    channels of one pixel), so the unshuffle, the SRFE head and the shuffle move fewer channels;
+    the output then has ``reduce`` channels, else C. Pads H, W to multiples of 4 (bottom/right)
+    and crops back.
     """
 
-    def __init__(self, channels: int, streams: int, width: int, groups: int, units: int, conv_groups: int) -> None:
+    def __init__(
+        self, channels: int, streams: int, width: int, groups: int, units: int, conv_groups: int, reduce: int = 0
+    ) -> None:
         super().__init__()
         self.streams = streams
-        self.head = nn.Conv2d(4 * channels * streams, width, 3, padding=2, dilation=2)
+        self.reduce = SplitInputConv(channels * streams, reduce) if reduce else None
+        unshuffled = 4 * (reduce or channels * streams)
+        self.out_channels = reduce or channels
+        self.head = nn.Conv2d(unshuffled, width, 3, padding=2, dilation=2)
         self.body = nn.Sequential(*[ResidualGroup(width, units, conv_groups) for _ in range(groups)])
         self.tail = nn.Sequential(
             nn.Conv2d(width, width, 3, padding=2, dilation=2),
             nn.Conv2d(width, width, 1),
-            nn.Conv2d(width, 4 * channels, 1),
+            nn.Conv2d(width, 4 * self.out_channels, 1),
         )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         h, w = features[0].shape[-2:]
         pad_h, pad_w = (-h) % 4, (-w) % 4
+        if self.reduce is not None:
+            features = [self.reduce(features)]
         x = torch.cat([patch_unshuffle(F.pad(f, (0, pad_w, 0, pad_h))) for f in features], dim=1)
         x = self.tail(self.body(self.head(x)))
         return patch_shuffle(x)[..., :h, :w]

@@ -51,16 +51,23 @@ class STBN(nn.Module):
         self.config = config
         c, cin = config.channels, config.in_channels
         stage_in = cin + c + (cin if config.noise_map else 0)
-        self.forward_rnn = BlindSpotBlock(stage_in, c, c, config.stage_a_units)
-        self.backward_rnn = BlindSpotBlock(stage_in, c, c, config.stage_a_units) if config.bidirectional else None
+        stage_a = (stage_in, c, c, config.stage_a_units, config.stage_a_mix, config.stage_a_tail)
+        self.forward_rnn = BlindSpotBlock(*stage_a)
+        self.backward_rnn = BlindSpotBlock(*stage_a) if config.bidirectional else None
         # Stage B is shared by both directions; h~ holds no information from the current frame,
         # so it may be read at the centre pixel through 1x1 and dilation-2 convs.
         self.fusion = DilatedStack(2 * c, config.stage_b_mid, c, config.stage_b_units)
         streams = 2 if config.bidirectional else 1
         self.srfe = SRFE(
-            c, streams, config.srfe_channels, config.srfe_groups, config.srfe_units, config.srfe_conv_groups
+            c,
+            streams,
+            config.srfe_channels,
+            config.srfe_groups,
+            config.srfe_units,
+            config.srfe_conv_groups,
+            config.srfe_reduce,
         )
-        self.head = DilatedStack(c, c, config.out_channels, config.head_units)
+        self.head = DilatedStack(self.srfe.out_channels, c, config.out_channels, config.head_units)
         self.flow = build_flow(config.flow, config.flow_channels, config.flow_levels)
 
     # --- per-frame pieces -------------------------------------------------------------------
@@ -87,21 +94,25 @@ class STBN(nn.Module):
         if block is None:
             raise ValueError("this model is forward-only (bidirectional=False)")
         b, _, h, w = frame.shape
-        if hidden is None:
-            aligned = frame.new_zeros(b, self.config.channels, h, w)
-        else:
+        # A zero initial state is passed as its width: the entry conv skips it.
+        aligned: torch.Tensor | int = self.config.channels
+        if hidden is not None:
             aligned = hidden if flow is None else warp_nearest(hidden, flow)
-        noise = [noise_map.expand(b, self.config.in_channels, h, w)] if self.config.noise_map else []
-        parts = [frame, aligned, *noise]
-        out = block(torch.cat(parts, dim=1))
-        if hidden is None:
+        if not self.config.noise_map:
+            out = block([frame, aligned])
+        elif noise_map.shape[-2:] == (1, 1):
+            # One level per frame: folded into Stage A's entry bias, never expanded to H x W.
+            out = block([frame, aligned], noise_map.expand(b, self.config.in_channels, 1, 1))
+        else:
+            out = block([frame, aligned, noise_map.expand(b, self.config.in_channels, h, w)])
+        if isinstance(aligned, int):
             return out
-        return self.fusion(torch.cat([out, aligned], dim=1))
+        return self.fusion([out, aligned])
 
     def fuse(self, h_forward: torch.Tensor, h_backward: torch.Tensor | None) -> torch.Tensor:
         """(B, c, H, W) hidden states -> (B, 9, H, W) prior for one frame."""
         streams = [h_forward] if h_backward is None else [h_forward, h_backward]
-        return self.head(self.srfe(streams))
+        return self.head([self.srfe(streams)])
 
     # --- whole clips --------------------------------------------------------------------------
 
