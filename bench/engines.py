@@ -170,7 +170,7 @@ def main() -> int:
     parser.add_argument("--precisions", nargs="+", default=["fp32"])
     parser.add_argument("--presets", nargs="+", default=["cpu-rt"])
     parser.add_argument("--resolutions", nargs="+", default=list(RESOLUTIONS), choices=list(RESOLUTIONS))
-    parser.add_argument("--lookaheads", nargs="+", type=int, default=[0, 2, 4])
+    parser.add_argument("--lookaheads", nargs="+", type=int, default=[0, 1, 2, 4])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=8, help="timed frames per cell")
     parser.add_argument("--weights", default="weights")
