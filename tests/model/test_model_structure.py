@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import stbn
 from stbn.cli import info_table, macs_per_pixel
-from stbn.layers import patch_shuffle, patch_unshuffle
+from stbn.layers import SplitInputConv, patch_shuffle, patch_unshuffle
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -93,3 +94,21 @@ def test_config_rejects_unknown_presets_keys_and_values() -> None:
         stbn.build_model("cpu-rt", chanels=8)
     with pytest.raises(ValueError, match="flow"):
         stbn.build_model("cpu-rt", flow="raft")
+    with pytest.raises(ValueError, match="stage_a_tail"):
+        stbn.build_model("cpu-rt", stage_a_tail=0)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_split_input_conv_equals_the_conv_of_the_concatenation(batch: int) -> None:
+    torch.manual_seed(0)
+    conv = SplitInputConv(3 + 5 + 2, 4)
+    frame, hidden = torch.rand(batch, 3, 6, 7), torch.rand(batch, 5, 6, 7)
+    level = torch.rand(batch, 2, 1, 1)
+    dense = F.conv2d(torch.cat([frame, hidden, level.expand(-1, -1, 6, 7)], 1), conv.weight, conv.bias)
+    torch.testing.assert_close(conv([frame, hidden], level), dense)
+    # An int part stands for that many zero channels.
+    zeros = torch.cat([frame, torch.zeros_like(hidden), level.expand(-1, -1, 6, 7)], 1)
+    zeros = F.conv2d(zeros, conv.weight, conv.bias)
+    torch.testing.assert_close(conv([frame, 5], level), zeros)
+    with pytest.raises(ValueError, match="expects 10 input channels, got 8"):
+        conv([frame, hidden])
