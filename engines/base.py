@@ -109,6 +109,7 @@ class Engine(abc.ABC):
         for _ in range(iterations):
             (x,) = self.run("prepare", frame)
             fwd, bwd = self.run("pair_flows", x, x)
+            (fwd,) = self.run("flow_to_prev", x, x)
             (h_f,) = self.run("forward_start", x, noise)
             (h_f,) = self.run("forward", x, noise, h_f, fwd)
             hidden = [h_f]

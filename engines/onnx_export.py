@@ -65,6 +65,7 @@ def example_inputs(model: STBN, height: int, width: int) -> dict[str, tuple[torc
     inputs: dict[str, tuple[torch.Tensor, ...]] = {
         "prepare": (torch.randint(0, 256, (height, width, 3), dtype=torch.uint8),),
         "pair_flows": (frame, frame.clone()),
+        "flow_to_prev": (frame, frame.clone()),
         "forward_start": (frame, noise),
         "forward": (frame, noise, hidden, flow),
         "fuse": (frame, noise, hidden, hidden.clone()) if model.config.bidirectional else (frame, noise, hidden),
@@ -78,6 +79,7 @@ def example_inputs(model: STBN, height: int, width: int) -> dict[str, tuple[torc
 INPUT_NAMES = {
     "prepare": ["frame_u8"],
     "pair_flows": ["prev", "cur"],
+    "flow_to_prev": ["prev", "cur"],
     "forward_start": ["frame", "noise"],
     "backward_start": ["frame", "noise"],
     "forward": ["frame", "noise", "hidden", "flow"],
@@ -87,6 +89,7 @@ INPUT_NAMES = {
 OUTPUT_NAMES = {
     "prepare": ["frame_out"],
     "pair_flows": ["flow_to_prev", "flow_to_next"],
+    "flow_to_prev": ["flow_to_prev"],
     "forward_start": ["hidden_out"],
     "backward_start": ["hidden_out"],
     "forward": ["hidden_out"],

@@ -88,10 +88,14 @@ class StreamingDenoiser:
         noise = self.engine.upload(np.array([[a, b]], np.float32))
         entry = _Pending(seq, x, noise, self.noise.level255(a, b), None)
         if self._last is not None:
-            to_prev, to_next = self.engine.run("pair_flows", self._last[1], x)
-            entry.flow_to_prev = to_prev
-            if self._window:
-                self._window[-1].flow_to_next = to_next
+            if self.lookahead == 0 or not self.engine.bidirectional:
+                # No backward step will read prev->cur: half the flow work.
+                (entry.flow_to_prev,) = self.engine.run("flow_to_prev", self._last[1], x)
+            else:
+                to_prev, to_next = self.engine.run("pair_flows", self._last[1], x)
+                entry.flow_to_prev = to_prev
+                if self._window:
+                    self._window[-1].flow_to_next = to_next
         self._window.append(entry)
         self._last = (seq, x)
         while len(self._window) > self.lookahead:

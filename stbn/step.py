@@ -47,6 +47,18 @@ class PairFlows(nn.Module):
         return flows[:1], flows[1:]
 
 
+class FlowToPrev(nn.Module):
+    """(prev, cur) -> flow cur->prev (1, 2, H, W) alone: the forward direction's flow, for causal
+    streaming (L = 0) and forward-only models, where no backward step reads prev->cur."""
+
+    def __init__(self, model: STBN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        return self.model.flow_between(cur, prev)
+
+
 class PropagateStart(nn.Module):
     """First frame of a direction: zero hidden state, Stage A only. -> (1, c, H, W)."""
 
@@ -92,6 +104,7 @@ def step_graphs(model: STBN) -> dict[str, nn.Module]:
     graphs: dict[str, nn.Module] = {
         "prepare": Prepare(),
         "pair_flows": PairFlows(model),
+        "flow_to_prev": FlowToPrev(model),
         "forward_start": PropagateStart(model, "forward"),
         "forward": Propagate(model, "forward"),
         "fuse": Fuse(model),

@@ -96,9 +96,13 @@ class CountingEngine(TorchEngine):
 def test_flows_are_computed_once_per_frame_pair(tiny_model: stbn.STBN) -> None:
     engine = CountingEngine(EngineConfig(backend="torch"), model=tiny_model)
     _stream(engine, moving_clip(9, 16, 16, SIGMA), 4)
-    assert engine.calls["pair_flows"] == 8
+    assert engine.calls["pair_flows"] == 8 and "flow_to_prev" not in engine.calls
     assert engine.calls["fuse"] == 9
     assert engine.calls["forward"] + engine.calls["forward_start"] == 9
+    # Causal (L = 0): no backward step reads prev->cur, so only the forward flow is computed.
+    causal = CountingEngine(EngineConfig(backend="torch"), model=tiny_model)
+    _stream(causal, moving_clip(9, 16, 16, SIGMA), 0)
+    assert causal.calls["flow_to_prev"] == 8 and "pair_flows" not in causal.calls
 
 
 def test_bad_frames_are_clear_errors(tiny_model: stbn.STBN) -> None:
