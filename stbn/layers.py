@@ -43,19 +43,19 @@ class SplitInputConv(nn.Conv2d):
         given = sum(widths) + (0 if constant is None else constant.shape[1])
         if all(isinstance(p, int) for p in parts) or given != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels, got {given}")
-        bias, shift = self.bias, None
-        if constant is not None:
-            shift = constant.flatten(1) @ self.weight[:, -constant.shape[1] :, 0, 0].t()  # (B, out)
-            if bias is not None:
-                shift = shift + bias
-            bias, shift = (shift[0], None) if constant.shape[0] == 1 else (None, shift)
         out, start = None, 0
         for part, width in zip(parts, widths):
             if not isinstance(part, int):
-                term = F.conv2d(part, self.weight[:, start : start + width], bias if out is None else None)
+                weight = self.weight if width == self.in_channels else self.weight[:, start : start + width]
+                term = F.conv2d(part, weight, self.bias if out is None else None)
                 out = term if out is None else out + term
             start += width
-        return out if shift is None else out + shift[:, :, None, None]
+        if constant is None:
+            return out
+        # A broadcast add rather than a computed conv bias: TensorRT's ONNX parser wants Conv
+        # weights and biases as initializers.
+        shift = constant.flatten(1) @ self.weight[:, -constant.shape[1] :, 0, 0].t()  # (B, out)
+        return out + shift[:, :, None, None]
 
 
 class DilatedResidual(nn.Module):

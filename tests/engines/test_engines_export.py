@@ -32,9 +32,10 @@ def test_every_step_graph_passes_torch_export(preset: str) -> None:
             assert torch.allclose(a.float(), b.float(), atol=1e-5), name
 
 
-def test_onnx_graphs_use_only_tensorrt_parser_operators(tmp_path: Path) -> None:
+@pytest.mark.parametrize("preset", ["cpu-rt", "gpu-rt"])
+def test_onnx_graphs_use_only_tensorrt_parser_operators(tmp_path: Path, preset: str) -> None:
     supported = {line.strip() for line in OPS_FILE.read_text().splitlines() if line.strip() and line[0] != "#"}
-    model = stbn.build_model("gpu-rt").eval()
+    model = stbn.build_model(preset).eval()
     paths = export_step_graphs(model, 20, 36, tmp_path)
     assert set(paths) == set(step_graphs(model))
     used: set[str] = set()
@@ -42,6 +43,11 @@ def test_onnx_graphs_use_only_tensorrt_parser_operators(tmp_path: Path) -> None:
         proto = onnx.load(str(path))
         assert proto.opset_import[0].version <= 17
         used |= {node.op_type for node in proto.graph.node}
+        constants = {init.name for init in proto.graph.initializer}
+        constants |= {out for node in proto.graph.node if node.op_type == "Constant" for out in node.output}
+        for node in proto.graph.node:
+            if node.op_type == "Conv":  # the parser takes weights and bias from initializers only
+                assert set(node.input[1:]) <= constants, f"{path.name}: {node.name} has computed weights"
     assert "GridSample" in used and "Conv" in used
     assert used <= supported, f"not parsable by TensorRT: {sorted(used - supported)}"
 
