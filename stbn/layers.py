@@ -32,8 +32,8 @@ class SplitInputConv(nn.Conv2d):
     the concatenated tensor is never built (in ONNX Runtime a Concat also breaks the blocked
     NCHWc layout between convs). A part given as an int stands for that many all-zero channels
     (a zero initial hidden state) and costs nothing. Trailing input channels may instead come as
-    ``constant`` maps (B, k, 1, 1) (the noise level): they are folded into the bias, never
-    expanded to H x W."""
+    ``constant`` maps (B, k, 1, 1) (the noise level): their contribution is a per-channel offset
+    added to the output, never expanded to H x W."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 1, bias=bias)

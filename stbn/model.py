@@ -101,7 +101,7 @@ class STBN(nn.Module):
         if not self.config.noise_map:
             out = block([frame, aligned])
         elif noise_map.shape[-2:] == (1, 1):
-            # One level per frame: folded into Stage A's entry bias, never expanded to H x W.
+            # One level per frame: a per-channel offset after Stage A's entry conv, never H x W.
             out = block([frame, aligned], noise_map.expand(b, self.config.in_channels, 1, 1))
         else:
             out = block([frame, aligned, noise_map.expand(b, self.config.in_channels, h, w)])

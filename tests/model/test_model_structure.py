@@ -72,7 +72,7 @@ def test_sigma_as_a_map_and_bad_sigma() -> None:
     with torch.no_grad():
         constant = model.prior(clip, 0.1)
         mapped = model.prior(clip, torch.full((1, 2, 1, 16, 20), 0.1))
-    # A constant level is folded into Stage A's entry bias, a map is convolved: same up to rounding.
+    # A constant level is added after Stage A's entry conv, a map is convolved: same up to rounding.
     assert torch.allclose(constant, mapped, atol=1e-6)
     with pytest.raises(ValueError, match=r"\[0, 1\] scale"):
         model(clip, 25.0)
