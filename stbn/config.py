@@ -30,6 +30,10 @@ class STBNConfig:
     srfe_conv_groups: int = 2  # groups of the 3x3 conv inside each unit
     srfe_reduce: int = 0  # > 0: 1x1 to this many channels before the unshuffle (cheaper SRFE)
     head_units: int = 2
+    # True: the prior mean is a residual over the mean of the 8 ring neighbours of the current
+    # frame (blind-spot safe), so it is a denoised image from the first step and the Gaussian NLL
+    # cannot park a wrong colour under a large covariance (see docs/training.md).
+    ring_mean: bool = False
     noise_map: bool = True  # feed sigma maps to Stage A (the authors' bdc_2_unify)
     bidirectional: bool = True  # False: forward-only (causal) variant, SRFE takes h_f alone
     flow: str = "pyramid"
@@ -79,6 +83,7 @@ PRESETS: dict[str, STBNConfig] = {
         srfe_groups=2,
         srfe_units=3,
         head_units=2,
+        ring_mean=True,
         flow_channels=24,
     ),
     # Two CPU cores at 640x360, >= 10 frames/s causal (L=0) through ONNX Runtime. At 16 channels
@@ -98,6 +103,7 @@ PRESETS: dict[str, STBNConfig] = {
         srfe_units=2,
         srfe_reduce=8,
         head_units=0,
+        ring_mean=True,
         flow_channels=16,
         flow_levels=3,
     ),

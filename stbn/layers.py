@@ -27,6 +27,19 @@ class CentreMaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=1)
 
 
+def ring_mean(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H, W) mean of the 8 neighbours of each pixel (never the pixel itself).
+
+    Offsets (+-1, 0), (0, +-1), (+-1, +-1) have odd coordinates, so the parity rule holds. Borders
+    average the neighbours that exist (zero padding, divided by the count), with plain convs only.
+    """
+    kernel = torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device)
+    kernel[..., 1, 1] = 0.0
+    total = F.conv2d(x, kernel.expand(x.shape[1], 1, 3, 3), padding=1, groups=x.shape[1])
+    count = F.conv2d(torch.ones_like(x[:1, :1]), kernel, padding=1)
+    return total / count
+
+
 class SplitInputConv(nn.Conv2d):
     """1x1 conv over the channel concatenation of ``parts``, computed part by part and summed, so
     the concatenated tensor is never built (in ONNX Runtime a Concat also breaks the blocked

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-PRIOR_EPS = 1e-5  # added to the prior covariance diagonal, as in the reference
+PRIOR_EPS = 1e-5  # added to the prior and noise covariance diagonals, as in the reference
 
 # A symmetric 3x3 matrix as its six planes (s00, s01, s02, s11, s12, s22).
 Sym = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -90,13 +90,23 @@ def gaussian_nll(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) 
 def posterior_mean(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """x = (P^-1 + N^-1)^-1 (P^-1 mu + N^-1 y) = mu + P (P + N)^-1 (y - mu), clamped to [0, 1].
 
-    P = A^T A + 1e-5 I, N = diag(sigma^2). The second form is the same value and stays finite
-    when sigma -> 0 (then x -> y).
+    P = A^T A + 1e-5 I, N = diag(sigma^2 + 1e-5), as in the authors' code. The second form is
+    the same value and stays finite when sigma -> 0.
     """
     mean, factor = _split(prior)
     p = _prior_covariance(factor, PRIOR_EPS)
-    adj, det = _adjugate(_add_diagonal(p, _noise_variance(sigma, noisy)))
+    adj, det = _adjugate(_add_diagonal(p, _noise_variance(sigma, noisy) + PRIOR_EPS))
     residual = noisy - mean
     solved = _apply(adj, tuple(_channel(residual, k) for k in range(3)))
     correction = torch.cat(_apply(p, solved), dim=-3) / det
     return (mean + correction).clamp(0.0, 1.0)
+
+
+def mean_l2(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Mean over pixels of 1/2 |y - mu|^2 / (sigma^2 + 1e-5), the prior mean alone.
+
+    The same minimiser as the NLL's mean (the clean pixel's conditional mean), but its gradient
+    does not shrink where the predicted covariance has grown to cover a poor mean.
+    """
+    mean, _ = _split(prior)
+    return 0.5 * ((noisy - mean).pow(2) / (_noise_variance(sigma, noisy) + PRIOR_EPS)).mean()

@@ -1,4 +1,5 @@
-"""Classical baselines for the evaluation table: per-frame BM3D, OpenCV multi-frame NL-means, ffmpeg hqdn3d.
+"""Classical baselines for the evaluation table: per-frame BM3D, OpenCV multi-frame NL-means, ffmpeg hqdn3d,
+a Gaussian blur.
 
 All take float noisy frames (N, H, W, 3) (unclipped, [0, 1] scale) and return float frames in [0, 1].
 NL-means and hqdn3d work on uint8 (the noisy input is clipped and rounded first); their strengths
@@ -27,6 +28,9 @@ HQDN3D_STRENGTHS = (
     45.0,
     64.0,
 )  # luma_spatial; the other three follow ffmpeg's ratios
+
+
+GAUSSIAN_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # blur sigma in pixels
 
 
 class BaselineUnavailable(RuntimeError):
@@ -60,6 +64,12 @@ def nlm_video(noisy: np.ndarray, h: float, window: int = 5) -> np.ndarray:
             )
         out.append(den)
     return np.stack(out).astype(np.float32) / 255.0
+
+
+def gaussian_video(noisy: np.ndarray, blur_sigma: float) -> np.ndarray:
+    """Per-frame Gaussian blur (``blur_sigma`` pixels, float, reflect borders), clipped to [0, 1]."""
+    out = [cv2.GaussianBlur(f, (0, 0), blur_sigma, borderType=cv2.BORDER_REFLECT_101) for f in noisy.astype(np.float32)]
+    return np.clip(np.stack(out), 0.0, 1.0)
 
 
 def hqdn3d_video(noisy: np.ndarray, strength: float) -> np.ndarray:

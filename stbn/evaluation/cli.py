@@ -1,6 +1,6 @@
 """``stbn eval``: STBN (offline and streaming) against baselines under the reference protocol.
 
-stbn eval --checkpoint weights/stbn-cpu-rt.pt --dataset bikes --dataset synthetic --json out.json
+stbn eval --checkpoint weights/stbn-cpu-rt.pt --dataset groups --dataset bikes --json out.json
 stbn eval --checkpoint ... --video clean.mp4 --sigmas 20 30
 stbn eval --checkpoint ... --frames clean_frames/ --methods noisy,stbn,hqdn3d
 """
@@ -13,7 +13,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stbn.evaluation.protocol import METHODS, SIGMAS, EvalSettings, Evaluator, markdown_table, results_json
+from stbn.evaluation import datasets
+from stbn.evaluation.datasets import GROUP_NAMES
+from stbn.evaluation.protocol import (
+    METHODS,
+    SIGMAS,
+    EvalSettings,
+    Evaluator,
+    markdown_table,
+    method_rows,
+    results_json,
+    summary_tables,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,10 +47,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         action="append",
-        choices=["bikes", "synthetic"],
+        choices=["groups", *GROUP_NAMES, "bikes", "synthetic"],
         default=[],
-        help="built-in set (repeatable): bikes.mp4 frames 30-59, or synthetic clips from held-out photos",
+        help="built-in set (repeatable): 'groups' = every content group (smooth, texture, static, fast, dark: "
+        "synthetic motion over Debian wallpapers), one group by name, bikes.mp4 frames 30-59, or synthetic "
+        "clips from the held-out scikit-image photos",
     )
+    parser.add_argument("--group-frames", type=int, default=12, help="frames per content-group clip")
+    parser.add_argument("--group-size", type=_size, default=(256, 384), help="HxW of content-group clips")
     parser.add_argument("--video", action="append", default=[], help="a clean video file (noise is added)")
     parser.add_argument("--frames", action="append", default=[], help="a folder of clean frames (noise is added)")
     parser.add_argument("--max-frames", type=int, default=30, help="frames scored per video/folder/bikes")
@@ -47,8 +62,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=_size, help="centre crop HxW of real clips")
     parser.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS), help="AWGN levels, 0..255")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
-    parser.add_argument("--lookahead", type=int, default=2, help="look-ahead L of the streaming mode")
-    parser.add_argument("--bm3d-frames", default="5,15,25", help="frame indices scored for BM3D (slow)")
+    parser.add_argument("--lookaheads", type=int, nargs="+", default=[0, 2], help="look-aheads L of the streaming rows")
+    parser.add_argument("--bm3d-frames", default="6", help="frame indices scored for BM3D (slow)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed per sequence (reference: 0)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads")
     parser.add_argument("--no-ssim", action="store_true", help="PSNR only")
@@ -59,7 +74,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import stbn
-    from stbn.evaluation import datasets
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     try:
@@ -67,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             sigmas=tuple(args.sigmas),
             methods=methods,
             seed=args.seed,
-            lookahead=args.lookahead,
+            lookaheads=tuple(args.lookaheads),
             bm3d_frames=tuple(int(v) for v in args.bm3d_frames.split(",") if v.strip()),
             threads=args.threads,
             ssim=not args.no_ssim,
@@ -91,8 +105,15 @@ def run(args: argparse.Namespace) -> int:
             f"parameters, {meta.get('iteration', '?')} iterations, noise {loaded.noise.kind} "
             f"{tuple(loaded.noise.sigma_range)}"
         )
-    sets = [datasets.bikes(args.max_frames, args.crop) if d == "bikes" else datasets.synthetic(args.synthetic_frames)
-            for d in args.dataset]  # fmt: skip
+    sets = []
+    for name in args.dataset:
+        if name == "bikes":
+            sets.append(datasets.bikes(args.max_frames, args.crop))
+        elif name == "synthetic":
+            sets.append(datasets.synthetic(args.synthetic_frames))
+        else:
+            groups = GROUP_NAMES if name == "groups" else (name,)
+            sets += [datasets.content_group(g, args.group_frames, args.group_size) for g in groups]
     sets += [datasets.from_path(p, args.max_frames, args.crop) for p in args.video + args.frames]
     if not sets:
         print("stbn eval: give --dataset, --video or --frames", file=sys.stderr)
@@ -101,11 +122,16 @@ def run(args: argparse.Namespace) -> int:
     evaluator = Evaluator(settings, model, log)
     report: dict[str, Any] = {"checkpoint": args.checkpoint if model is not None else None, "settings": vars(args),
                               "datasets": []}  # fmt: skip
+    rows = method_rows(methods, settings.lookaheads)
     tables = header[:]
+    evaluated = []
     for dataset in sets:
         results = evaluator.evaluate(dataset)
-        tables.append(markdown_table(dataset, results, methods))
+        evaluated.append((dataset, results))
+        tables.append(markdown_table(dataset, results, rows))
         report["datasets"].append(results_json(dataset, results))
+    if len(evaluated) > 1:
+        tables.append(summary_tables(evaluated, rows))
     print("\n\n".join(tables))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

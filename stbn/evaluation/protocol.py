@@ -26,10 +26,26 @@ import torch
 
 from stbn.evaluation import baselines
 from stbn.evaluation.metrics import mean, sequence_scores, to_uint8
-from stbn.model import STBN
+from stbn.model import STBN, sigma_tensor
+from stbn.posterior import posterior_mean
 
 SIGMAS = (10.0, 20.0, 30.0, 40.0, 50.0)
-METHODS = ("noisy", "stbn", "stbn-stream", "bm3d", "nlm", "hqdn3d")
+METHODS = ("noisy", "gauss", "hqdn3d", "nlm", "bm3d", "stbn", "stbn-stream")
+TUNED = ("gauss", "hqdn3d", "nlm")  # strengths tuned per dataset and sigma on a clip that is not scored
+
+
+def method_rows(methods: Sequence[str], lookaheads: Sequence[int]) -> list[str]:
+    """Table rows of ``methods``: "stbn" adds its prior mean ("stbn-prior"), "stbn-stream" one row
+    per look-ahead ("stbn-L0", "stbn-L2", ...)."""
+    rows: list[str] = []
+    for m in methods:
+        if m == "stbn":
+            rows += ["stbn", "stbn-prior"]
+        elif m == "stbn-stream":
+            rows += [f"stbn-L{la}" for la in lookaheads]
+        else:
+            rows.append(m)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -51,7 +67,7 @@ class EvalSettings:
     sigmas: tuple[float, ...] = SIGMAS
     methods: tuple[str, ...] = METHODS
     seed: int = 0
-    lookahead: int = 2
+    lookaheads: tuple[int, ...] = (0, 2)
     bm3d_frames: tuple[int, ...] = (5, 15, 25)  # indices scored for BM3D (per sequence, those that exist)
     threads: int = 0
     ssim: bool = True
@@ -103,14 +119,24 @@ def add_noise(clean: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
 
 
 @torch.no_grad()
-def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0) -> np.ndarray:
-    """Whole-clip bidirectional inference on float input (``chunk`` > 0 splits long clips)."""
+def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-clip bidirectional inference on float input (``chunk`` > 0 splits long clips).
+
+    Returns the posterior mean and the prior mean (clipped), both (N, H, W, 3).
+    """
     model.eval()
     clip = torch.from_numpy(np.ascontiguousarray(noisy)).permute(0, 3, 1, 2).unsqueeze(0)
     n = clip.shape[1]
     step = chunk or n
-    outs = [model(clip[:, s : s + step], sigma255 / 255.0) for s in range(0, n, step)]
-    return torch.cat(outs, dim=1)[0].permute(0, 2, 3, 1).numpy()
+    sigma = sigma255 / 255.0
+    posts, means = [], []
+    for s in range(0, n, step):
+        part = clip[:, s : s + step]
+        prior = model.prior(part, sigma)
+        posts.append(posterior_mean(prior, part, sigma_tensor(sigma, part)))
+        means.append(prior[:, :, :3].clamp(0.0, 1.0))
+    as_frames = lambda parts: torch.cat(parts, dim=1)[0].permute(0, 2, 3, 1).numpy()  # noqa: E731
+    return as_frames(posts), as_frames(means)
 
 
 def stbn_streaming(model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int) -> np.ndarray:
@@ -150,7 +176,7 @@ class Evaluator:
         self.settings = settings
         self.model = model
         self.log = log
-        self.tuned: dict[str, dict[float, Any]] = {"nlm": {}, "hqdn3d": {}}
+        self.tuned: dict[tuple[str, str, float], float] = {}  # (dataset, method, sigma) -> strength
 
     def _cached(self, key: str) -> dict[str, Any] | None:
         if not self.settings.cache_dir:
@@ -165,8 +191,8 @@ class Evaluator:
             path.write_text(json.dumps(value))
 
     def _tune(self, dataset: Dataset, method: str, sigma: float) -> float:
-        if sigma in self.tuned[method]:
-            return self.tuned[method][sigma]
+        if (dataset.name, method, sigma) in self.tuned:
+            return self.tuned[dataset.name, method, sigma]
         if dataset.tuning is None:
             raise ValueError(f"dataset {dataset.name} has no tuning clip for {method}")
         key = _cache_key(dataset.name, dataset.tuning, sigma, f"tune-{method}", None)
@@ -175,48 +201,47 @@ class Evaluator:
             best = hit["best"]
         else:
             noisy = add_noise(dataset.tuning.clean, sigma, self.settings.seed + 1)
-            if method == "nlm":
-                best, scores = baselines.tune_strength(
-                    lambda y, f: baselines.nlm_video(y, f * sigma), baselines.NLM_FACTORS, noisy, dataset.tuning.clean
-                )
-            else:
-                best, scores = baselines.tune_strength(
-                    baselines.hqdn3d_video, baselines.HQDN3D_STRENGTHS, noisy, dataset.tuning.clean
-                )
+            run, candidates = _TUNABLE[method]
+            clean = dataset.tuning.clean
+            best, scores = baselines.tune_strength(lambda y, v: run(y, v, sigma), candidates, noisy, clean)
             self._store(key, {"best": best, "scores": {str(k): v for k, v in scores.items()}})
-        self.tuned[method][sigma] = best
+        self.tuned[dataset.name, method, sigma] = best
         return best
 
     def _run_method(
-        self, dataset: Dataset, seq: Clip, noisy: np.ndarray, sigma: float, method: str
-    ) -> tuple[np.ndarray | dict[int, np.ndarray], float, int, str]:
-        """(estimate (N,H,W,3) or {frame: estimate}, seconds, frames processed, note)."""
+        self, dataset: Dataset, noisy: np.ndarray, sigma: float, method: str
+    ) -> list[tuple[str, np.ndarray | dict[int, np.ndarray], float, int, str]]:
+        """[(row, estimate (N,H,W,3) or {frame: estimate}, seconds, frames processed, note)]."""
         s = self.settings
+        n = len(noisy)
         if method == "noisy":
-            return np.clip(noisy, 0.0, 1.0), 0.0, len(noisy), "noisy input clipped to [0,1]"
+            return [("noisy", np.clip(noisy, 0.0, 1.0), 0.0, n, "noisy input clipped to [0,1]")]
         if method == "stbn":
             t = time.perf_counter()
-            est = stbn_offline(self.model, noisy, sigma)  # type: ignore[arg-type]
-            return est, time.perf_counter() - t, len(noisy), "offline, whole clip, float input"
+            post, prior = stbn_offline(self.model, noisy, sigma)  # type: ignore[arg-type]
+            seconds = time.perf_counter() - t
+            return [
+                ("stbn", post, seconds, n, "offline, whole clip, float input"),
+                ("stbn-prior", prior, 0.0, n, "prior mean of the offline run (blind spot, no posterior)"),
+            ]
         if method == "stbn-stream":
-            t = time.perf_counter()
-            est = stbn_streaming(self.model, noisy, sigma, s.lookahead)  # type: ignore[arg-type]
-            return est, time.perf_counter() - t, len(noisy), f"streaming L={s.lookahead}, uint8 in/out"
+            rows = []
+            for la in s.lookaheads:
+                t = time.perf_counter()
+                est = stbn_streaming(self.model, noisy, sigma, la)  # type: ignore[arg-type]
+                rows.append((f"stbn-L{la}", est, time.perf_counter() - t, n, f"streaming L={la}, uint8 in/out"))
+            return rows
         if method == "bm3d":
-            frames = [i for i in s.bm3d_frames if i < len(noisy)]
+            frames = [i for i in s.bm3d_frames if i < n]
             t = time.perf_counter()
             est = baselines.bm3d_frames(noisy, sigma, frames)
-            return est, time.perf_counter() - t, len(frames), f"per-frame, true sigma, frames {frames}"
-        if method == "nlm":
-            factor = self._tune(dataset, "nlm", sigma)
+            return [("bm3d", est, time.perf_counter() - t, len(frames), f"per-frame, true sigma, frames {frames}")]
+        if method in _TUNABLE:
+            value = self._tune(dataset, method, sigma)
+            run, _ = _TUNABLE[method]
             t = time.perf_counter()
-            est = baselines.nlm_video(noisy, factor * sigma)
-            return est, time.perf_counter() - t, len(noisy), f"window 5, h={factor:g}*sigma"
-        if method == "hqdn3d":
-            strength = self._tune(dataset, "hqdn3d", sigma)
-            t = time.perf_counter()
-            est = baselines.hqdn3d_video(noisy, strength)
-            return est, time.perf_counter() - t, len(noisy), f"luma_spatial={strength:g}"
+            est = run(noisy, value, sigma)
+            return [(method, est, time.perf_counter() - t, n, _TUNED_NOTE[method].format(value))]
         raise ValueError(f"unknown method {method!r}")
 
     def evaluate(self, dataset: Dataset) -> dict[float, dict[str, MethodResult]]:
@@ -225,41 +250,56 @@ class Evaluator:
         if s.threads:
             torch.set_num_threads(s.threads)
         for sigma in s.sigmas:
-            per_method = {m: MethodResult() for m in s.methods}
+            per_row = {r: MethodResult() for r in method_rows(s.methods, s.lookaheads)}
             for seq in dataset.sequences:
                 noisy = add_noise(seq.clean, sigma, s.seed)
                 for method in s.methods:
-                    res = per_method[method]
-                    cacheable = method in ("bm3d", "nlm", "hqdn3d", "noisy")
+                    cacheable = method in ("bm3d", "noisy", *TUNED)
                     key = _cache_key(
                         dataset.name, seq, sigma, method, (s.seed, s.bm3d_frames if method == "bm3d" else 0)
                     )
                     hit = self._cached(key) if cacheable else None
                     if hit is None:
-                        est, seconds, count, note = self._run_method(dataset, seq, noisy, sigma, method)
-                        if isinstance(est, dict):
-                            frames = sorted(est)
-                            full = np.zeros_like(seq.clean)
-                            for i in frames:
-                                full[i] = est[i]
-                            scores = sequence_scores(full, seq.clean, frames, s.ssim)
-                        else:
-                            frames = list(range(len(seq.clean)))
-                            scores = sequence_scores(est, seq.clean, None, s.ssim)
-                        hit = {"psnr": scores["psnr"], "ssim": scores.get("ssim", []), "frames": frames,
-                               "seconds": seconds, "count": count, "note": note}  # fmt: skip
+                        runs = self._run_method(dataset, noisy, sigma, method)
+                        hit = {row: _scored(est, seq, sec, count, note, s.ssim) for row, est, sec, count, note in runs}
                         if cacheable:
                             self._store(key, hit)
-                    res.psnr[seq.name] = hit["psnr"]
-                    if hit["ssim"]:
-                        res.ssim[seq.name] = hit["ssim"]
-                    res.frames[seq.name] = hit["frames"]
-                    res.seconds += hit["seconds"]
-                    res.n_frames += hit["count"]
-                    res.note = hit["note"]
-                    self.log(f"  {dataset.name} sigma {sigma:g} {seq.name} {method}: {mean(hit['psnr']):.2f} dB")
-            results[sigma] = per_method
+                    for row, scored in hit.items():
+                        res = per_row[row]
+                        res.psnr[seq.name] = scored["psnr"]
+                        if scored["ssim"]:
+                            res.ssim[seq.name] = scored["ssim"]
+                        res.frames[seq.name] = scored["frames"]
+                        res.seconds += scored["seconds"]
+                        res.n_frames += scored["count"]
+                        res.note = scored["note"]
+                        self.log(f"  {dataset.name} sigma {sigma:g} {seq.name} {row}: {mean(scored['psnr']):.2f} dB")
+            results[sigma] = per_row
         return results
+
+
+def _scored(
+    est: np.ndarray | dict[int, np.ndarray], seq: Clip, seconds: float, count: int, note: str, with_ssim: bool
+) -> dict[str, Any]:
+    if isinstance(est, dict):
+        frames = sorted(est)
+        full = np.zeros_like(seq.clean)
+        for i in frames:
+            full[i] = est[i]
+        scores = sequence_scores(full, seq.clean, frames, with_ssim)
+    else:
+        frames = list(range(len(seq.clean)))
+        scores = sequence_scores(est, seq.clean, None, with_ssim)
+    return {"psnr": scores["psnr"], "ssim": scores.get("ssim", []), "frames": frames, "seconds": seconds,
+            "count": count, "note": note}  # fmt: skip
+
+
+_TUNABLE: dict[str, tuple[Callable[[np.ndarray, float, float], np.ndarray], tuple[float, ...]]] = {
+    "gauss": (lambda y, v, _sigma: baselines.gaussian_video(y, v), baselines.GAUSSIAN_SIGMAS),
+    "hqdn3d": (lambda y, v, _sigma: baselines.hqdn3d_video(y, v), baselines.HQDN3D_STRENGTHS),
+    "nlm": (lambda y, v, sigma: baselines.nlm_video(y, v * sigma), baselines.NLM_FACTORS),
+}
+_TUNED_NOTE = {"gauss": "blur {:g} px", "hqdn3d": "luma_spatial={:g}", "nlm": "window 5, h={:g}*sigma"}
 
 
 # --- reporting ----------------------------------------------------------------------------------------
@@ -287,6 +327,7 @@ def subset_psnr(result: MethodResult, subset: dict[str, list[int]]) -> float:
 
 
 def markdown_table(dataset: Dataset, results: dict[float, dict[str, MethodResult]], methods: Sequence[str]) -> str:
+    """One dataset: PSNR/SSIM per sigma for every row (``methods`` are row names, method_rows)."""
     sigmas = list(results)
     head = "| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " | ms/frame | notes |"
     lines = [f"**{dataset.name}** — {dataset.description}", "", "PSNR (dB) / SSIM", "", head,
@@ -296,7 +337,7 @@ def markdown_table(dataset: Dataset, results: dict[float, dict[str, MethodResult
         ms = mean([results[s][m].ms_per_frame() for s in sigmas])
         note = (
             results[sigmas[-1]][m].note
-            if m not in ("nlm", "hqdn3d")
+            if m not in TUNED
             else ", ".join(f"σ{s:g}: {results[s][m].note.split(', ')[-1]}" for s in sigmas)
         )
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(ms, 1)} | {note} |")
@@ -317,3 +358,38 @@ def results_json(dataset: Dataset, results: dict[float, dict[str, MethodResult]]
         "sequences": {s.name: list(s.clean.shape) for s in dataset.sequences},
         "results": {f"{sigma:g}": {m: r.to_dict() for m, r in per.items()} for sigma, per in results.items()},
     }
+
+
+Results = dict[float, dict[str, MethodResult]]
+
+
+def _scores(results: Results, row: str, sigma: float, on_bm3d_frames: bool) -> float:
+    res = results[sigma][row]
+    if on_bm3d_frames and "bm3d" in results[sigma]:
+        return subset_psnr(res, results[sigma]["bm3d"].frames)
+    return res.mean_psnr()
+
+
+def summary_tables(evaluated: Sequence[tuple[Dataset, Results]], rows: Sequence[str]) -> str:
+    """Over all datasets: mean PSNR per sigma (each dataset weighs the same), and per dataset
+    (mean over sigmas); with BM3D, every method is also scored on BM3D's frames only."""
+    if not evaluated:
+        return ""
+    sigmas = list(evaluated[0][1])
+    variants = [(False, "all frames (BM3D: its frames)")]
+    if "bm3d" in rows:
+        variants.append((True, "BM3D's frames only, every method"))
+    lines: list[str] = []
+    for subset, label in variants:
+        names = [d.name for d, _ in evaluated]
+        lines += [f"**Overall, mean over {len(evaluated)} datasets** — PSNR (dB), {label}", "",
+                  "| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " | avg | "
+                  + " | ".join(names) + " |",
+                  "|---|" + "---:|" * (len(sigmas) + 1 + len(names))]  # fmt: skip
+        for row in rows:
+            per_sigma = [mean([_scores(r, row, s, subset) for _, r in evaluated]) for s in sigmas]
+            per_set = [mean([_scores(r, row, s, subset) for s in sigmas]) for _, r in evaluated]
+            cells = [_fmt(v) for v in per_sigma] + [_fmt(mean(per_sigma))] + [_fmt(v) for v in per_set]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

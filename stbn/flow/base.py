@@ -21,9 +21,15 @@ class ZeroFlow(FlowEstimator):
         return torch.zeros_like(a[:, :2])
 
 
-def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bilinearly resize a (B, 2, h, w) pixel flow to (height, width), rescaling x and y."""
-    h, w = flow.shape[-2:]
+def resize_flow(
+    flow: torch.Tensor, height: int, width: int, units: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Bilinearly resize a (B, 2, h, w) pixel flow to (height, width) and rescale x and y.
+
+    ``units`` is the (H, W) of the frame whose pixels the flow values count (default: the flow's
+    own grid). PWC-Net's output lives on a 1/4 grid but counts pixels of its (padded) input.
+    """
+    h, w = units or flow.shape[-2:]
     up = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False)
     scale = torch.tensor([width / w, height / h], dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
     return up * scale

@@ -141,5 +141,13 @@ class PWCNet(FlowEstimator):
         for index, decoder in zip(range(5, 0, -1), [self.netSix, self.netFiv, self.netFou, self.netThr, self.netTwo]):
             estimate = decoder(fa[index], fb[index], estimate)
         flow, feat = estimate
-        flow = 20.0 * (flow + self.netRefiner(feat))
-        return resize_flow(flow, h, w)
+        return pwc_output_to_flow(flow + self.netRefiner(feat), h, w, (h64, w64))
+
+
+def pwc_output_to_flow(raw: torch.Tensor, height: int, width: int, network_size: tuple[int, int]) -> torch.Tensor:
+    """PWC-Net's 1/4-grid output -> (B, 2, height, width) flow in pixels of the caller's frame.
+
+    Times 20 the output counts pixels of the network's input (``network_size``, the frame resized
+    to multiples of 64), at any grid; only the resize from that input back to the frame rescales.
+    """
+    return resize_flow(20.0 * raw, height, width, units=network_size)

@@ -31,6 +31,7 @@ class VideoSource:
 class DataConfig:
     photos: tuple[str, ...] = ()  # bundled photo names; empty = stbn.training.data.TRAIN_PHOTOS
     photo_folder: str | None = None  # a user's own photos for synthetic-motion clips (added)
+    wallpapers: bool = False  # add stbn.training.data.WALLPAPER_TRAIN_PHOTOS (Debian packages, fetched once)
     videos: tuple[VideoSource, ...] = ()
     synthetic_fraction: float = 1.0  # share of clips from the synthetic-motion generator
     frames: tuple[int, int] = (5, 8)  # clip length T, drawn per batch (inclusive)
@@ -74,11 +75,14 @@ class OptimConfig:
     gamma: float = 0.5
     grad_clip: float = 1.0
     loss: str = "nll"  # "nll" (Gaussian NLL, needs sigma) or "l2" (plain L2 to the noisy input, raw-like data)
+    mean_l2: float = 0.0  # with "nll": weight of posterior.mean_l2 added to it (keeps the prior mean learning)
     time_limit_minutes: float | None = None  # stop early (and save) after this much training time
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"optim.loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.mean_l2 < 0:
+            raise ConfigError(f"optim.mean_l2 must be >= 0, got {self.mean_l2}")
         if self.iterations < 0 or self.lr <= 0 or self.grad_clip <= 0:
             raise ConfigError("optim.iterations must be >= 0, optim.lr and optim.grad_clip > 0")
         if any(not 0.0 < m < 1.0 for m in self.milestones):

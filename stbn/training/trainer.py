@@ -8,9 +8,11 @@ in the progress bar and logs.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from torch import nn
 import stbn
 from stbn.checkpoint import NoiseModel, save_checkpoint
 from stbn.model import STBN, sigma_tensor
-from stbn.posterior import gaussian_nll, posterior_mean
+from stbn.posterior import gaussian_nll, mean_l2, posterior_mean
 from stbn.training.config import FlowPretrainConfig, TrainConfig, config_from_dict
 from stbn.training.data import HELDOUT_PHOTOS, MotionConfig, load_photos, synthetic_clip
 from stbn.training.noise import add_gaussian, sample_sigmas
@@ -33,6 +35,7 @@ from stbn.training.sources import Batch
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
+BEST_FILE = "best.pt"  # the model at its best validation so far
 
 
 # --- small pieces -----------------------------------------------------------------------------------
@@ -75,10 +78,11 @@ def make_teacher(model: STBN) -> nn.Module:
 class _LossModule(nn.Module):
     """Wraps the model so that DistributedDataParallel sees one forward per step."""
 
-    def __init__(self, model: STBN, loss: str) -> None:
+    def __init__(self, model: STBN, loss: str, mean_weight: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
+        self.mean_weight = mean_weight
         self._teacher: tuple[nn.Module, ...] = ()
 
     def set_teacher(self, teacher: nn.Module | None) -> None:
@@ -89,7 +93,10 @@ class _LossModule(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         prior = self.model.prior(noisy, sigma)
         if self.loss == "nll":
-            main = gaussian_nll(prior, noisy, sigma_tensor(sigma, noisy))
+            sig = sigma_tensor(sigma, noisy)
+            main = gaussian_nll(prior, noisy, sig)
+            if self.mean_weight:
+                main = main + self.mean_weight * mean_l2(prior, noisy, sig)
         else:
             main = 0.5 * (prior[:, :, :3] - noisy).pow(2).mean()
         dis = torch.zeros((), dtype=noisy.dtype)
@@ -182,13 +189,31 @@ def validation_clips(config: TrainConfig) -> list[tuple[torch.Tensor, torch.Tens
     return out
 
 
+CHANNEL_ORDERS = tuple(itertools.permutations(range(3)))
+
+
 @torch.no_grad()
-def validate(model: STBN, clips: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> float:
+def validate(model: STBN, clips: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+    """Posterior PSNR, prior-mean PSNR and the prior mean's best channel order (the identity when
+    the mean is a denoised image; a permutation flags a mean whose colours the covariance hides)."""
     was_training = model.training
     model.eval()
-    scores = [batch_psnr(model(noisy, sigma), clean) for noisy, sigma, clean in clips]
+    post, prior_mean, orders = [], [], []
+    for noisy, sigma, clean in clips:
+        prior = model.prior(noisy, sigma)
+        post.append(batch_psnr(posterior_mean(prior, noisy, sigma_tensor(sigma, noisy)), clean))
+        mean = prior[:, :, :3].clamp(0, 1)
+        by_order = {order: batch_psnr(mean[:, :, list(order)], clean) for order in CHANNEL_ORDERS}
+        prior_mean.append(by_order[(0, 1, 2)])
+        orders.append(max(by_order, key=by_order.__getitem__))
     model.train(was_training)
-    return float(np.mean(scores)) if scores else float("nan")
+    if not post:
+        return {"psnr": float("nan")}
+    return {
+        "psnr": float(np.mean(post)),
+        "prior_mean_psnr": float(np.mean(prior_mean)),
+        "prior_mean_orders": ["".join("RGB"[c] for c in order) for order in orders],
+    }
 
 
 # --- distributed ------------------------------------------------------------------------------------------
@@ -239,7 +264,7 @@ class Trainer:
         self.model = model if model is not None else stbn.build_model(config.preset, flow=config.flow)
         self.model.train()
         self.teacher: nn.Module | None = None
-        self.loss_module = _LossModule(self.model, config.optim.loss)
+        self.loss_module = _LossModule(self.model, config.optim.loss, config.optim.mean_l2)
         flow_ids = {id(p) for p in self.model.flow.parameters()}
         self.optimizer = torch.optim.Adam(
             [
@@ -253,6 +278,7 @@ class Trainer:
         self.iteration = 0
         self.flow_pretrained = config.flow_pretrain.iterations == 0 or config.flow == "zero"
         self.train_seconds = 0.0
+        self.best_val = float("-inf")
         self.history: list[dict[str, Any]] = []
         self.rng = np.random.default_rng([config.seed, self.dist.rank])
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.dist.rank)
@@ -364,22 +390,34 @@ class Trainer:
                     entry[key] = float(np.mean([s[key] for s in window if key in s]))
                 self._log(entry)
                 recent = recent[-cfg.log_every :]
-            if cfg.val.every and self.iteration % cfg.val.every == 0 and self.val_clips and self.dist.main:
-                score = validate(self.model, self.val_clips)
-                self._log({"phase": "val", "iteration": self.iteration, "psnr": score, "sigma": cfg.val.sigma})
+            if cfg.val.every and self.iteration % cfg.val.every == 0:
+                self._validate()
             if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
                 self.save()
         bar.close()
         summary = {"iterations": self.iteration, "train_seconds": self.train_seconds, "stopped_early": stopped_early}
         if self.val_clips and self.dist.main:
-            summary["val_psnr"] = validate(self.model, self.val_clips)
-            self._log(
-                {"phase": "val", "iteration": self.iteration, "psnr": summary["val_psnr"], "sigma": cfg.val.sigma}
-            )
+            summary["val_psnr"] = self._validate()["psnr"]
+            summary["best_val_psnr"] = self.best_val
         self.save()
         if cfg.checkpoint and self.dist.main:
-            self.export(cfg.checkpoint)
+            best = self.out_dir / BEST_FILE
+            if best.is_file():
+                shutil.copyfile(best, cfg.checkpoint)
+            else:
+                self.export(cfg.checkpoint)
         return summary
+
+    def _validate(self) -> dict[str, Any]:
+        """Validate, log, and export the model to ``best.pt`` when its posterior PSNR is the best yet."""
+        if not (self.val_clips and self.dist.main):
+            return {"psnr": float("nan")}
+        scores = validate(self.model, self.val_clips)
+        self._log({"phase": "val", "iteration": self.iteration, **scores, "sigma": self.config.val.sigma})
+        if scores["psnr"] > self.best_val:
+            self.best_val = scores["psnr"]
+            self.export(self.out_dir / BEST_FILE)
+        return scores
 
     # -- logging, checkpoints, resume --------------------------------------------------------------------------
     def _log(self, entry: dict[str, Any]) -> None:
@@ -419,6 +457,7 @@ class Trainer:
             "iteration": self.iteration,
             "flow_pretrained": self.flow_pretrained,
             "train_seconds": self.train_seconds,
+            "best_val": self.best_val,
             "rng": self.rng.bit_generator.state,
             "generator": self.generator.get_state(),
         }
@@ -445,6 +484,7 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.flow_pretrained = bool(state["flow_pretrained"])
         self.train_seconds = float(state["train_seconds"])
+        self.best_val = float(state.get("best_val", float("-inf")))
         if self.dist.world_size == 1:
             self.rng.bit_generator.state = state["rng"]
             self.generator.set_state(state["generator"])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import stbn
-from stbn.posterior import gaussian_nll, posterior_mean
+from stbn.flow.pwc import pwc_output_to_flow
+from stbn.layers import ring_mean
+from stbn.posterior import gaussian_nll, mean_l2, posterior_mean
 from stbn.warp import warp_bilinear, warp_nearest
 
 
@@ -56,7 +59,7 @@ def test_posterior_mean_equals_the_closed_form() -> None:
             p = a.T @ a + 1e-5 * np.eye(3)
             mu = prior[0, 0, :3, y, x].numpy()
             obs = noisy[0, 0, :, y, x].numpy()
-            n_inv = np.eye(3) / sigma**2
+            n_inv = np.eye(3) / (sigma**2 + 1e-5)  # the authors' noise variance
             expect = np.linalg.solve(np.linalg.inv(p) + n_inv, np.linalg.inv(p) @ mu + n_inv @ obs)
             np.testing.assert_allclose(got[0, 0, :, y, x].numpy(), np.clip(expect, 0, 1), atol=1e-9)
 
@@ -90,3 +93,35 @@ def test_nll_falls_when_optimised_on_a_toy_problem() -> None:
         optimiser.step()
         losses.append(float(loss))
     assert losses[-1] < losses[0] - 0.5
+
+
+def test_mean_l2_ignores_the_covariance_and_scales_by_the_noise_variance() -> None:
+    prior = _random_prior(seed=6)
+    noisy = torch.rand(1, 1, 3, 4, 5, generator=torch.Generator().manual_seed(7)).double()
+    sigma = 0.2
+    expect = 0.5 * float(((noisy - prior[:, :, :3]) ** 2).mean()) / (sigma**2 + 1e-5)
+    assert abs(float(mean_l2(prior, noisy, torch.tensor(sigma, dtype=torch.float64))) - expect) < 1e-12
+    wider = prior.clone()
+    wider[:, :, 3:] *= 10.0  # the NLL changes with the covariance, the mean term does not
+    assert float(mean_l2(wider, noisy, torch.tensor(sigma, dtype=torch.float64))) == pytest.approx(expect)
+
+
+def test_ring_mean_averages_the_eight_neighbours_and_never_the_pixel() -> None:
+    x = torch.arange(30.0).view(1, 1, 5, 6)
+    got = ring_mean(x)
+    inner = x[0, 0, 1:4, 1:5]
+    box = torch.nn.functional.avg_pool2d(x, 3, stride=1)[0, 0] * 9.0
+    np.testing.assert_allclose(got[0, 0, 1:4, 1:5].numpy(), ((box - inner) / 8.0).numpy(), rtol=1e-6)
+    assert float(got[0, 0, 0, 0]) == pytest.approx((1.0 + 6.0 + 7.0) / 3.0)  # a corner has 3 neighbours
+
+
+def test_pwc_flow_counts_pixels_of_the_callers_frame() -> None:
+    # PWC-Net's 1/4-grid output times 20 is flow in pixels of its input (here the frame resized
+    # to 448x512). A uniform translation of 10.0 network pixels in x and 4.0 in y is, for the
+    # caller's 427x500 frame, 10.0 * 500/512 and 4.0 * 427/448 pixels, everywhere.
+    raw = torch.empty(1, 2, 112, 128)
+    raw[:, 0], raw[:, 1] = 10.0 / 20.0, 4.0 / 20.0
+    flow = pwc_output_to_flow(raw, 427, 500, (448, 512))
+    assert flow.shape == (1, 2, 427, 500)
+    assert torch.allclose(flow[:, 0], torch.full((1, 427, 500), 10.0 * 500 / 512))
+    assert torch.allclose(flow[:, 1], torch.full((1, 427, 500), 4.0 * 427 / 448))

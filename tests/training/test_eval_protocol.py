@@ -19,8 +19,10 @@ from stbn.evaluation.protocol import (
     Evaluator,
     add_noise,
     markdown_table,
+    method_rows,
     stbn_offline,
     stbn_streaming,
+    summary_tables,
 )
 
 TINY = {"channels": 8, "stage_b_mid": 8, "srfe_channels": 16, "flow_channels": 8, "flow_levels": 2}
@@ -78,7 +80,8 @@ def test_eval_streaming_with_full_lookahead_matches_offline() -> None:
     model = stbn.build_model("cpu-rt", flow="pyramid", **TINY).eval()
     clean = smooth_clip(5, 32, 48)
     noisy8 = to_uint8(add_noise(clean, 25.0)).astype(np.float32) / 255  # the streaming path sees uint8
-    offline = stbn_offline(model, noisy8, 25.0)
+    offline, prior_mean = stbn_offline(model, noisy8, 25.0)
+    assert prior_mean.shape == offline.shape and not np.array_equal(prior_mean, offline)
     stream = stbn_streaming(model, noisy8, 25.0, lookahead=4)
     assert np.abs(offline - stream).max() <= 1.0 / 255 + 1e-6  # only the output rounding differs
     short = stbn_streaming(model, noisy8, 25.0, lookahead=1)
@@ -89,21 +92,29 @@ def test_eval_table_with_baselines_and_cache(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = stbn.build_model("cpu-rt", flow="zero", **TINY).eval()
     dataset = Dataset("tiny", (Clip("a", smooth_clip(6)), Clip("b", smooth_clip(6, seed=1))), Clip("t", smooth_clip(5)))
-    methods = ("noisy", "stbn", "stbn-stream", "bm3d", "nlm", "hqdn3d")
+    methods = ("noisy", "gauss", "stbn", "stbn-stream", "bm3d", "nlm", "hqdn3d")
     settings = EvalSettings(sigmas=(20.0, 40.0), methods=methods, bm3d_frames=(2,), cache_dir=str(tmp_path / "c"))
+    rows = method_rows(methods, settings.lookaheads)
+    assert rows == ["noisy", "gauss", "stbn", "stbn-prior", "stbn-L0", "stbn-L2", "bm3d", "nlm", "hqdn3d"]
     results = Evaluator(settings, model, log=lambda _m: None).evaluate(dataset)
     for sigma in (20.0, 40.0):
         r = results[sigma]
+        assert set(r) == set(rows)
         assert r["noisy"].mean_psnr() == pytest.approx(20 * np.log10(255 / sigma), abs=0.3)
-        for m in ("bm3d", "nlm", "hqdn3d"):
+        for m in ("bm3d", "nlm", "hqdn3d", "gauss"):
             assert r[m].mean_psnr() > r["noisy"].mean_psnr() + 2.0, m
         assert r["bm3d"].frames == {"a": [2], "b": [2]} and r["bm3d"].n_frames == 2
         assert r["stbn"].n_frames == 12 and r["stbn"].seconds > 0
-    table = markdown_table(dataset, results, methods)
-    assert table.count("\n| ") >= 2 * len(methods) and "ms/frame" in table and "BM3D frames" in table
+        assert r["stbn-prior"].mean_psnr() != r["stbn"].mean_psnr()
+    table = markdown_table(dataset, results, rows)
+    assert table.count("\n| ") >= 2 * len(rows) and "ms/frame" in table and "BM3D frames" in table
     again = Evaluator(settings, model, log=lambda _m: None).evaluate(dataset)  # baselines from the cache
     assert again[20.0]["nlm"].psnr == results[20.0]["nlm"].psnr
-    assert len(list((tmp_path / "c").glob("*.json"))) >= 2 * 2 * 4
+    assert len(list((tmp_path / "c").glob("*.json"))) >= 2 * 2 * 5
+    other = Dataset("other", dataset.sequences, dataset.tuning)
+    summary = summary_tables([(dataset, results), (other, again)], rows)
+    assert "| tiny | other |" in summary and "BM3D's frames only" in summary
+    assert summary.count("| stbn-L0 |") == 2
 
 
 def test_eval_cli_json_on_a_frame_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,4 +135,4 @@ def test_eval_cli_json_on_a_frame_folder(tmp_path: Path, capsys: pytest.CaptureF
     assert "| stbn |" in out and "| hqdn3d |" in out
     report = json.loads((tmp_path / "r.json").read_text())
     res = report["datasets"][0]["results"]["25"]
-    assert set(res) == {"noisy", "stbn", "hqdn3d"} and len(res["stbn"]["psnr"]["frames"]) == 4
+    assert set(res) == {"noisy", "stbn", "stbn-prior", "hqdn3d"} and len(res["stbn"]["psnr"]["frames"]) == 4
