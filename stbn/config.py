@@ -30,10 +30,17 @@ class STBNConfig:
     srfe_conv_groups: int = 2  # groups of the 3x3 conv inside each unit
     srfe_reduce: int = 0  # > 0: 1x1 to this many channels before the unshuffle (cheaper SRFE)
     head_units: int = 2
+    # True: the head also reads the hidden states directly (a skip around SRFE, as drawn in the
+    # paper's figure; the authors' code has none), so full-resolution detail need not pass SRFE.
+    srfe_skip: bool = False
     # True: the prior mean is a residual over the mean of the 8 ring neighbours of the current
     # frame (blind-spot safe), so it is a denoised image from the first step and the Gaussian NLL
     # cannot park a wrong colour under a large covariance (see docs/training.md).
     ring_mean: bool = False
+    # False: a non-blind student (a distilled STBN): Stage A's 3x3 conv sees the centre pixel and
+    # the head outputs the clean frame as a residual over the noisy one (no covariance, no
+    # posterior). Trained on a blind-spot teacher's posterior means (stbn.training, `teacher:`).
+    blind_spot: bool = True
     noise_map: bool = True  # feed sigma maps to Stage A (the authors' bdc_2_unify)
     bidirectional: bool = True  # False: forward-only (causal) variant, SRFE takes h_f alone
     flow: str = "pyramid"
@@ -49,12 +56,17 @@ class STBNConfig:
             raise ValueError(f"STBNConfig.flow must be one of {FLOW_KINDS}, got {self.flow!r}")
         if self.srfe_channels % self.srfe_conv_groups:
             raise ValueError("srfe_channels must be divisible by srfe_conv_groups")
+        if self.ring_mean and not self.blind_spot:
+            raise ValueError("ring_mean is the blind-spot prior's base; a non-blind model is a residual over its input")
         if min(self.channels, self.srfe_channels, self.stage_b_mid, self.in_channels, self.stage_a_tail) < 1:
             raise ValueError("channel counts and stage_a_tail must be positive")
 
     @property
     def out_channels(self) -> int:
-        """Prior mean (C) plus the C*(C+1)/2 entries of the covariance factor: 9 for sRGB."""
+        """Prior mean (C) plus the C*(C+1)/2 entries of the covariance factor: 9 for sRGB; a
+        non-blind model outputs the image alone (C)."""
+        if not self.blind_spot:
+            return self.in_channels
         return self.in_channels + self.in_channels * (self.in_channels + 1) // 2
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,11 +115,14 @@ PRESETS: dict[str, STBNConfig] = {
         srfe_units=2,
         srfe_reduce=8,
         head_units=0,
+        srfe_skip=True,
         ring_mean=True,
         flow_channels=16,
         flow_levels=3,
     ),
 }
+# The distilled student of the CPU preset: the same layers and cost, no blind spot.
+PRESETS["cpu-rt-distilled"] = dataclasses.replace(PRESETS["cpu-rt"], ring_mean=False, blind_spot=False)
 
 
 def preset_config(name: str, **overrides: Any) -> STBNConfig:

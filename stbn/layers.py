@@ -92,14 +92,22 @@ class BlindSpotBlock(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, channels: int, units: int, mix: int = 2, tail: int = 3
+        self,
+        in_channels: int,
+        out_channels: int,
+        channels: int,
+        units: int,
+        mix: int = 2,
+        tail: int = 3,
+        blind: bool = True,
     ) -> None:
         super().__init__()
         if tail < 1:
             raise ValueError("BlindSpotBlock needs at least one tail layer")
         c = channels
         self.entry = SplitInputConv(in_channels, c)
-        self.masked = CentreMaskedConv2d(c, c)
+        # blind=False (a distilled student): the same block with a plain 3x3 conv.
+        self.masked = CentreMaskedConv2d(c, c) if blind else nn.Conv2d(c, c, 3, padding=1)
         self.mix = nn.Sequential(*[layer for _ in range(mix) for layer in (nn.Conv2d(c, c, 1), nn.ReLU())])
         self.body = nn.Sequential(*[DilatedResidual(c) for _ in range(units)])
         self.exit = nn.Conv2d(c, c, 1)

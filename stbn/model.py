@@ -53,7 +53,7 @@ class STBN(nn.Module):
         self.config = config
         c, cin = config.channels, config.in_channels
         stage_in = cin + c + (cin if config.noise_map else 0)
-        stage_a = (stage_in, c, c, config.stage_a_units, config.stage_a_mix, config.stage_a_tail)
+        stage_a = (stage_in, c, c, config.stage_a_units, config.stage_a_mix, config.stage_a_tail, config.blind_spot)
         self.forward_rnn = BlindSpotBlock(*stage_a)
         self.backward_rnn = BlindSpotBlock(*stage_a) if config.bidirectional else None
         # Stage B is shared by both directions; h~ holds no information from the current frame,
@@ -69,7 +69,8 @@ class STBN(nn.Module):
             config.srfe_conv_groups,
             config.srfe_reduce,
         )
-        self.head = DilatedStack(self.srfe.out_channels, c, config.out_channels, config.head_units)
+        head_in = self.srfe.out_channels + (streams * c if config.srfe_skip else 0)
+        self.head = DilatedStack(head_in, c, config.out_channels, config.head_units)
         self.flow = build_flow(config.flow, config.flow_channels, config.flow_levels)
         self._init_denoiser()
 
@@ -100,7 +101,7 @@ class STBN(nn.Module):
         for module in self.modules():
             if isinstance(module, DilatedResidual):
                 nn.init.zeros_(module.conv1.weight)
-        if self.config.ring_mean:
+        if self.config.ring_mean or not self.config.blind_spot:
             with torch.no_grad():
                 self.head.exit.weight[: self.config.in_channels].mul_(MEAN_INIT_SCALE)
 
@@ -147,7 +148,9 @@ class STBN(nn.Module):
         """(B, c, H, W) hidden states and the (B, C, H, W) noisy frame -> (B, 9, H, W) prior for
         that frame. The frame is read only through ``ring_mean`` (never at the pixel itself)."""
         streams = [h_forward] if h_backward is None else [h_forward, h_backward]
-        prior = self.head([self.srfe(streams)])
+        prior = self.head([self.srfe(streams), *streams] if self.config.srfe_skip else [self.srfe(streams)])
+        if not self.config.blind_spot:
+            return prior + frame  # a student's estimate: a residual over the noisy frame
         if not self.config.ring_mean:
             return prior
         c = self.config.in_channels
@@ -165,7 +168,8 @@ class STBN(nn.Module):
         return sigma[:, min(t, sigma.shape[1] - 1)]  # (B|1, 1|C, 1|H, 1|W)
 
     def prior(self, noisy: torch.Tensor, sigma: Sigma) -> torch.Tensor:
-        """(B, T, C, H, W) noisy clip in [0, 1] -> (B, T, 9, H, W) prior (mean + cov. factor)."""
+        """(B, T, C, H, W) noisy clip in [0, 1] -> (B, T, 9, H, W) prior (mean + cov. factor); a
+        non-blind student's (B, T, C, H, W) estimate, unclamped."""
         self._check_clip(noisy)
         sig = sigma_tensor(sigma, noisy)
         _, frames = noisy.shape[:2]
@@ -203,6 +207,9 @@ class STBN(nn.Module):
         return torch.stack([self.fuse(h_f[t], h_b[t], frame[t]) for t in range(frames)], dim=1)
 
     def forward(self, noisy: torch.Tensor, sigma: Sigma) -> torch.Tensor:
-        """(B, T, C, H, W) noisy clip -> (B, T, C, H, W) posterior mean, clamped to [0, 1]."""
+        """(B, T, C, H, W) noisy clip -> (B, T, C, H, W) posterior mean (a student's estimate),
+        clamped to [0, 1]."""
         prior = self.prior(noisy, sigma)
+        if not self.config.blind_spot:
+            return prior.clamp(0.0, 1.0)
         return posterior_mean(prior, noisy, sigma_tensor(sigma, noisy))

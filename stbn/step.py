@@ -92,10 +92,13 @@ class Fuse(nn.Module):
 
     def forward(self, frame: torch.Tensor, noise: torch.Tensor, *hidden: torch.Tensor) -> torch.Tensor:
         h_f, h_b = hidden[0], (hidden[1] if len(hidden) > 1 else None)
-        prior = self.model.fuse(h_f, h_b, frame)  # (1, 9, H, W)
-        a, b = noise[:, 0].view(-1, 1, 1, 1), noise[:, 1].view(-1, 1, 1, 1)
-        variance = a * prior[:, :3].clamp(0.0, 1.0) + b
-        out = posterior_mean(prior, frame, variance.clamp_min(0.0).sqrt())
+        prior = self.model.fuse(h_f, h_b, frame)  # (1, 9, H, W); a student's (1, 3, H, W) estimate
+        if self.model.config.blind_spot:
+            a, b = noise[:, 0].view(-1, 1, 1, 1), noise[:, 1].view(-1, 1, 1, 1)
+            variance = a * prior[:, :3].clamp(0.0, 1.0) + b
+            out = posterior_mean(prior, frame, variance.clamp_min(0.0).sqrt())
+        else:
+            out = prior.clamp(0.0, 1.0)
         return (out[0].permute(1, 2, 0) * 255.0 + 0.5).to(torch.uint8)
 
 

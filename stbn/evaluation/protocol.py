@@ -190,7 +190,7 @@ class Evaluator:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value))
 
-    def _tune(self, dataset: Dataset, method: str, sigma: float) -> float:
+    def tuned_strength(self, dataset: Dataset, method: str, sigma: float) -> float:
         if (dataset.name, method, sigma) in self.tuned:
             return self.tuned[dataset.name, method, sigma]
         if dataset.tuning is None:
@@ -237,7 +237,7 @@ class Evaluator:
             est = baselines.bm3d_frames(noisy, sigma, frames)
             return [("bm3d", est, time.perf_counter() - t, len(frames), f"per-frame, true sigma, frames {frames}")]
         if method in _TUNABLE:
-            value = self._tune(dataset, method, sigma)
+            value = self.tuned_strength(dataset, method, sigma)
             run, _ = _TUNABLE[method]
             t = time.perf_counter()
             est = run(noisy, value, sigma)

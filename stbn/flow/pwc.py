@@ -132,7 +132,7 @@ class PWCNet(FlowEstimator):
         self.netRefiner = _Refiner()
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        h, w = a.shape[-2:]
+        h, w = int(a.shape[-2]), int(a.shape[-1])  # static per engine (see PyramidFlow.forward)
         h64, w64 = -(-h // 64) * 64, -(-w // 64) * 64
         a = F.interpolate(a, size=(h64, w64), mode="bilinear", align_corners=False)
         b = F.interpolate(b, size=(h64, w64), mode="bilinear", align_corners=False)

@@ -46,7 +46,9 @@ class PyramidFlow(FlowEstimator):
         self.refiners = nn.ModuleList([_LevelRefiner(channels) for _ in range(levels)])
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        h, w = a.shape[-2:]
+        # Python ints: every engine graph is static per resolution, and sizes traced as shape
+        # arithmetic exported to ONNX resized differently from PyTorch (flow off by 0.3 px).
+        h, w = int(a.shape[-2]), int(a.shape[-1])
         multiple = 4 * 2 ** (self.levels - 1)
         hr, wr = -(-h // multiple) * multiple, -(-w // multiple) * multiple
         # Resize (not pad) to a multiple of the coarsest stride, as FloRNN does for PWC-Net.

@@ -10,7 +10,7 @@ from typing import Any
 from stbn.training.data import MotionConfig
 from stbn.yamlconfig import ConfigError, from_dict, read_yaml_mapping
 
-LOSSES = ("nll", "l2")
+LOSSES = ("nll", "l2", "teacher")
 NOISE_KINDS = ("gaussian", "poisson-gaussian")
 
 
@@ -74,7 +74,9 @@ class OptimConfig:
     milestones: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # fractions of `iterations` (reference: epochs 2,4,6,8 of 10)
     gamma: float = 0.5
     grad_clip: float = 1.0
-    loss: str = "nll"  # "nll" (Gaussian NLL, needs sigma) or "l2" (plain L2 to the noisy input, raw-like data)
+    # "nll" (Gaussian NLL, needs sigma), "l2" (plain L2 to the noisy input, raw-like data) or "teacher"
+    # (a non-blind student: L2 to the posterior mean of the `teacher:` checkpoint on the same noisy clip)
+    loss: str = "nll"
     mean_l2: float = 0.0  # with "nll": weight of posterior.mean_l2 added to it (keeps the prior mean learning)
     time_limit_minutes: float | None = None  # stop early (and save) after this much training time
 
@@ -127,6 +129,7 @@ class TrainConfig:
     flow: str | None = None  # None: the preset's flow network
     output_dir: str = "runs/cpu-rt"
     checkpoint: str | None = None  # where the final model checkpoint is also written
+    teacher: str | None = None  # blind-spot checkpoint whose posterior means train a student (loss: teacher)
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = library default
     log_every: int = 25
@@ -137,6 +140,10 @@ class TrainConfig:
     flow_pretrain: FlowPretrainConfig = field(default_factory=FlowPretrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     val: ValConfig = field(default_factory=ValConfig)
+
+    def __post_init__(self) -> None:
+        if (self.teacher is None) != (self.optim.loss != "teacher"):
+            raise ConfigError("a teacher checkpoint and optim.loss: teacher go together")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -75,6 +75,22 @@ def make_teacher(model: STBN) -> nn.Module:
     return teacher
 
 
+def load_denoising_teacher(path: str | Path, student: STBN) -> STBN:
+    """A frozen blind-spot checkpoint whose posterior means train ``student`` (a non-blind model);
+    the student starts from the teacher's flow network when the two are the same kind."""
+    teacher = stbn.load_checkpoint(path).model.eval()
+    if not teacher.config.blind_spot:
+        raise ValueError(f"teacher {path} is not a blind-spot model")
+    if student.config.blind_spot:
+        raise ValueError("a teacher trains a non-blind student (e.g. preset cpu-rt-distilled)")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    same_flow = [(c.flow, c.flow_channels, c.flow_levels) for c in (teacher.config, student.config)]
+    if same_flow[0] == same_flow[1]:
+        student.flow.load_state_dict(teacher.flow.state_dict())
+    return teacher
+
+
 class _LossModule(nn.Module):
     """Wraps the model so that DistributedDataParallel sees one forward per step."""
 
@@ -89,10 +105,17 @@ class _LossModule(nn.Module):
         self._teacher = () if teacher is None else (teacher,)
 
     def forward(
-        self, noisy: torch.Tensor, sigma: torch.Tensor, distill_weight: float, param_l2: float
+        self,
+        noisy: torch.Tensor,
+        sigma: torch.Tensor,
+        distill_weight: float,
+        param_l2: float,
+        target: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         prior = self.model.prior(noisy, sigma)
-        if self.loss == "nll":
+        if self.loss == "teacher":
+            main = 0.5 * (prior - target).pow(2).mean()
+        elif self.loss == "nll":
             sig = sigma_tensor(sigma, noisy)
             main = gaussian_nll(prior, noisy, sig)
             if self.mean_weight:
@@ -100,7 +123,7 @@ class _LossModule(nn.Module):
         else:
             main = 0.5 * (prior[:, :, :3] - noisy).pow(2).mean()
         dis = torch.zeros((), dtype=noisy.dtype)
-        if distill_weight > 0 and self._teacher:
+        if distill_weight > 0 and self._teacher and self.model.config.blind_spot:
             dis = distillation_loss(self.model, self._teacher[0], noisy, prior, param_l2)
         return main + distill_weight * dis, main.detach(), dis.detach(), prior.detach()
 
@@ -201,6 +224,9 @@ def validate(model: STBN, clips: list[tuple[torch.Tensor, torch.Tensor, torch.Te
     post, prior_mean, orders = [], [], []
     for noisy, sigma, clean in clips:
         prior = model.prior(noisy, sigma)
+        if not model.config.blind_spot:  # a student: its estimate, no prior to check
+            post.append(batch_psnr(prior.clamp(0, 1), clean))
+            continue
         post.append(batch_psnr(posterior_mean(prior, noisy, sigma_tensor(sigma, noisy)), clean))
         mean = prior[:, :, :3].clamp(0, 1)
         by_order = {order: batch_psnr(mean[:, :, list(order)], clean) for order in CHANNEL_ORDERS}
@@ -209,6 +235,8 @@ def validate(model: STBN, clips: list[tuple[torch.Tensor, torch.Tensor, torch.Te
     model.train(was_training)
     if not post:
         return {"psnr": float("nan")}
+    if not prior_mean:
+        return {"psnr": float(np.mean(post))}
     return {
         "psnr": float(np.mean(post)),
         "prior_mean_psnr": float(np.mean(prior_mean)),
@@ -263,6 +291,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.model = model if model is not None else stbn.build_model(config.preset, flow=config.flow)
         self.model.train()
+        self.denoising_teacher = load_denoising_teacher(config.teacher, self.model) if config.teacher else None
         self.teacher: nn.Module | None = None
         self.loss_module = _LossModule(self.model, config.optim.loss, config.optim.mean_l2)
         flow_ids = {id(p) for p in self.model.flow.parameters()}
@@ -307,7 +336,13 @@ class Trainer:
             self.teacher = make_teacher(self.model)
         self.loss_module.set_teacher(self.teacher if distill else None)
         weight = self.config.distill.weight if distill else 0.0
-        loss, main, dis, prior = self._module()(batch.noisy, batch.sigma, weight, self.config.distill.param_l2)
+        target = None
+        if self.denoising_teacher is not None:
+            with torch.no_grad():
+                target = self.denoising_teacher(batch.noisy, batch.sigma)
+        loss, main, dis, prior = self._module()(
+            batch.noisy, batch.sigma, weight, self.config.distill.param_l2, target
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
@@ -320,9 +355,13 @@ class Trainer:
             "distill": float(dis),
             "grad_norm": float(grad_norm),
         }
-        if batch.clean is not None and self.config.optim.loss == "nll":
+        if batch.clean is not None and self.config.optim.loss in ("nll", "teacher"):
             with torch.no_grad():
-                est = posterior_mean(prior, batch.noisy, sigma_tensor(batch.sigma, batch.noisy))
+                est = (
+                    posterior_mean(prior, batch.noisy, sigma_tensor(batch.sigma, batch.noisy))
+                    if self.config.optim.loss == "nll"
+                    else prior.clamp(0.0, 1.0)
+                )
             stats["psnr"] = batch_psnr(est, batch.clean)
             stats["psnr_noisy"] = batch_psnr(batch.noisy.clamp(0, 1), batch.clean)
         return stats

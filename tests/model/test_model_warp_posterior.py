@@ -125,3 +125,37 @@ def test_pwc_flow_counts_pixels_of_the_callers_frame() -> None:
     assert flow.shape == (1, 2, 427, 500)
     assert torch.allclose(flow[:, 0], torch.full((1, 427, 500), 10.0 * 500 / 512))
     assert torch.allclose(flow[:, 1], torch.full((1, 427, 500), 4.0 * 427 / 448))
+
+
+@pytest.mark.parametrize("size", [(2, 3), (9, 14)])
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_bilinear_warp_equals_grid_sample_and_exports_exactly(size: tuple[int, int], padding: str) -> None:
+    import io
+
+    import onnxruntime as ort
+
+    h, w = size
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, h, w, generator=g)
+    flow = torch.randn(2, 2, h, w, generator=g) * 2.0  # some samples fall outside the frame
+    grid = torch.stack(
+        [
+            (torch.arange(w).view(1, 1, w) + flow[:, 0]) * (2.0 / (w - 1)) - 1.0,
+            (torch.arange(h).view(1, h, 1) + flow[:, 1]) * (2.0 / (h - 1)) - 1.0,
+        ],
+        dim=-1,
+    )
+    expect = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=True)
+    got = warp_bilinear(x, flow, padding)
+    assert torch.allclose(got, expect, atol=1e-5)
+
+    class Warp(torch.nn.Module):
+        def forward(self, image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+            return warp_bilinear(image, motion, padding)
+
+    buffer = io.BytesIO()
+    torch.onnx.export(Warp(), (x, flow), buffer, opset_version=17, dynamo=False)
+    session = ort.InferenceSession(buffer.getvalue())
+    names = [i.name for i in session.get_inputs()]
+    exported = session.run(None, dict(zip(names, (x.numpy(), flow.numpy()), strict=True)))[0]
+    np.testing.assert_allclose(exported, got.numpy(), atol=1e-5)

@@ -193,3 +193,70 @@ def test_training_l2_loss_and_poisson_gaussian_source(tmp_path: Path) -> None:
         trainer = Trainer(cfg_l, source, model=tiny_model(), progress=False)
         stats = trainer.train_step(batch)
         assert np.isfinite(stats["loss"]) and stats["grad_norm"] > 0
+
+
+def test_validation_reports_the_prior_mean_and_keeps_the_best_checkpoint(tmp_path: Path) -> None:
+    from stbn.training.config import ValConfig
+    from stbn.training.trainer import BEST_FILE, validation_clips
+
+    noisy, _ = noisy_clip(frames=5, size=32)
+    cfg = config(tmp_path, 4).replace(val=ValConfig(every=2, clips=1, frames=3, size=32, sigma=30.0))
+    trainer = Trainer(
+        cfg, NoisyVideoSource(noisy, 30.0, cfg.data), model=tiny_model(), val_clips=validation_clips(cfg),
+        progress=False,
+    )  # fmt: skip
+    trainer.fit()
+    vals = [h for h in trainer.history if h["phase"] == "val"]
+    assert len(vals) == 3  # iterations 2 and 4, and the final one
+    for v in vals:
+        assert np.isfinite(v["psnr"]) and np.isfinite(v["prior_mean_psnr"])
+        assert len(v["prior_mean_orders"]) == 1 and sorted(v["prior_mean_orders"][0]) == ["B", "G", "R"]
+    assert trainer.best_val == max(v["psnr"] for v in vals)
+    best = stbn.load_checkpoint(tmp_path / "run" / BEST_FILE)
+    assert best.metadata["last_val"]["psnr"] == trainer.best_val
+
+
+def test_student_learns_the_teachers_posterior_and_sees_the_centre_pixel(tmp_path: Path) -> None:
+    teacher_path = tmp_path / "teacher.pt"
+    stbn.save_checkpoint(teacher_path, tiny_model("pyramid"), "cpu-rt")
+    noisy, _ = noisy_clip(frames=5, size=32)
+    cfg = config(tmp_path, 40, preset="cpu-rt-distilled", flow="pyramid")
+    cfg = cfg.replace(teacher=str(teacher_path), optim=dataclasses.replace(cfg.optim, loss="teacher"))
+    torch.manual_seed(0)
+    student = stbn.build_model("cpu-rt-distilled", flow="pyramid", **TINY)
+    trainer = Trainer(cfg, NoisyVideoSource(noisy, 30.0, cfg.data), model=student, progress=False)
+    teacher = trainer.denoising_teacher
+    assert teacher is not None and not any(p.requires_grad for p in teacher.parameters())
+    student_flow, teacher_flow = student.flow.state_dict(), teacher.flow.state_dict()
+    assert all(torch.equal(student_flow[k], teacher_flow[k]) for k in teacher_flow)  # the teacher's flow
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    batch = trainer.source.next(rng, gen)
+    with torch.no_grad():
+        target = teacher(batch.noisy, batch.sigma)
+        identity = float((batch.noisy - target).pow(2).mean())  # the untrained student is near the identity
+    for _ in range(40):
+        trainer.train_step(trainer.source.next(rng, gen))
+    with torch.no_grad():
+        learnt = float((student.prior(batch.noisy, batch.sigma) - target).pow(2).mean())
+    assert learnt < 0.7 * identity, (learnt, identity)
+    x = torch.from_numpy(noisy[:3]).permute(0, 3, 1, 2).unsqueeze(0).requires_grad_(True)
+    est = student.prior(x, 30 / 255)
+    assert est.shape == x.shape
+    est[0, 1, :, 16, 16].sum().backward()
+    assert float(x.grad[0, 1, :, 16, 16].abs().sum()) > 0  # no blind spot: the pixel itself counts
+
+
+def test_teacher_and_student_configs_must_agree(tmp_path: Path) -> None:
+    from stbn.training.trainer import load_denoising_teacher
+    from stbn.yamlconfig import ConfigError
+
+    with pytest.raises(ConfigError, match="teacher"):
+        TrainConfig(teacher="t.pt")
+    with pytest.raises(ConfigError, match="teacher"):
+        TrainConfig(optim=dataclasses.replace(TrainConfig().optim, loss="teacher"))
+    with pytest.raises(ValueError, match="ring_mean"):
+        stbn.build_model("cpu-rt", blind_spot=False)
+    path = tmp_path / "student.pt"
+    stbn.save_checkpoint(path, stbn.build_model("cpu-rt-distilled"), "cpu-rt-distilled")
+    with pytest.raises(ValueError, match="not a blind-spot model"):
+        load_denoising_teacher(path, stbn.build_model("cpu-rt-distilled"))
