@@ -17,7 +17,7 @@ import numpy as np
 
 from stbn.evaluation.metrics import mean, psnr, to_uint8
 
-NLM_FACTORS = (0.45, 0.6, 0.75, 0.9, 1.1)  # h = factor * sigma (0..255 scale)
+NLM_FACTORS = (0.3, 0.45, 0.6, 0.75, 0.9, 1.1)  # h = factor * sigma (0..255 scale)
 HQDN3D_STRENGTHS = (
     3.0,
     6.0,
@@ -27,10 +27,11 @@ HQDN3D_STRENGTHS = (
     32.0,
     45.0,
     64.0,
+    90.0,
 )  # luma_spatial; the other three follow ffmpeg's ratios
 
 
-GAUSSIAN_SIGMAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # blur sigma in pixels
+GAUSSIAN_SIGMAS = (0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)  # blur sigma in pixels
 
 
 class BaselineUnavailable(RuntimeError):

@@ -195,7 +195,7 @@ class Evaluator:
             return self.tuned[dataset.name, method, sigma]
         if dataset.tuning is None:
             raise ValueError(f"dataset {dataset.name} has no tuning clip for {method}")
-        key = _cache_key(dataset.name, dataset.tuning, sigma, f"tune-{method}", None)
+        key = _cache_key(dataset.name, dataset.tuning, sigma, f"tune-{method}", _TUNABLE[method][1])
         hit = self._cached(key)
         if hit is not None:
             best = hit["best"]
@@ -255,9 +255,11 @@ class Evaluator:
                 noisy = add_noise(seq.clean, sigma, s.seed)
                 for method in s.methods:
                     cacheable = method in ("bm3d", "noisy", *TUNED)
-                    key = _cache_key(
-                        dataset.name, seq, sigma, method, (s.seed, s.bm3d_frames if method == "bm3d" else 0)
-                    )
+                    # A tuned baseline's result is keyed by the strength it ran with.
+                    extra = s.bm3d_frames if method == "bm3d" else 0
+                    if method in TUNED:
+                        extra = self.tuned_strength(dataset, method, sigma)
+                    key = _cache_key(dataset.name, seq, sigma, method, (s.seed, extra))
                     hit = self._cached(key) if cacheable else None
                     if hit is None:
                         runs = self._run_method(dataset, noisy, sigma, method)
