@@ -69,7 +69,7 @@ class EvalSettings:
     seed: int = 0
     lookaheads: tuple[int, ...] = (0, 2)
     bm3d_frames: tuple[int, ...] = (5, 15, 25)  # indices scored for BM3D (per sequence, those that exist)
-    threads: int = 0
+    threads: int = 0  # torch and OpenCV threads; 0 = the libraries' defaults
     ssim: bool = True
     cache_dir: str | None = None  # baseline results are cached here (they do not depend on the model)
 
@@ -248,7 +248,10 @@ class Evaluator:
         s = self.settings
         results: dict[float, dict[str, MethodResult]] = {}
         if s.threads:
+            import cv2
+
             torch.set_num_threads(s.threads)
+            cv2.setNumThreads(s.threads)  # NL-means runs on OpenCV's own thread pool
         for sigma in s.sigmas:
             per_row = {r: MethodResult() for r in method_rows(s.methods, s.lookaheads)}
             for seq in dataset.sequences:
