@@ -114,7 +114,51 @@ def export_graph(graph: nn.Module, name: str, inputs: tuple[torch.Tensor, ...]) 
             do_constant_folding=True,
             dynamo=False,
         )
-    return buffer.getvalue()
+    return _fold_constant_weights(buffer.getvalue())
+
+
+def _fold_constant_weights(model_bytes: bytes) -> bytes:
+    """Fold what the exporter left computed from constants (Identity copies of merged equal
+    initializers, weight Slices of part-wise 1x1 convs, Expand/Mul of fixed kernels) into
+    initializers: TensorRT's ONNX parser wants Conv weights and biases as initializers."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    proto = onnx.load_from_string(model_bytes)
+    graph = proto.graph
+    known = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            known[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    keep, folded = [], False
+    for node in graph.node:
+        inputs = [name for name in node.input if name]
+        if node.op_type in _FOLDABLE and inputs and all(name in known for name in inputs):
+            single = onnx.helper.make_model(
+                onnx.helper.make_graph(
+                    [node],
+                    "fold",
+                    [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in inputs],
+                    [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in node.output],
+                ),
+                opset_imports=proto.opset_import,
+            )
+            values = ReferenceEvaluator(single).run(None, {n: known[n] for n in inputs})
+            for name, value in zip(node.output, values, strict=True):
+                known[name] = value
+                graph.initializer.append(numpy_helper.from_array(value, name))
+            folded = True
+        else:
+            keep.append(node)
+    if not folded:
+        return model_bytes
+    del graph.node[:]
+    graph.node.extend(keep)
+    return proto.SerializeToString()
+
+
+_FOLDABLE = {"Identity", "Slice", "Expand", "Mul", "Unsqueeze", "Reshape", "Concat", "Squeeze"}
 
 
 def export_step_graphs(model: STBN, height: int, width: int, directory: Path) -> dict[str, Path]:

@@ -27,17 +27,26 @@ class CentreMaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=1)
 
 
-def ring_mean(x: torch.Tensor) -> torch.Tensor:
+class RingMean(nn.Module):
     """(B, C, H, W) -> (B, C, H, W) mean of the 8 neighbours of each pixel (never the pixel itself).
 
     Offsets (+-1, 0), (0, +-1), (+-1, +-1) have odd coordinates, so the parity rule holds. Borders
-    average the neighbours that exist (zero padding, divided by the count), with plain convs only.
+    average the neighbours that exist (zero padding, divided by the count). The kernels are fixed
+    buffers (not saved in checkpoints), so exported graphs hold them as plain Conv initializers.
     """
-    kernel = torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device)
-    kernel[..., 1, 1] = 0.0
-    total = F.conv2d(x, kernel.expand(x.shape[1], 1, 3, 3), padding=1, groups=x.shape[1])
-    count = F.conv2d(torch.ones_like(x[:1, :1]), kernel, padding=1)
-    return total / count
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        ring = torch.ones(1, 1, 3, 3)
+        ring[..., 1, 1] = 0.0
+        self.channels = channels
+        self.register_buffer("kernel", ring.repeat(channels, 1, 1, 1), persistent=False)
+        self.register_buffer("count_kernel", ring, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = F.conv2d(x, self.kernel, padding=1, groups=self.channels)
+        count = F.conv2d(torch.ones_like(x[:1, :1]), self.count_kernel, padding=1)
+        return total / count
 
 
 class SplitInputConv(nn.Conv2d):
@@ -52,7 +61,8 @@ class SplitInputConv(nn.Conv2d):
         super().__init__(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, parts: Sequence[torch.Tensor | int], constant: torch.Tensor | None = None) -> torch.Tensor:
-        widths = [p if isinstance(p, int) else p.shape[1] for p in parts]
+        # Python ints: static per engine graph, so the weight slices export as constants.
+        widths = [p if isinstance(p, int) else int(p.shape[1]) for p in parts]
         given = sum(widths) + (0 if constant is None else constant.shape[1])
         if all(isinstance(p, int) for p in parts) or given != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels, got {given}")

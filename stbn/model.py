@@ -7,7 +7,7 @@ from torch import nn
 
 from stbn.config import STBNConfig
 from stbn.flow import build_flow
-from stbn.layers import SRFE, BlindSpotBlock, DilatedResidual, DilatedStack, ring_mean
+from stbn.layers import SRFE, BlindSpotBlock, DilatedResidual, DilatedStack, RingMean
 from stbn.posterior import posterior_mean
 from stbn.warp import warp_nearest
 
@@ -71,6 +71,7 @@ class STBN(nn.Module):
         )
         head_in = self.srfe.out_channels + (streams * c if config.srfe_skip else 0)
         self.head = DilatedStack(head_in, c, config.out_channels, config.head_units)
+        self.ring_mean = RingMean(config.in_channels) if config.ring_mean else None
         self.flow = build_flow(config.flow, config.flow_channels, config.flow_levels)
         self._init_denoiser()
 
@@ -151,10 +152,10 @@ class STBN(nn.Module):
         prior = self.head([self.srfe(streams), *streams] if self.config.srfe_skip else [self.srfe(streams)])
         if not self.config.blind_spot:
             return prior + frame  # a student's estimate: a residual over the noisy frame
-        if not self.config.ring_mean:
+        if self.ring_mean is None:
             return prior
         c = self.config.in_channels
-        return torch.cat([prior[:, :c] + ring_mean(frame), prior[:, c:]], dim=1)
+        return torch.cat([prior[:, :c] + self.ring_mean(frame), prior[:, c:]], dim=1)
 
     # --- whole clips --------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import torch
 
 import stbn
 from stbn.flow.pwc import pwc_output_to_flow
-from stbn.layers import ring_mean
+from stbn.layers import RingMean
 from stbn.posterior import gaussian_nll, mean_l2, posterior_mean
 from stbn.warp import warp_bilinear, warp_nearest
 
@@ -108,7 +108,7 @@ def test_mean_l2_ignores_the_covariance_and_scales_by_the_noise_variance() -> No
 
 def test_ring_mean_averages_the_eight_neighbours_and_never_the_pixel() -> None:
     x = torch.arange(30.0).view(1, 1, 5, 6)
-    got = ring_mean(x)
+    got = RingMean(1)(x)
     inner = x[0, 0, 1:4, 1:5]
     box = torch.nn.functional.avg_pool2d(x, 3, stride=1)[0, 0] * 9.0
     np.testing.assert_allclose(got[0, 0, 1:4, 1:5].numpy(), ((box - inner) / 8.0).numpy(), rtol=1e-6)
