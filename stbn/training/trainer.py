@@ -436,7 +436,8 @@ class Trainer:
         bar.close()
         summary = {"iterations": self.iteration, "train_seconds": self.train_seconds, "stopped_early": stopped_early}
         if self.val_clips and self.dist.main:
-            summary["val_psnr"] = self._validate()["psnr"]
+            vals = [h for h in self.history if h.get("phase") == "val" and h["iteration"] == self.iteration]
+            summary["val_psnr"] = vals[-1]["psnr"] if vals else self._validate()["psnr"]
             summary["best_val_psnr"] = self.best_val
         self.save()
         if cfg.checkpoint and self.dist.main:
