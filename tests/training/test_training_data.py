@@ -112,6 +112,10 @@ def test_training_noise_is_per_sample_float_and_unclipped() -> None:
 def test_training_config_loads_and_rejects_unknown_keys(tmp_path: Path) -> None:
     config = load_train_config(ROOT / "configs" / "train-cpu-rt.yaml")
     assert config.preset == "cpu-rt" and config.noise.sigma_range == (5.0, 55.0)
+    assert config.optim.mean_l2 > 0 and config.data.wallpapers
+    student = load_train_config(ROOT / "configs" / "train-cpu-rt-distilled.yaml")
+    assert student.optim.loss == "teacher" and student.teacher == "weights/stbn-cpu-rt.pt"
+    assert (ROOT / student.teacher).is_file()
     bad = tmp_path / "bad.yaml"
     bad.write_text("preset: cpu-rt\noptim:\n  lrr: 0.1\n")
     with pytest.raises(ConfigError, match=r"optim\.lrr"):
