@@ -118,9 +118,9 @@ def export_graph(graph: nn.Module, name: str, inputs: tuple[torch.Tensor, ...]) 
 
 
 def _fold_constant_weights(model_bytes: bytes) -> bytes:
-    """Fold what the exporter left computed from constants (Identity copies of merged equal
-    initializers, weight Slices of part-wise 1x1 convs, Expand/Mul of fixed kernels) into
-    initializers: TensorRT's ONNX parser wants Conv weights and biases as initializers."""
+    """Fold nodes whose inputs are all constants into initializers: TensorRT's ONNX parser wants
+    Conv weights and biases as initializers. The case seen: the exporter merges equal initializers
+    (the all-zero biases of a freshly initialised model) and feeds the copies through Identity."""
     import onnx
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator

@@ -12,8 +12,8 @@ from stbn.posterior import posterior_mean
 from stbn.warp import warp_nearest
 
 Sigma = float | torch.Tensor
-MEAN_INIT_SCALE = 0.1  # ring_mean: the learnt correction starts small, not zero (zero would block the
-# mean's gradient to every earlier layer)
+MEAN_INIT_SCALE = 0.1  # ring_mean or a student: the learnt correction of the mean starts small, not
+# zero (zero would block the mean's gradient to every earlier layer)
 
 
 def sigma_tensor(sigma: Sigma, noisy: torch.Tensor) -> torch.Tensor:
@@ -147,7 +147,8 @@ class STBN(nn.Module):
 
     def fuse(self, h_forward: torch.Tensor, h_backward: torch.Tensor | None, frame: torch.Tensor) -> torch.Tensor:
         """(B, c, H, W) hidden states and the (B, C, H, W) noisy frame -> (B, 9, H, W) prior for
-        that frame. The frame is read only through ``ring_mean`` (never at the pixel itself)."""
+        that frame. A blind-spot model reads the frame only through ``ring_mean`` (never at the
+        pixel itself); a non-blind student returns its (B, C, H, W) estimate, a residual over it."""
         streams = [h_forward] if h_backward is None else [h_forward, h_backward]
         prior = self.head([self.srfe(streams), *streams] if self.config.srfe_skip else [self.srfe(streams)])
         if not self.config.blind_spot:

@@ -20,11 +20,9 @@ def moving_clip(frames: int, height: int, width: int, sigma: float, seed: int = 
 
 
 def responsive_model(preset: str = "cpu-rt", scale: float = 0.7, seed: int = 0) -> stbn.STBN:
-    """An untrained model whose output visibly depends on its inputs.
-
-    PyTorch's default init shrinks the signal in every layer, so an untrained STBN is nearly
-    constant; Kaiming init scaled by 0.7 keeps the deep residual stacks neither vanishing nor
-    exploding.
+    """An untrained model whose output visibly depends on its inputs: Kaiming init scaled by 0.7
+    on every denoiser conv, residual units included (the model's own init starts them as the
+    identity), so the deep residual stacks respond without exploding.
     """
     torch.manual_seed(seed)
     model = stbn.build_model(preset).eval()
