@@ -27,7 +27,7 @@ from engines import BackendUnavailable, EngineConfig, create_engine
 from engines.streaming import StreamingDenoiser
 from stbn.noise_estimation import NoiseConfig
 
-RESOLUTIONS = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280)}
+RESOLUTIONS = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
 
 
 def _model(preset: str, weights_dir: Path) -> tuple[stbn.STBN, str]:

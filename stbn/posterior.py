@@ -93,6 +93,9 @@ def posterior_mean(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor
     P = A^T A + 1e-5 I, N = diag(sigma^2 + 1e-5), as in the authors' code. The second form is
     the same value and stays finite when sigma -> 0.
     """
+    # fp32 whatever the network ran in: the determinant of a covariance of variances ~1e-3 is ~1e-7,
+    # below fp16's normal range and coarse in bf16
+    prior, noisy, sigma = prior.float(), noisy.float(), sigma.float()
     mean, factor = _split(prior)
     p = _prior_covariance(factor, PRIOR_EPS)
     adj, det = _adjugate(_add_diagonal(p, _noise_variance(sigma, noisy) + PRIOR_EPS))

@@ -19,6 +19,7 @@ def warp_nearest(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     for TensorRT.
     """
     b, c, h, w = x.shape
+    flow = flow.float()  # pixel indices need fp32: fp16/bf16 round them beyond 2048/256 (autocast, fp16 engines)
     xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
     ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
     px = torch.round(xs + flow[:, 0])
@@ -38,6 +39,7 @@ def warp_bilinear(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zero
     if padding_mode not in ("zeros", "border"):
         raise ValueError(f"padding_mode must be 'zeros' or 'border', got {padding_mode!r}")
     b, c, h, w = x.shape
+    flow = flow.float()  # as in warp_nearest: indices in fp32
     xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
     ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
     px, py = xs + flow[:, 0], ys + flow[:, 1]
@@ -53,5 +55,5 @@ def warp_bilinear(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zero
             inside = (cx >= 0) & (cx <= w - 1) & (cy >= 0) & (cy <= h - 1)  # False for NaN
             index = torch.where(inside, cy * w + cx, torch.zeros_like(cx)).to(torch.int64).view(b, 1, h * w)
             tap = torch.gather(flat, 2, index.expand(b, c, h * w)).view(b, c, h, w)
-            out = out + tap * (wx * wy * inside.unsqueeze(1).to(x.dtype))
+            out = out + tap * (wx * wy * inside.unsqueeze(1)).to(x.dtype)
     return out

@@ -120,12 +120,14 @@ def add_noise(clean: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
 
 @torch.no_grad()
 def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-clip bidirectional inference on float input (``chunk`` > 0 splits long clips).
+    """Whole-clip bidirectional inference on float input (``chunk`` > 0 splits long clips), on the
+    model's device.
 
     Returns the posterior mean and the prior mean (clipped), both (N, H, W, 3).
     """
     model.eval()
-    clip = torch.from_numpy(np.ascontiguousarray(noisy)).permute(0, 3, 1, 2).unsqueeze(0)
+    device = next(model.parameters()).device
+    clip = torch.from_numpy(np.ascontiguousarray(noisy)).permute(0, 3, 1, 2).unsqueeze(0).to(device)
     n = clip.shape[1]
     step = chunk or n
     sigma = sigma255 / 255.0
@@ -135,18 +137,18 @@ def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0
         prior = model.prior(part, sigma)
         posts.append(posterior_mean(prior, part, sigma_tensor(sigma, part)))
         means.append(prior[:, :, :3].clamp(0.0, 1.0))
-    as_frames = lambda parts: torch.cat(parts, dim=1)[0].permute(0, 2, 3, 1).numpy()  # noqa: E731
+    as_frames = lambda parts: torch.cat(parts, dim=1)[0].permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
     return as_frames(posts), as_frames(means)
 
 
-def stbn_streaming(model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int) -> np.ndarray:
+def stbn_streaming(model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int, device: str = "cpu") -> np.ndarray:
     """Frame-by-frame uint8 inference through the live pipeline's StreamingDenoiser (torch engine)."""
     from engines.base import EngineConfig
     from engines.factory import create_engine
     from engines.streaming import StreamingDenoiser
     from stbn.noise_estimation import NoiseConfig
 
-    engine = create_engine(EngineConfig(backend="torch", device="cpu"), model)
+    engine = create_engine(EngineConfig(backend="torch", device=device), model)
     denoiser = StreamingDenoiser(engine, lookahead=lookahead, noise=NoiseConfig(mode="fixed", sigma=sigma255))
     frames = to_uint8(noisy)
     out: dict[int, np.ndarray] = {}

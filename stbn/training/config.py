@@ -12,6 +12,9 @@ from stbn.yamlconfig import ConfigError, from_dict, read_yaml_mapping
 
 LOSSES = ("nll", "l2", "teacher")
 NOISE_KINDS = ("gaussian", "poisson-gaussian")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast for the network, losses in fp32 (no loss scaling needed)
+SCHEDULES = ("iterations", "time")  # what the learning-rate milestones are fractions of
+DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class DataConfig:
     frames: tuple[int, int] = (5, 8)  # clip length T, drawn per batch (inclusive)
     crop: tuple[int, int] = (64, 96)  # square crop side, drawn per batch (inclusive, multiple of 16)
     batch_size: int = 4
+    # Worker processes that draw batches ahead of the step (a GPU outruns one process's synthetic
+    # clips); 0 = draw in the training process, reproducible across resumes.
+    workers: int = 0
     motion: MotionConfig = field(default_factory=MotionConfig)
 
     def __post_init__(self) -> None:
@@ -50,6 +56,8 @@ class DataConfig:
             raise ConfigError(f"data.crop must be (min, max) with 16 <= min <= max, got {self.crop}")
         if self.batch_size < 1:
             raise ConfigError("data.batch_size must be >= 1")
+        if self.workers < 0:
+            raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -79,8 +87,20 @@ class OptimConfig:
     loss: str = "nll"
     mean_l2: float = 0.0  # with "nll": weight of posterior.mean_l2 added to it (keeps the prior mean learning)
     time_limit_minutes: float | None = None  # stop early (and save) after this much training time
+    # "time": milestones are fractions of time_limit_minutes (a time-boxed run whose step rate is not
+    # known in advance decays on schedule); `iterations` is then only an upper bound
+    schedule: str = "iterations"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.schedule == "time" and not self.time_limit_minutes:
+            raise ConfigError("optim.schedule: time needs optim.time_limit_minutes")
+        if self.time_limit_minutes is not None and self.time_limit_minutes <= 0:
+            raise ConfigError(f"optim.time_limit_minutes must be > 0, got {self.time_limit_minutes}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"optim.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"optim.loss must be one of {LOSSES}, got {self.loss!r}")
         if self.mean_l2 < 0:
@@ -100,6 +120,12 @@ class FlowPretrainConfig:
     batch_size: int = 8
     crop: int = 96
     sigma_range: tuple[float, float] = (0.0, 55.0)  # noisy and clean pairs (the teacher sees denoised frames)
+    # stop after this much time; the two learning-rate decays then fall at fractions of it
+    time_limit_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.time_limit_minutes is not None and self.time_limit_minutes <= 0:
+            raise ConfigError(f"flow_pretrain.time_limit_minutes must be > 0, got {self.time_limit_minutes}")
 
 
 @dataclass(frozen=True)
@@ -132,6 +158,7 @@ class TrainConfig:
     teacher: str | None = None  # blind-spot checkpoint whose posterior means train a student (loss: teacher)
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = library default
+    device: str = "cpu"  # "cuda" (with DDP: cuda:LOCAL_RANK), "auto" = cuda when PyTorch sees one
     log_every: int = 25
     checkpoint_every: int = 250
     data: DataConfig = field(default_factory=DataConfig)
@@ -142,6 +169,8 @@ class TrainConfig:
     val: ValConfig = field(default_factory=ValConfig)
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
         if (self.teacher is None) != (self.optim.loss != "teacher"):
             raise ConfigError("a teacher checkpoint and optim.loss: teacher go together")
 

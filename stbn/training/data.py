@@ -87,12 +87,15 @@ class DataUnavailable(RuntimeError):
 
 
 def read_video(path: str | Path, start: int = 0, count: int | None = None) -> np.ndarray:
-    """Frames ``start`` .. ``start + count`` of a video file as (N, H, W, 3) uint8 RGB (PyAV)."""
-    import av
-
+    """Frames ``start`` .. ``start + count`` of a video file as (N, H, W, 3) uint8 RGB (PyAV; OpenCV's
+    decoder where PyAV is not installed, e.g. a prepared GPU image)."""
     path = Path(path)
     if not path.is_file():
         raise DataUnavailable(f"video not found: {path}")
+    try:
+        import av
+    except ImportError:
+        return _read_video_opencv(path, start, count)
     frames: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
@@ -104,6 +107,27 @@ def read_video(path: str | Path, start: int = 0, count: int | None = None) -> np
                 frames.append(frame.to_ndarray(format="rgb24"))
     except av.error.FFmpegError as exc:
         raise DataUnavailable(f"cannot decode {path}: {exc}") from exc
+    if not frames:
+        raise DataUnavailable(f"{path} has no frames in the range start={start}, count={count}")
+    return np.stack(frames)
+
+
+def _read_video_opencv(path: Path, start: int, count: int | None) -> np.ndarray:
+    capture = cv2.VideoCapture(str(path))
+    frames: list[np.ndarray] = []
+    try:
+        if not capture.isOpened():
+            raise DataUnavailable(f"cannot decode {path} (OpenCV)")
+        index = 0
+        while count is None or len(frames) < count:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index >= start:
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            index += 1
+    finally:
+        capture.release()
     if not frames:
         raise DataUnavailable(f"{path} has no frames in the range start={start}, count={count}")
     return np.stack(frames)
@@ -230,7 +254,7 @@ def fetch_debian_package(package: str, cache_dir: str | Path | None = None, time
 
 
 def _debian_photo(spec: str) -> np.ndarray:
-    """"deb:PACKAGE:path/inside/the/package" -> (H, W, 3) float32 RGB, longer side <= 1280 px."""
+    """ "deb:PACKAGE:path/inside/the/package" -> (H, W, 3) float32 RGB, longer side <= 1280 px."""
     try:
         _, package, inner = spec.split(":", 2)
     except ValueError as exc:

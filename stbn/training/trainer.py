@@ -7,6 +7,7 @@ in the progress bar and logs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -14,7 +15,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,14 @@ def distillation_loss(
     on the (detached) prior means, both directions, plus ``param_l2`` times the sum of the student's
     parameter L2 norms (the authors' code). Gradients reach only ``model.flow``."""
     b, t = noisy.shape[:2]
-    means = prior[:, :, :3].detach()
+    means = prior[:, :, :3].detach().to(noisy.dtype)
     a_idx = [i for i in range(t - 1)] + [i + 1 for i in range(t - 1)]
     b_idx = [i + 1 for i in range(t - 1)] + [i for i in range(t - 1)]
     flat = lambda x, idx: x[:, idx].reshape(b * len(idx), *x.shape[2:])  # noqa: E731
     with torch.no_grad():
         target = teacher(flat(means, a_idx), flat(means, b_idx))
     student = model.flow(flat(noisy, a_idx), flat(noisy, b_idx))
-    loss = (student - target).abs().mean()
+    loss = (student.float() - target.float()).abs().mean()
     if param_l2:
         loss = loss + param_l2 * sum(p.norm() for p in model.flow.parameters())
     return loss
@@ -94,12 +95,19 @@ def load_denoising_teacher(path: str | Path, student: STBN) -> STBN:
 class _LossModule(nn.Module):
     """Wraps the model so that DistributedDataParallel sees one forward per step."""
 
-    def __init__(self, model: STBN, loss: str, mean_weight: float = 0.0) -> None:
+    def __init__(self, model: STBN, loss: str, mean_weight: float = 0.0, precision: str = "fp32") -> None:
         super().__init__()
         self.model = model
         self.loss = loss
         self.mean_weight = mean_weight
+        self.precision = precision
         self._teacher: tuple[nn.Module, ...] = ()
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The network in bf16 where asked; the likelihood (a 3x3 Cholesky, logs) stays in fp32."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
 
     def set_teacher(self, teacher: nn.Module | None) -> None:
         self._teacher = () if teacher is None else (teacher,)
@@ -112,7 +120,9 @@ class _LossModule(nn.Module):
         param_l2: float,
         target: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        prior = self.model.prior(noisy, sigma)
+        with self._autocast(noisy.device):
+            prior = self.model.prior(noisy, sigma)
+        prior = prior.float()
         if self.loss == "teacher":
             main = 0.5 * (prior - target).pow(2).mean()
         elif self.loss == "nll":
@@ -122,15 +132,33 @@ class _LossModule(nn.Module):
                 main = main + self.mean_weight * mean_l2(prior, noisy, sig)
         else:
             main = 0.5 * (prior[:, :, :3] - noisy).pow(2).mean()
-        dis = torch.zeros((), dtype=noisy.dtype)
+        dis = torch.zeros((), dtype=noisy.dtype, device=noisy.device)
         if distill_weight > 0 and self._teacher and self.model.config.blind_spot:
-            dis = distillation_loss(self.model, self._teacher[0], noisy, prior, param_l2)
+            with self._autocast(noisy.device):
+                dis = distillation_loss(self.model, self._teacher[0], noisy, prior, param_l2)
         return main + distill_weight * dis, main.detach(), dis.detach(), prior.detach()
 
 
 def step_decay(milestones: tuple[float, ...], gamma: float, iterations: int) -> Callable[[int], float]:
     steps = sorted(round(m * iterations) for m in milestones)
     return lambda it: gamma ** sum(it >= s for s in steps)
+
+
+def time_decay(
+    milestones: tuple[float, ...], gamma: float, seconds: float, elapsed: Callable[[], float]
+) -> Callable[[int], float]:
+    """The learning-rate factor of a time-boxed run: milestones are fractions of ``seconds``."""
+    return lambda _it: gamma ** sum(elapsed() >= m * seconds for m in milestones)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device: cuda asked for, but PyTorch sees no CUDA device")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
 
 
 # --- flow pretraining ---------------------------------------------------------------------------------
@@ -144,20 +172,32 @@ def pretrain_flow(
     seed: int,
     progress: bool = True,
     log: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | None = None,
 ) -> list[float]:
     """Supervised end-point-error training of a flow network on synthetic-motion pairs (both directions), with
-    AWGN drawn from ``config.sigma_range`` (0 included: clean pairs) on both frames."""
+    AWGN drawn from ``config.sigma_range`` (0 included: clean pairs) on both frames. With
+    ``config.time_limit_minutes`` it stops at that time, ``iterations`` being an upper bound."""
     from tqdm import tqdm
 
+    device = device or torch.device("cpu")
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(flow.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, step_decay((0.6, 0.85), 0.3, config.iterations))
+    start = time.time()
+    limit = None if config.time_limit_minutes is None else config.time_limit_minutes * 60.0
+    decay = (
+        step_decay((0.6, 0.85), 0.3, config.iterations)
+        if limit is None
+        else time_decay((0.6, 0.85), 0.3, limit, lambda: time.time() - start)
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
     flow.train()
     losses: list[float] = []
     zero: list[float] = []
     bar = tqdm(range(config.iterations), desc="flow pretrain", disable=not progress, dynamic_ncols=True)
     for it in bar:
+        if limit is not None and time.time() - start >= limit:
+            break
         a, b, gt = [], [], []
         for _ in range(max(config.batch_size // 2, 1)):
             clip = synthetic_clip(photos, 2, (config.crop, config.crop), rng, motion)
@@ -168,7 +208,8 @@ def pretrain_flow(
         tb = torch.from_numpy(np.stack(b)).permute(0, 3, 1, 2)
         target = torch.from_numpy(np.stack(gt))
         sig = sample_sigmas(ta.shape[0], config.sigma_range, gen)
-        ta, tb = add_gaussian(ta, sig, gen), add_gaussian(tb, sig, gen)
+        ta, tb = add_gaussian(ta, sig, gen).to(device), add_gaussian(tb, sig, gen).to(device)
+        target = target.to(device)
         loss = (flow(ta, tb) - target).norm(dim=1).mean()  # end-point error
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,16 +221,20 @@ def pretrain_flow(
         if it % 10 == 0:
             bar.set_postfix(epe=f"{np.mean(losses[-50:]):.3f}", zero_flow=f"{np.mean(zero[-50:]):.3f}")
         if log is not None and (it + 1) % 100 == 0:
-            log(
-                {
-                    "phase": "flow_pretrain",
-                    "iteration": it + 1,
-                    "epe": float(np.mean(losses[-100:])),
-                    "epe_zero_flow": float(np.mean(zero[-100:])),
-                }
-            )
+            log(_flow_entry(losses, zero))
+    if log is not None and len(losses) % 100:  # the last iterations of a time-boxed run
+        log(_flow_entry(losses, zero))
     flow.eval()
     return losses
+
+
+def _flow_entry(losses: list[float], zero: list[float]) -> dict[str, Any]:
+    return {
+        "phase": "flow_pretrain",
+        "iteration": len(losses),
+        "epe": float(np.mean(losses[-100:])),
+        "epe_zero_flow": float(np.mean(zero[-100:])),
+    }
 
 
 # --- validation ----------------------------------------------------------------------------------------
@@ -221,8 +266,10 @@ def validate(model: STBN, clips: list[tuple[torch.Tensor, torch.Tensor, torch.Te
     the mean is a denoised image; a permutation flags a mean whose colours the covariance hides)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     post, prior_mean, orders = [], [], []
     for noisy, sigma, clean in clips:
+        noisy, sigma, clean = noisy.to(device), sigma.to(device), clean.to(device)
         prior = model.prior(noisy, sigma)
         if not model.config.blind_spot:  # a student: its estimate, no prior to check
             post.append(batch_psnr(prior.clamp(0, 1), clean))
@@ -251,6 +298,7 @@ def validate(model: STBN, clips: list[tuple[torch.Tensor, torch.Tensor, torch.Te
 class DistInfo:
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -264,7 +312,10 @@ def init_distributed() -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size())
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local)
 
 
 # --- the trainer -------------------------------------------------------------------------------------------
@@ -288,12 +339,18 @@ class Trainer:
         self.dist = dist_info or DistInfo()
         self.progress = progress and self.dist.main
         self.noise_model = noise_model or NoiseModel(config.noise.kind, tuple(config.noise.sigma_range))
+        self.device = resolve_device(config.device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop and clip sizes: pick the fastest kernels once
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.model = model if model is not None else stbn.build_model(config.preset, flow=config.flow)
         self.model.train()
         self.denoising_teacher = load_denoising_teacher(config.teacher, self.model) if config.teacher else None
+        self.model.to(self.device)
+        if self.denoising_teacher is not None:
+            self.denoising_teacher.to(self.device)
         self.teacher: nn.Module | None = None
-        self.loss_module = _LossModule(self.model, config.optim.loss, config.optim.mean_l2)
+        self.loss_module = _LossModule(self.model, config.optim.loss, config.optim.mean_l2, config.optim.precision)
         flow_ids = {id(p) for p in self.model.flow.parameters()}
         self.optimizer = torch.optim.Adam(
             [
@@ -301,12 +358,16 @@ class Trainer:
                 {"params": list(self.model.flow.parameters()), "lr": config.distill.lr},
             ]
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, step_decay(config.optim.milestones, config.optim.gamma, config.optim.iterations)
+        optim = config.optim
+        decay = (
+            time_decay(optim.milestones, optim.gamma, 60.0 * optim.time_limit_minutes, lambda: self.train_seconds)
+            if optim.schedule == "time" and optim.time_limit_minutes
+            else step_decay(optim.milestones, optim.gamma, optim.iterations)
         )
+        self.train_seconds = 0.0
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, decay)
         self.iteration = 0
         self.flow_pretrained = config.flow_pretrain.iterations == 0 or config.flow == "zero"
-        self.train_seconds = 0.0
         self.best_val = float("-inf")
         self.history: list[dict[str, Any]] = []
         self.rng = np.random.default_rng([config.seed, self.dist.rank])
@@ -325,7 +386,8 @@ class Trainer:
             if self.ddp is None:
                 from torch.nn.parallel import DistributedDataParallel
 
-                self.ddp = DistributedDataParallel(self.loss_module, find_unused_parameters=True)
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self.ddp = DistributedDataParallel(self.loss_module, device_ids=ids, find_unused_parameters=True)
             return self.ddp
         return self.loss_module
 
@@ -336,13 +398,12 @@ class Trainer:
             self.teacher = make_teacher(self.model)
         self.loss_module.set_teacher(self.teacher if distill else None)
         weight = self.config.distill.weight if distill else 0.0
+        batch = batch.to(self.device)
         target = None
         if self.denoising_teacher is not None:
             with torch.no_grad():
                 target = self.denoising_teacher(batch.noisy, batch.sigma)
-        loss, main, dis, prior = self._module()(
-            batch.noisy, batch.sigma, weight, self.config.distill.param_l2, target
-        )
+        loss, main, dis, prior = self._module()(batch.noisy, batch.sigma, weight, self.config.distill.param_l2, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
@@ -379,7 +440,14 @@ class Trainer:
                 raise ValueError("flow pretraining needs photos (config.flow_pretrain.iterations > 0)")
             start = time.time()
             pretrain_flow(
-                self.model.flow, photos_for_flow, cfg.flow_pretrain, cfg.data.motion, cfg.seed, self.progress, self._log
+                self.model.flow,
+                photos_for_flow,
+                cfg.flow_pretrain,
+                cfg.data.motion,
+                cfg.seed,
+                self.progress,
+                self._log,
+                self.device,
             )
             if self.dist.world_size > 1:  # every rank pretrained with the same seed; keep rank 0's to be safe
                 for p in self.model.flow.parameters():
@@ -398,12 +466,13 @@ class Trainer:
         limit = None if cfg.optim.time_limit_minutes is None else cfg.optim.time_limit_minutes * 60.0
         recent: list[dict[str, float]] = []
         stopped_early = False
+        batches = self._batches()
         while self.iteration < total:
             if limit is not None and self.train_seconds >= limit:
                 stopped_early = True
                 break
             t0 = time.time()
-            stats = self.train_step(self.source.next(self.rng, self.generator))
+            stats = self.train_step(next(batches))  # reading the stats waits for the device
             self.train_seconds += time.time() - t0
             recent.append(stats)
             bar.update(1)
@@ -447,6 +516,23 @@ class Trainer:
             else:
                 self.export(cfg.checkpoint)
         return summary
+
+    def _batches(self) -> Iterator[Batch]:
+        """Batches from the source: drawn here (reproducible across resumes) or by ``data.workers``
+        processes, each seeded by (seed, rank, worker, iteration at start)."""
+        workers = self.config.data.workers
+        if workers == 0:
+            while True:
+                yield self.source.next(self.rng, self.generator)
+        loader = torch.utils.data.DataLoader(
+            _SourceStream(self.source, (self.config.seed, self.dist.rank, self.iteration)),
+            batch_size=None,
+            num_workers=workers,
+            prefetch_factor=4,
+            pin_memory=self.device.type == "cuda",
+            multiprocessing_context="fork",
+        )
+        yield from loader
 
     def _validate(self) -> dict[str, Any]:
         """Validate, log, and export the model to ``best.pt`` when its posterior PSNR is the best yet."""
@@ -529,6 +615,23 @@ class Trainer:
             self.rng.bit_generator.state = state["rng"]
             self.generator.set_state(state["generator"])
         return True
+
+
+class _SourceStream(torch.utils.data.IterableDataset):
+    """An endless stream of a source's batches for DataLoader workers, each with its own seeds."""
+
+    def __init__(self, source: Any, seed: tuple[int, ...]) -> None:
+        self.source = source
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        worker = 0 if info is None else info.id
+        rng = np.random.default_rng([*self.seed, worker])
+        generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        torch.set_num_threads(1)
+        while True:
+            yield self.source.next(rng, generator)
 
 
 def _plain(value: Any) -> Any:

@@ -159,3 +159,14 @@ def test_bilinear_warp_equals_grid_sample_and_exports_exactly(size: tuple[int, i
     names = [i.name for i in session.get_inputs()]
     exported = session.run(None, dict(zip(names, (x.numpy(), flow.numpy()), strict=True)))[0]
     np.testing.assert_allclose(exported, got.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_warps_index_a_720p_frame_exactly_from_a_half_precision_flow(dtype: torch.dtype) -> None:
+    """Autocast and fp16 engines hand the warp a half-precision flow: its pixel indices (up to
+    921,600 at 720p) must still be computed exactly (fp16 overflows at 65,504, bf16 rounds past 256)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 720, 1280, generator=gen)
+    flow = torch.randint(-3, 4, (1, 2, 720, 1280), generator=gen).float()  # exact in any precision
+    for warp in (warp_nearest, warp_bilinear):
+        assert torch.equal(warp(x, flow.to(dtype)), warp(x, flow))

@@ -260,3 +260,36 @@ def test_teacher_and_student_configs_must_agree(tmp_path: Path) -> None:
     stbn.save_checkpoint(path, stbn.build_model("cpu-rt-distilled"), "cpu-rt-distilled")
     with pytest.raises(ValueError, match="not a blind-spot model"):
         load_denoising_teacher(path, stbn.build_model("cpu-rt-distilled"))
+
+
+def test_time_boxed_training_decays_on_the_clock_in_bf16_with_data_workers(tmp_path: Path) -> None:
+    """The GPU bring-up's mode: the time box ends the run, the learning rate halves at half of it,
+    batches come from a worker process, the network runs in bf16 autocast and still learns."""
+    base = config(tmp_path, 10**6, data=DataConfig(frames=(3, 3), crop=(32, 32), batch_size=2, workers=1))
+    optim = dataclasses.replace(
+        base.optim, schedule="time", time_limit_minutes=0.1, milestones=(0.5,), precision="bf16", loss="nll"
+    )
+    source_config = base.replace(optim=optim)
+    noisy, _ = noisy_clip()
+    trainer = Trainer(
+        source_config, NoisyVideoSource(noisy, 30.0, source_config.data), model=tiny_model(), progress=False
+    )
+    summary = trainer.fit()
+    assert summary["stopped_early"] and summary["train_seconds"] >= 6.0
+    assert 0 < summary["iterations"] < 10**6
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * 0.5)
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_training_config_names_bad_schedule_precision_device_and_workers() -> None:
+    from stbn.yamlconfig import ConfigError
+
+    optim = TrainConfig().optim
+    with pytest.raises(ConfigError, match="time_limit_minutes"):
+        dataclasses.replace(optim, schedule="time")
+    with pytest.raises(ConfigError, match=r"optim\.precision"):
+        dataclasses.replace(optim, precision="fp16")
+    with pytest.raises(ConfigError, match=r"data\.workers"):
+        DataConfig(workers=-1)
+    with pytest.raises(ConfigError, match="device"):
+        TrainConfig(device="tpu")
