@@ -92,7 +92,7 @@ def load_denoising_teacher(path: str | Path, student: STBN) -> STBN:
     return teacher
 
 
-class _LossModule(nn.Module):
+class LossModule(nn.Module):
     """Wraps the model so that DistributedDataParallel sees one forward per step."""
 
     def __init__(self, model: STBN, loss: str, mean_weight: float = 0.0, precision: str = "fp32") -> None:
@@ -350,7 +350,7 @@ class Trainer:
         if self.denoising_teacher is not None:
             self.denoising_teacher.to(self.device)
         self.teacher: nn.Module | None = None
-        self.loss_module = _LossModule(self.model, config.optim.loss, config.optim.mean_l2, config.optim.precision)
+        self.loss_module = LossModule(self.model, config.optim.loss, config.optim.mean_l2, config.optim.precision)
         flow_ids = {id(p) for p in self.model.flow.parameters()}
         self.optimizer = torch.optim.Adam(
             [

@@ -1,0 +1,75 @@
+"""The ``stbn`` console script: the model's commands (``info``, ``train``, ``eval``, from stbn.cli)
+and ``denoise``, which needs the engines and the video writer of this layer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseError, denoise_file, options_from_args
+
+
+def add_denoise_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "denoise",
+        help="denoise a video file or a folder of frames (optionally adapting to it first)",
+        description="Denoise INPUT (a video file or a folder of frames) into OUTPUT (a video file by its "
+        "suffix, or a folder of PNG frames).",
+    )
+    parser.add_argument("input", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--sigma", type=float, help="noise level 0..255 (default: blind estimate)")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped CPU model")
+    parser.add_argument(
+        "--lookahead", type=int, help="stream causally with this look-ahead (default: offline, bidirectional)"
+    )
+    parser.add_argument("--backend", default="auto", help="engine for --lookahead: auto, torch, onnxruntime, tensorrt")
+    parser.add_argument("--chunk", type=int, default=16, help="offline: frames per chunk (memory bound)")
+    parser.add_argument("--adapt", type=int, default=0, metavar="N", help="self-supervised steps on the input first")
+    parser.add_argument("--adapt-time", type=float, metavar="SECONDS", help="adapt for this long (alone or with N)")
+    parser.add_argument("--adapt-lr", type=float, default=5e-4)
+    parser.add_argument("--save-adapted", metavar="PATH", help="write the adapted checkpoint here")
+    parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run_denoise)
+
+
+def _bar(stage: str, total: int | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=stage, unit="frame" if stage == "denoise" else "step", dynamic_ncols=True)
+
+
+def run_denoise(args: argparse.Namespace) -> int:
+    try:
+        options = options_from_args(args)
+        summary = denoise_file(args.input, args.output, options, progress=None if args.no_progress else _bar)
+    except (DenoiseError, ValueError) as exc:
+        print(f"stbn denoise: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stbn denoise: interrupted; no output written", file=sys.stderr)
+        return 130
+    print(summary.line())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from stbn.cli import build_parser as model_parser
+
+    parser = model_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    add_denoise_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""``stbn denoise INPUT OUTPUT``: denoise a video file or a folder of frames, optionally after a few
+self-supervised adaptation steps on the input itself.
+
+INPUT: a video file (PyAV) or a folder of image frames (sorted by name). OUTPUT: a video file
+(by its suffix) or a folder of PNG frames (the input's names for a folder, numbered for a video).
+The output is written under a ``.partial`` name and renamed when complete, so a failed or
+interrupted run never leaves an output that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "stbn-cpu-rt.pt"
+
+
+class DenoiseError(Exception):
+    """A named, user-facing failure of ``stbn denoise``."""
+
+
+class InputNotFound(DenoiseError):
+    pass
+
+
+class UndecodableInput(DenoiseError):
+    pass
+
+
+class EmptyInput(DenoiseError):
+    pass
+
+
+class MixedFrameSizes(DenoiseError):
+    pass
+
+
+class UnwritableOutput(DenoiseError):
+    pass
+
+
+class OutputExists(DenoiseError):
+    pass
+
+
+class BadCheckpoint(DenoiseError):
+    pass
+
+
+@dataclass(frozen=True)
+class Clip:
+    frames: np.ndarray  # (N, H, W, 3) uint8 RGB
+    names: tuple[str, ...] | None  # file names of a frame folder; None for a video
+    fps: float
+
+
+@dataclass(frozen=True)
+class DenoiseOptions:
+    sigma: float | None = None  # 0..255; None = blind estimate
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    lookahead: int | None = None  # None = offline (whole clip, bidirectional, in chunks)
+    backend: str = "auto"  # for streaming
+    chunk: int = 16
+    adapt_steps: int = 0
+    adapt_seconds: float | None = None
+    adapt_lr: float = 5e-4
+    save_adapted: Path | None = None
+    force: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sigma is not None and not 0.0 <= self.sigma <= 255.0:
+            raise ValueError(f"--sigma must be in 0..255, got {self.sigma}")
+        if self.adapt_steps < 0:
+            raise ValueError(f"--adapt must be >= 0, got {self.adapt_steps}")
+
+
+# --- input ------------------------------------------------------------------------------------------
+
+
+def read_input(path: Path) -> Clip:
+    if not path.exists():
+        raise InputNotFound(f"{path} does not exist")
+    if path.is_dir():
+        return _read_folder(path)
+    return _read_video(path)
+
+
+def _read_folder(path: Path) -> Clip:
+    import cv2
+
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise EmptyInput(f"{path} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
+    frames = []
+    for file in files:
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UndecodableInput(f"cannot decode the image {file}")
+        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        if frames[-1].shape != frames[0].shape:
+            raise MixedFrameSizes(
+                f"{file.name} is {frames[-1].shape[1]}x{frames[-1].shape[0]}, {files[0].name} is "
+                f"{frames[0].shape[1]}x{frames[0].shape[0]}: all frames of a folder must have one size"
+            )
+    return Clip(np.stack(frames), tuple(f.name for f in files), 30.0)
+
+
+def _read_video(path: Path) -> Clip:
+    import av
+
+    frames: list[np.ndarray] = []
+    fps = 30.0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UndecodableInput(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            if stream.average_rate:
+                fps = float(stream.average_rate)
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+    except av.error.FFmpegError as exc:
+        raise UndecodableInput(f"cannot decode {path}: {exc}") from exc
+    if not frames:
+        raise EmptyInput(f"{path} has no video frames")
+    return Clip(np.stack(frames), None, fps)
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+
+class _Output:
+    """Frames to a video file or a PNG folder, under a .partial name until ``commit``."""
+
+    def __init__(self, path: Path, clip: Clip, force: bool) -> None:
+        self.path = path
+        self.is_video = path.suffix.lower() in VIDEO_SUFFIXES
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise UnwritableOutput(
+                f"{path}: give a video file ({', '.join(VIDEO_SUFFIXES)}) or a folder for PNG frames"
+            )
+        if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not force:
+            raise OutputExists(f"{path} exists (use --force to replace it)")
+        self.partial = path.with_name(f"{path.stem}.partial{path.suffix}" if self.is_video else f"{path.name}.partial")
+        self.names = (
+            [str(Path(n).with_suffix(".png")) for n in clip.names]
+            if clip.names is not None
+            else [f"frame_{i:06d}.png" for i in range(1, len(clip.frames) + 1)]
+        )
+        self.count = 0
+        self._writer: Any = None
+        self.fps = clip.fps
+        try:
+            self._remove_partial()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.is_video:
+                self.partial.touch()  # fail now, not after minutes of denoising
+            else:
+                self.partial.mkdir()
+        except OSError as exc:
+            raise UnwritableOutput(f"cannot write {path}: {exc}") from exc
+
+    def write(self, image: np.ndarray) -> None:
+        try:
+            if self.is_video:
+                if self._writer is None:
+                    from pipeline.sinks import VideoWriter
+
+                    self._writer = VideoWriter(self.partial, self.fps)
+                self._writer.write(image)
+            else:
+                import cv2
+
+                if not cv2.imwrite(str(self.partial / self.names[self.count]), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                    raise OSError(f"cv2.imwrite refused {self.partial / self.names[self.count]}")
+        except OSError as exc:
+            raise UnwritableOutput(f"cannot write {self.path}: {exc}") from exc
+        self.count += 1
+
+    def commit(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self.path.exists():
+            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+        self.partial.replace(self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):  # the partial file is removed anyway
+                self._writer.close()
+        self._remove_partial()
+
+    def _remove_partial(self) -> None:
+        if self.partial.is_dir():
+            shutil.rmtree(self.partial)
+        elif self.partial.exists():
+            self.partial.unlink()
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DenoiseSummary:
+    frames: int
+    width: int
+    height: int
+    seconds: float
+    sigma: float
+    sigma_estimated: bool
+    mode: str
+    adapt: dict[str, Any] | None
+    output: Path
+
+    def line(self) -> str:
+        fps = self.frames / max(self.seconds, 1e-9)
+        adapt = ""
+        if self.adapt is not None:
+            adapt = f"; adapted {self.adapt['steps']} steps in {self.adapt['seconds']} s, kept {self.adapt['kept']}"
+        return (
+            f"denoised {self.frames} frames {self.width}x{self.height} in {self.seconds:.1f} s ({fps:.1f} frames/s), "
+            f"sigma {self.sigma:.2f} ({'estimated' if self.sigma_estimated else 'given'}), {self.mode}{adapt} "
+            f"-> {self.output}"
+        )
+
+
+def denoise_file(
+    input_path: Path,
+    output_path: Path,
+    options: DenoiseOptions,
+    progress: Callable[[str, int], Any] | None = None,
+) -> DenoiseSummary:
+    """Denoise ``input_path`` into ``output_path``; ``progress(stage, total)`` returns a tqdm-like bar."""
+    import torch
+
+    import stbn
+    from stbn.checkpoint import CheckpointError, save_checkpoint
+    from stbn.training.run import estimate_video_sigma
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    clip = read_input(input_path)
+    output = _Output(output_path, clip, options.force)
+    try:
+        try:
+            loaded = stbn.load_checkpoint(options.checkpoint)
+        except (CheckpointError, OSError) as exc:
+            raise BadCheckpoint(f"{options.checkpoint}: {exc}") from exc
+        model = loaded.model.eval()
+        estimated = options.sigma is None
+        sigma = estimate_video_sigma(clip.frames) if estimated else float(options.sigma)
+        start = time.time()
+        adapt_summary = None
+        if options.adapt_steps or options.adapt_seconds:
+            model, adapt_summary = _adapt(model, loaded.metadata, clip, sigma, options, progress)
+            if options.save_adapted is not None:
+                metadata = dict(loaded.metadata) | {"adapted_on": str(input_path), "adaptation": adapt_summary}
+                save_checkpoint(options.save_adapted, model, loaded.preset, noise=loaded.noise, metadata=metadata)
+        bar = progress("denoise", len(clip.frames)) if progress else None
+        for image in _denoised(model, clip, sigma, options):
+            output.write(image)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        output.commit()
+    except BaseException:
+        output.abort()
+        raise
+    mode = "offline (bidirectional)" if options.lookahead is None else f"streaming L={options.lookahead}"
+    h, w = clip.frames.shape[1:3]
+    return DenoiseSummary(
+        len(clip.frames), w, h, time.time() - start, sigma, estimated, mode, adapt_summary, output_path
+    )
+
+
+def _adapt(
+    model: Any, metadata: dict[str, Any], clip: Clip, sigma: float, options: DenoiseOptions, progress: Any
+) -> tuple[Any, dict[str, Any]]:
+    from stbn.training.adapt import AdaptConfig, adapt, trained_loss
+
+    steps = options.adapt_steps if options.adapt_steps else 10**9  # --adapt-time alone: the clock ends it
+    config = AdaptConfig(steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr)
+    loss, mean_l2 = trained_loss(metadata)
+    bar = progress("adapt", options.adapt_steps or None) if progress else None
+    frames = clip.frames.astype(np.float32) / 255.0
+    result = adapt(model, frames, sigma, config, loss, mean_l2, progress=(lambda *_: bar.update(1)) if bar else None)
+    if bar is not None:
+        bar.close()
+    return result.model, result.summary()
+
+
+def _denoised(model: Any, clip: Clip, sigma: float, options: DenoiseOptions) -> Iterator[np.ndarray]:
+    if options.lookahead is None:
+        from stbn.offline import denoise_clip
+
+        yield from denoise_clip(model, clip.frames, sigma, chunk=options.chunk)
+        return
+    from engines import EngineConfig, create_engine
+    from engines.streaming import StreamingDenoiser
+    from stbn.noise_estimation import NoiseConfig
+
+    config = EngineConfig(backend=options.backend, threads=options.threads)
+    with create_engine(config, model=model) as engine:
+        engine.build(*clip.frames.shape[1:3])
+        denoiser = StreamingDenoiser(engine, options.lookahead, NoiseConfig("fixed", sigma))
+        for seq, frame in enumerate(clip.frames):
+            for ready in denoiser.push(frame, seq):
+                yield ready.image
+        for ready in denoiser.flush():
+            yield ready.image
+
+
+def options_from_args(args: Any) -> DenoiseOptions:
+    return DenoiseOptions(
+        sigma=args.sigma,
+        checkpoint=Path(args.checkpoint),
+        lookahead=args.lookahead,
+        backend=args.backend,
+        chunk=args.chunk,
+        adapt_steps=args.adapt,
+        adapt_seconds=args.adapt_time,
+        adapt_lr=args.adapt_lr,
+        save_adapted=Path(args.save_adapted) if args.save_adapted else None,
+        force=args.force,
+        threads=args.threads,
+    )

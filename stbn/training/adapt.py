@@ -1,0 +1,164 @@
+"""Test-time adaptation: a few self-supervised steps on the very clip being denoised.
+
+The blind-spot model needs no clean frames, so it can go on learning from the user's own noisy
+video: random T-frame crops of the clip, the loss the checkpoint was trained with (Gaussian NLL
+plus its L2 term on the prior mean), starting from the checkpoint. The flow network stays frozen
+(its training needs the distillation teacher). A guard scores fixed crops of frames held back
+from the steps before and after, and keeps the starting weights unless that held-back loss fell.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from stbn.model import STBN
+from stbn.training.config import DataConfig
+from stbn.training.sources import NoisyVideoSource
+from stbn.training.trainer import LossModule
+
+
+class AdaptationError(ValueError):
+    """A model or clip that cannot be adapted (a non-blind student, a clip too short or too small)."""
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    steps: int = 300
+    seconds: float | None = None  # stop after this much time as well (whichever comes first)
+    lr: float = 5e-4
+    frames: int = 5  # T of each crop
+    crop: int = 64
+    batch_size: int = 4
+    holdout: float = 0.2  # share of the clip's frames held back for the guard (at least T)
+    guard_crops: int = 8
+    min_gain: float = 0.0  # the held-back loss must fall by more than this to keep the new weights
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.lr < 0 or self.batch_size < 1 or self.frames < 2 or self.crop < 16:
+            raise AdaptationError("adapt: steps and lr >= 0, batch_size >= 1, frames >= 2, crop >= 16")
+        if self.seconds is not None and self.seconds <= 0:
+            raise AdaptationError(f"adapt: seconds must be > 0, got {self.seconds}")
+        if not 0.0 < self.holdout < 1.0:
+            raise AdaptationError(f"adapt: holdout must be in (0, 1), got {self.holdout}")
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    model: STBN  # the adapted model, or the starting one when the guard kept it
+    kept_adapted: bool
+    steps: int
+    seconds: float
+    holdout_loss_before: float
+    holdout_loss_after: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "seconds": round(self.seconds, 1),
+            "holdout_loss_before": self.holdout_loss_before,
+            "holdout_loss_after": self.holdout_loss_after,
+            "kept": "adapted" if self.kept_adapted else "original (the held-back loss did not fall)",
+        }
+
+
+def trained_loss(metadata: dict[str, Any]) -> tuple[str, float]:
+    """The loss a checkpoint was trained with (its metadata's train config): (loss, mean_l2 weight)."""
+    optim = (metadata.get("train_config") or {}).get("optim") or {}
+    return str(optim.get("loss", "nll")), float(optim.get("mean_l2", 0.0))
+
+
+def _holdout_batches(
+    noisy: np.ndarray, sigma: float, config: AdaptConfig, frames: int, crop: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    rng = np.random.default_rng([config.seed, 1])
+    n, h, w = noisy.shape[:3]
+    out = []
+    for _ in range(config.guard_crops):
+        t0 = int(rng.integers(0, n - frames + 1))
+        y0, x0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+        clip = noisy[t0 : t0 + frames, y0 : y0 + crop, x0 : x0 + crop]
+        out.append(
+            (torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).unsqueeze(0), torch.tensor([sigma]))
+        )
+    return out
+
+
+@torch.no_grad()
+def _holdout_loss(loss: LossModule, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    was = loss.model.training
+    loss.model.eval()
+    values = [float(loss(x, s, 0.0, 0.0)[1]) for x, s in batches]
+    loss.model.train(was)
+    return float(np.mean(values))
+
+
+def adapt(
+    model: STBN,
+    noisy: np.ndarray,
+    sigma255: float,
+    config: AdaptConfig,
+    loss: str = "nll",
+    mean_l2: float = 1.0,
+    progress: Any = None,
+) -> AdaptResult:
+    """Adapt a copy of ``model`` to ``noisy`` ((N, H, W, 3) float in [0, 1], the clip's own frames).
+
+    ``progress(step, steps)`` is called after every step when given. The input model is never changed.
+    """
+    if not model.config.blind_spot:
+        raise AdaptationError(
+            "test-time adaptation needs a blind-spot model (its loss reads only noisy frames); adapt the "
+            "student's teacher instead"
+        )
+    if loss not in ("nll", "l2"):
+        raise AdaptationError(f"adaptation supports the nll and l2 losses, not {loss!r}")
+    n, h, w = noisy.shape[:3]
+    held = max(config.frames, round(n * config.holdout))
+    if n - held < config.frames:
+        raise AdaptationError(
+            f"adaptation needs at least {2 * config.frames} frames ({config.frames} to train on, "
+            f"{config.frames} held back), the clip has {n}"
+        )
+    crop = min(config.crop, h // 16 * 16, w // 16 * 16)
+    if crop < 16:
+        raise AdaptationError(f"frames of {w}x{h} are too small to adapt on (16x16 crops at least)")
+    sigma = sigma255 / 255.0
+    train_frames, held_frames = noisy[: n - held], noisy[n - held :]
+    data = DataConfig(frames=(config.frames, config.frames), crop=(crop, crop), batch_size=config.batch_size)
+    source = NoisyVideoSource(train_frames, sigma255, data)
+    start_state = copy.deepcopy(model.state_dict())
+    work = copy.deepcopy(model).train()
+    objective = LossModule(work, loss, mean_l2)
+    guard = _holdout_batches(held_frames, sigma, config, config.frames, crop)
+    before = _holdout_loss(objective, guard)
+    flow_ids = {id(p) for p in work.flow.parameters()}
+    params = [p for p in work.parameters() if id(p) not in flow_ids]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    rng = np.random.default_rng([config.seed, 0])
+    generator = torch.Generator().manual_seed(config.seed)
+    start = time.time()
+    steps = 0
+    while steps < config.steps and (config.seconds is None or time.time() - start < config.seconds):
+        batch = source.next(rng, generator)
+        total = objective(batch.noisy, batch.sigma, 0.0, 0.0)[0]
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        steps += 1
+        if progress is not None:
+            progress(steps, config.steps)
+    after = _holdout_loss(objective, guard)
+    seconds = time.time() - start
+    work.eval()
+    if not after < before - config.min_gain:
+        work.load_state_dict(start_state)
+        return AdaptResult(work, False, steps, seconds, before, after)
+    return AdaptResult(work, True, steps, seconds, before, after)

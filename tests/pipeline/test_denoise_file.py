@@ -1,0 +1,166 @@
+"""``stbn denoise``: frame folders and video files really decoded and encoded, names and counts kept,
+a named error for every bad input with nothing partial left behind, and test-time adaptation whose
+guard keeps the starting weights when adapting cannot help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import stbn
+from pipeline.cli import main
+from pipeline.denoise_file import DenoiseOptions, denoise_file, read_input
+from pipeline.sinks import VideoWriter
+from stbn.training.adapt import AdaptConfig, adapt
+from stbn.training.data import HELDOUT_PHOTOS, load_photos, synthetic_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+SIGMA = 25.0
+
+
+@pytest.fixture(scope="module")
+def clean() -> np.ndarray:
+    frames = synthetic_clip(load_photos(HELDOUT_PHOTOS[:1]), 10, (64, 96), np.random.default_rng(4)).frames
+    return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def noisy(clean: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.clip(clean + rng.normal(0, SIGMA, clean.shape) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def _write_folder(folder: Path, frames: np.ndarray) -> list[str]:
+    folder.mkdir(parents=True)
+    names = [f"cam_{i * 10:04d}.jpg" if i % 2 else f"cam_{i * 10:04d}.png" for i in range(len(frames))]
+    for name, frame in zip(names, frames):
+        cv2.imwrite(str(folder / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    return names
+
+
+def test_denoise_a_frame_folder_keeps_names_and_count_and_denoises(tmp_path: Path, noisy, clean) -> None:
+    names = _write_folder(tmp_path / "in", noisy)
+    out = tmp_path / "out"
+    assert main(["denoise", str(tmp_path / "in"), str(out), "--sigma", str(SIGMA), "--no-progress"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(str(Path(n).with_suffix(".png")) for n in names)
+    result = read_input(out).frames
+    assert result.shape == noisy.shape
+    source = read_input(tmp_path / "in").frames  # what the model saw (JPEG frames included)
+    assert _psnr(result, clean) > _psnr(source, clean) + 3.0
+    assert not (tmp_path / "out.partial").exists()
+
+
+def test_denoise_a_video_file_offline_and_streaming(tmp_path: Path, noisy) -> None:
+    video = tmp_path / "noisy.mp4"
+    writer = VideoWriter(video, fps=25.0)
+    for frame in noisy:
+        writer.write(frame)
+    writer.close()
+    offline = tmp_path / "clean.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "denoise", str(video), str(offline), "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "denoised 10 frames 96x64" in done.stdout and "(estimated)" in done.stdout
+    decoded = read_input(offline)
+    assert decoded.frames.shape == noisy.shape and decoded.fps == pytest.approx(25.0)
+    frames_dir = tmp_path / "streamed"
+    args = ["denoise", str(video), str(frames_dir), "--lookahead", "1", "--backend", "torch", "--no-progress"]
+    assert main(args) == 0
+    assert sorted(p.name for p in frames_dir.iterdir())[:2] == ["frame_000001.png", "frame_000002.png"]
+    assert len(list(frames_dir.iterdir())) == len(noisy)
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("missing", "InputNotFound"),
+        ("garbage", "UndecodableInput"),
+        ("empty", "EmptyInput"),
+        ("mixed", "MixedFrameSizes"),
+        ("unwritable", "UnwritableOutput"),
+        ("exists", "OutputExists"),
+        ("checkpoint", "BadCheckpoint"),
+    ],
+)
+def test_bad_inputs_give_named_errors_and_leave_nothing(tmp_path: Path, noisy, capsys, case: str, error: str) -> None:
+    source, output, extra = tmp_path / "in", tmp_path / "out.mp4", []
+    if case == "missing":
+        source = tmp_path / "nope.mp4"
+    elif case == "garbage":
+        source = tmp_path / "garbage.mp4"
+        source.write_bytes(b"\x00not a video" * 100)
+    elif case == "empty":
+        source.mkdir()
+    elif case == "mixed":
+        _write_folder(source, noisy[:3])
+        cv2.imwrite(str(source / "zz.png"), np.zeros((32, 32, 3), np.uint8))
+    else:
+        _write_folder(source, noisy[:3])
+        if case == "unwritable":
+            (tmp_path / "a_file").write_text("x")
+            output = tmp_path / "a_file" / "out.mp4"  # a file where a folder must be
+        elif case == "exists":
+            output.write_bytes(b"keep me")
+        else:
+            bad = tmp_path / "bad.pt"
+            bad.write_bytes(b"random bytes, not a checkpoint")
+            extra = ["--checkpoint", str(bad)]
+    assert main(["denoise", str(source), str(output), "--no-progress", *extra]) == 2
+    assert f"stbn denoise: {error}:" in capsys.readouterr().err
+    if case == "exists":
+        assert output.read_bytes() == b"keep me"
+    else:
+        assert not output.exists()
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_adaptation_guard_keeps_the_original_weights_when_it_cannot_help(noisy) -> None:
+    torch.set_num_threads(1)
+    model = stbn.load_checkpoint(ROOT / "weights" / "stbn-cpu-rt.pt").model
+    frames = noisy.astype(np.float32) / 255.0
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    config = AdaptConfig(steps=3, lr=0.0, frames=3, crop=32, batch_size=2)
+    frozen = adapt(model, frames, SIGMA, config, "nll", 1.0)
+    assert not frozen.kept_adapted and frozen.steps == 3
+    assert frozen.holdout_loss_after == pytest.approx(frozen.holdout_loss_before)
+    wrecked = adapt(model, frames, SIGMA, AdaptConfig(steps=3, lr=0.5, frames=3, crop=32, batch_size=2), "nll", 1.0)
+    assert not wrecked.kept_adapted  # a step size that ruins the model is rolled back
+    for result in (frozen, wrecked):
+        assert all(torch.equal(result.model.state_dict()[k], v) for k, v in start.items())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in start.items())  # the input model untouched
+
+
+def test_adapt_then_save_a_checkpoint_that_loads_like_any_other(tmp_path: Path, noisy) -> None:
+    _write_folder(tmp_path / "in", noisy)
+    saved = tmp_path / "adapted.pt"
+    options = DenoiseOptions(sigma=SIGMA, adapt_steps=4, save_adapted=saved, threads=1)
+    summary = denoise_file(tmp_path / "in", tmp_path / "out", options)
+    assert summary.adapt is not None and summary.adapt["steps"] == 4 and "adapted" in summary.line()
+    loaded = stbn.load_checkpoint(saved, preset="cpu-rt")
+    assert loaded.metadata["adapted_on"].endswith("in")
+    assert loaded.metadata["adaptation"]["steps"] == 4
+
+
+def test_adaptation_refuses_a_non_blind_student(noisy) -> None:
+    from stbn.training.adapt import AdaptationError
+
+    with pytest.raises(AdaptationError, match="blind-spot"):
+        adapt(stbn.build_model("cpu-rt-distilled"), noisy.astype(np.float32) / 255, SIGMA, AdaptConfig(steps=1))
+    with pytest.raises(AdaptationError, match="frames"):
+        adapt(stbn.build_model("cpu-rt"), noisy[:6].astype(np.float32) / 255, SIGMA, AdaptConfig(steps=1))
