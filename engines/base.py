@@ -119,6 +119,30 @@ class Engine(abc.ABC):
                 hidden.append(h_b)
             self.download(self.run("fuse", x, noise, *hidden)[0])
 
+    # -- weight swaps (online adaptation) ---------------------------------------------------------
+    def prepare_weights(self, state_dict: dict[str, Any]) -> Any:
+        """Get new weights ready to run; may be slow (an export, a build) and runs off the hot path.
+
+        Checks that ``state_dict`` fits this engine's model (same keys and shapes), then returns a
+        token for :meth:`swap_weights`.
+        """
+        own = self.model.state_dict()
+        if set(state_dict) != set(own):
+            raise EngineError(f"weights do not fit the model: {sorted(set(state_dict) ^ set(own))[:4]}")
+        wrong = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
+        if wrong:
+            raise EngineError(f"weights do not fit the model: shapes differ for {wrong[:4]}")
+        if self.resolution is None:
+            raise EngineError("build() the engine before preparing weights")
+        return self._prepare_weights(state_dict)
+
+    def _prepare_weights(self, state_dict: dict[str, Any]) -> Any:
+        raise EngineError(f"the {self.name} backend cannot swap weights while running")
+
+    def swap_weights(self, prepared: Any) -> None:
+        """Run the prepared weights from the next graph call on; fast, called between frames."""
+        raise EngineError(f"the {self.name} backend cannot swap weights while running")
+
     def close(self) -> None:
         """Release resources (idempotent)."""
 

@@ -3,6 +3,7 @@ TensorRT execution providers when present and a GPU device is asked for."""
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -49,9 +50,22 @@ class OnnxRuntimeEngine(Engine):
         return f"onnxruntime {self._ort.__version__} ({self.providers[0]}, fp32)"
 
     def build(self, height: int, width: int) -> None:
-        key = engine_key(self.model, height, width, {"format": "onnx", "ort": self._ort.__version__})
+        self._sessions, self._input_names = self._sessions_for(self.model, height, width)
+        self.resolution = (height, width)
+
+    def _prepare_weights(self, state_dict: dict[str, Any]) -> tuple[STBN, dict[str, Any], dict[str, list[str]]]:
+        model = copy.deepcopy(self.model).cpu()
+        model.load_state_dict(state_dict)
+        return (model, *self._sessions_for(model.eval(), *self.resolution))
+
+    def swap_weights(self, prepared: tuple[STBN, dict[str, Any], dict[str, list[str]]]) -> None:
+        self.model, self._sessions, self._input_names = prepared
+
+    def _sessions_for(self, model: STBN, height: int, width: int) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """Export (or find in the cache) and load the step graphs of ``model``."""
+        key = engine_key(model, height, width, {"format": "onnx", "ort": self._ort.__version__})
         directory = cache_path(self.config, f"onnx-{key}", "")
-        paths = export_step_graphs(self.model, height, width, directory)
+        paths = export_step_graphs(model, height, width, directory)
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.config.threads:
@@ -59,12 +73,11 @@ class OnnxRuntimeEngine(Engine):
         if (os.cpu_count() or 1) <= 4:
             # Spinning threads steal the few cores from capture and publishing.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._sessions = {
+        sessions = {
             name: self._ort.InferenceSession(str(path), sess_options=options, providers=self.providers)
             for name, path in paths.items()
         }
-        self._input_names = {name: [i.name for i in s.get_inputs()] for name, s in self._sessions.items()}
-        self.resolution = (height, width)
+        return sessions, {name: [i.name for i in s.get_inputs()] for name, s in sessions.items()}
 
     def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
         names = INPUT_NAMES[graph]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.base import BackendUnavailable, Engine, EngineConfig, cache_path
+from engines.base import BackendUnavailable, Engine, EngineConfig, EngineError, cache_path
 from engines.onnx_export import engine_key, example_inputs
 from engines.torch_engine import download_tensor, upload_tensor
 from stbn.model import STBN
@@ -94,6 +94,11 @@ class TensorRTEngine(Engine):
         with torch.inference_mode():
             out = self._modules[graph](*inputs)
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    def _prepare_weights(self, state_dict: dict[str, Any]) -> Any:
+        # The weights are compiled into the engines as constants. A swap would rebuild them with
+        # refittable weights (trt.Refitter); not implemented until TensorRT has run here.
+        raise EngineError("the tensorrt backend cannot swap weights yet (needs a refittable engine)")
 
     def upload(self, array: np.ndarray) -> torch.Tensor:
         return upload_tensor(array, self.device)

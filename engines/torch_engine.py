@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,7 @@ class TorchEngine(Engine):
         self.model = self.model.to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self._graphs: dict[str, Any] = dict(step_graphs(self.model))
-        if config.compile:
-            self._graphs = {k: torch.compile(g, dynamic=False) for k, g in self._graphs.items()}
+        self._graphs = self._graphs_for(self.model)
 
     @property
     def graphs(self) -> tuple[str, ...]:
@@ -74,6 +73,22 @@ class TorchEngine(Engine):
             out = self._graphs[graph](*inputs)
         out = out if isinstance(out, tuple) else (out,)
         return tuple(o.float() if o.is_floating_point() else o for o in out)
+
+    def _prepare_weights(self, state_dict: dict[str, Any]) -> tuple[STBN, dict[str, Any]]:
+        # a new model, not the running one changed in place: the caller's model (maybe shared by
+        # other streams' engines) stays as it was
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(state_dict)
+        return model, self._graphs_for(model)
+
+    def swap_weights(self, prepared: tuple[STBN, dict[str, Any]]) -> None:
+        self.model, self._graphs = prepared
+
+    def _graphs_for(self, model: STBN) -> dict[str, Any]:
+        graphs: dict[str, Any] = dict(step_graphs(model))
+        if self.config.compile:
+            graphs = {k: torch.compile(g, dynamic=False) for k, g in graphs.items()}
+        return graphs
 
     def upload(self, array: np.ndarray) -> torch.Tensor:
         return upload_tensor(array, self.device)

@@ -153,6 +153,32 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class OnlineAdaptConfig:
+    """Self-supervised adaptation to the live stream, in the background (off by default).
+
+    Every ``every_s`` seconds, once ``history_frames`` recent frames are held (its own memory:
+    history_frames x H x W x 3 bytes per stream), ``steps`` steps on random crops of them train a
+    copy of the model; the new weights replace the running ones between two frames when a
+    held-back loss fell, else they are dropped (a rollback). Both are logged and counted.
+    """
+
+    enabled: bool = False
+    history_frames: int = 32
+    every_s: float = 30.0
+    steps: int = 50
+    lr: float = 5e-4
+    frames: int = 5  # T of each training crop
+    crop: int = 64
+    batch_size: int = 2
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.every_s <= 0 or self.lr <= 0:
+            raise ValueError("adapt: steps >= 1, every_s > 0 and lr > 0")
+        if self.history_frames < 2 * self.frames:
+            raise ValueError(f"adapt.history_frames must be >= 2 x adapt.frames ({2 * self.frames})")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     sources: tuple[SourceConfig, ...] = (SourceConfig(),)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -162,6 +188,7 @@ class PipelineConfig:
     outputs: OutputConfig = field(default_factory=OutputConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    adapt: OnlineAdaptConfig = field(default_factory=OnlineAdaptConfig)
     duration_s: float = 0.0  # stop after this long (0 = when every source has ended)
     log_level: str = "INFO"
 

@@ -26,6 +26,9 @@ class _Collector:
         reconnects = CounterMetricFamily("stbn_reconnects", "source reconnections", labels=["stream"])
         depth = GaugeMetricFamily("stbn_ring_depth", "frames waiting in the ring", labels=["stream"])
         latency = GaugeMetricFamily("stbn_latency_ms", "recent latency percentiles", labels=["stream", "interval", "q"])
+        adaptations = CounterMetricFamily(
+            "stbn_adaptations", "online adaptation rounds per outcome", labels=["stream", "outcome"]
+        )
         for stream, s in snap["streams"].items():
             for name in STATES:
                 state.add_metric([stream, name], 1.0 if s["state"] == name else 0.0)
@@ -34,12 +37,14 @@ class _Collector:
             for reason, n in s["ring"]["drops"].items():
                 drops.add_metric([stream, reason], n)
             reconnects.add_metric([stream], s["reconnects"])
+            for outcome, n in s.get("adaptations", {}).items():
+                adaptations.add_metric([stream, outcome], n)
             depth.add_metric([stream], s["ring"]["depth"])
             for interval, qs in s.get("recent_latency_ms", {}).items():
                 for q in ("p50", "p95", "p99"):
                     if q in qs:
                         latency.add_metric([stream, interval, q], qs[q])
-        yield from (state, frames, drops, reconnects, depth, latency)
+        yield from (state, frames, drops, reconnects, depth, latency, adaptations)
 
 
 class MetricsServer:

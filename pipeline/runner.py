@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines import EngineError, create_engine
 from engines.streaming import StreamingDenoiser
@@ -22,6 +22,9 @@ from pipeline.sources import Source, SourceError, make_source
 from pipeline.stages import CaptureStage, Denoiser, InferenceStage, PublishStage, StreamState
 from stbn.checkpoint import CheckpointError
 
+if TYPE_CHECKING:
+    from pipeline.adaptation import OnlineAdapter
+
 log = logging.getLogger("pipeline")
 
 
@@ -29,14 +32,22 @@ class PipelineError(RuntimeError):
     """A fatal pipeline error (bad source, engine, checkpoint, endpoint, failed stream)."""
 
 
+def _checkpoint_metadata(config: PipelineConfig) -> dict[str, Any]:
+    """What the engine's checkpoint says about its training (the loss online adaptation uses)."""
+    from stbn.checkpoint import read_checkpoint
+
+    return dict(read_checkpoint(config.engine.checkpoint).get("metadata", {}))
+
+
 class _Stream:
     def __init__(self, source: Source, ring: RingBuffer[FrameRecord], capture: CaptureStage,
-                 inference: InferenceStage, state: StreamState) -> None:
+                 inference: InferenceStage, state: StreamState, adapter: OnlineAdapter | None = None) -> None:
         self.source = source
         self.ring = ring
         self.capture = capture
         self.inference = inference
         self.state = state
+        self.adapter = adapter
 
 
 class Pipeline:
@@ -64,8 +75,12 @@ class Pipeline:
         self._publish: PublishStage | None = None
         self._engine_desc = ""
         try:
+            if config.adapt.enabled and denoiser_factory is not None:
+                raise PipelineError("adapt.enabled needs the configured engine, not a denoiser factory")
+            metadata = _checkpoint_metadata(config) if config.adapt.enabled and model is None else {}
             for sc in config.sources:
                 source = (sources or {}).get(sc.id) or make_source(sc)
+                adapter = None
                 if denoiser_factory is not None:
                     denoiser = denoiser_factory(sc.id)
                 else:
@@ -74,10 +89,14 @@ class Pipeline:
                     self._engine_desc = engine.describe()
                     denoiser = StreamingDenoiser(engine, config.lookahead, config.noise)
                 state = StreamState(sc.id)
+                if config.adapt.enabled:
+                    from pipeline.adaptation import OnlineAdapter  # training code: loaded only when asked
+
+                    adapter = OnlineAdapter(sc.id, engine, config.adapt, state, metadata)
                 ring: RingBuffer[FrameRecord] = RingBuffer(sc.ring_slots, sc.ring_policy, f"ring-{sc.id}")
                 capture = CaptureStage(source, sc, ring, state)
-                inference = InferenceStage(sc.id, ring, denoiser, self.out, state)
-                self.streams[sc.id] = _Stream(source, ring, capture, inference, state)
+                inference = InferenceStage(sc.id, ring, denoiser, self.out, state, adapter)
+                self.streams[sc.id] = _Stream(source, ring, capture, inference, state, adapter)
                 if config.outputs.video_dir:
                     path = Path(config.outputs.video_dir) / f"{sc.id}.mp4"
                     self._sinks.setdefault(sc.id, []).append(VideoFileSink(path, sc.fps, config.outputs.video_codec))
@@ -158,6 +177,8 @@ class Pipeline:
         self._publish.start()
         for st in self.streams.values():
             st.inference.start()
+            if st.adapter is not None:
+                st.adapter.start()
             st.capture.start()
         if on_ready is not None:
             on_ready(self)
@@ -193,8 +214,12 @@ class Pipeline:
         """Stop capture, drain, flush, close; build and write the report. Returns a failure, if any."""
         for st in self.streams.values():
             st.capture.stop()
+            if st.adapter is not None:
+                st.adapter.stop()
         for st in self.streams.values():
             st.capture.join(timeout=10)
+            if st.adapter is not None:
+                st.adapter.join(timeout=30)
         for st in self.streams.values():
             if st.state.state == "failed" or st.inference.error is not None:
                 st.inference.stop()

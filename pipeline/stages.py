@@ -39,7 +39,14 @@ class StreamState:
         self.gaps: list[dict[str, Any]] = []
         self.compute_ms: deque[float] = deque(maxlen=100_000)
         self.frame_size: tuple[int, int] | None = None
+        self.adaptations: dict[str, int] = {}  # outcome -> count (swapped, rolled_back, ...)
+        self.last_adaptation: dict[str, Any] | None = None
         self._lock = threading.Lock()
+
+    def record_adaptation(self, outcome: dict[str, Any]) -> None:
+        with self._lock:
+            self.adaptations[outcome["outcome"]] = self.adaptations.get(outcome["outcome"], 0) + 1
+            self.last_adaptation = outcome
 
     def set(self, state: str, error: str | None = None) -> None:
         with self._lock:
@@ -62,6 +69,8 @@ class StreamState:
                 "denoiser_resets": self.resets,
                 "gaps": list(self.gaps),
                 "frame_size": list(self.frame_size) if self.frame_size else None,
+                "adaptations": dict(self.adaptations),
+                "last_adaptation": self.last_adaptation,
             }
 
 
@@ -232,6 +241,13 @@ class Denoiser(Protocol):
     def reset(self) -> None: ...
 
 
+class FrameObserver(Protocol):
+    """Sees every frame the inference stage denoises (``pipeline.adaptation.OnlineAdapter``)."""
+
+    def observe(self, image: np.ndarray) -> None: ...
+    def between_frames(self) -> None: ...
+
+
 class InferenceStage(Stage):
     """One stream's denoiser: ring in, denoised records out (in order); drains and flushes at the end.
 
@@ -241,13 +257,14 @@ class InferenceStage(Stage):
 
     def __init__(
         self, stream: str, ring: RingBuffer[FrameRecord], denoiser: Denoiser, out: RingBuffer[FrameRecord],
-        state: StreamState,
+        state: StreamState, adapter: FrameObserver | None = None,
     ) -> None:
         super().__init__(f"infer-{stream}")
         self.ring = ring
         self.denoiser = denoiser
         self.out = out
         self.state = state
+        self.adapter = adapter
         self._pending: dict[int, FrameRecord] = {}
         self._local = 0
 
@@ -273,6 +290,9 @@ class InferenceStage(Stage):
             self.state.compute_ms.append((time.perf_counter() - t0) * 1e3)
             self._local += 1
             self._emit(ready)
+            if self.adapter is not None:
+                self.adapter.observe(record.image)
+                self.adapter.between_frames()
         if not self.stop_event.is_set():
             self._emit(self.denoiser.flush())
 

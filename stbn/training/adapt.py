@@ -94,7 +94,8 @@ def _holdout_batches(
 def _holdout_loss(loss: LossModule, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
     was = loss.model.training
     loss.model.eval()
-    values = [float(loss(x, s, 0.0, 0.0)[1]) for x, s in batches]
+    device = next(loss.model.parameters()).device
+    values = [float(loss(x.to(device), s.to(device), 0.0, 0.0)[1]) for x, s in batches]
     loss.model.train(was)
     return float(np.mean(values))
 
@@ -107,10 +108,12 @@ def adapt(
     loss: str = "nll",
     mean_l2: float = 1.0,
     progress: Any = None,
+    cancelled: Any = None,
 ) -> AdaptResult:
     """Adapt a copy of ``model`` to ``noisy`` ((N, H, W, 3) float in [0, 1], the clip's own frames).
 
-    ``progress(step, steps)`` is called after every step when given. The input model is never changed.
+    ``progress(step, steps)`` is called after every step when given; ``cancelled()`` returning True
+    ends the steps early (the guard still decides). The input model is never changed.
     """
     if not model.config.blind_spot:
         raise AdaptationError(
@@ -146,7 +149,9 @@ def adapt(
     start = time.time()
     steps = 0
     while steps < config.steps and (config.seconds is None or time.time() - start < config.seconds):
-        batch = source.next(rng, generator)
+        if cancelled is not None and cancelled():
+            break
+        batch = source.next(rng, generator).to(next(work.parameters()).device)
         total = objective(batch.noisy, batch.sigma, 0.0, 0.0)[0]
         optimizer.zero_grad(set_to_none=True)
         total.backward()

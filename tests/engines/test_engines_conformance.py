@@ -52,3 +52,44 @@ def test_backend_matches_the_pytorch_fp32_reference(
     assert got.shape == ref.shape
     assert diff.mean() <= max_mean, f"mean |diff| {diff.mean():.4f}, PSNR {psnr:.1f} dB"
     assert psnr >= min_psnr, f"PSNR vs reference {psnr:.1f} dB"
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("torch", {"backend": "torch"}),
+        ("onnxruntime", {"backend": "onnxruntime"}),
+        ("tensorrt", {"backend": "tensorrt", "device": "cuda"}),
+    ],
+)
+def test_swapped_weights_run_like_a_fresh_engine_with_them(name: str, changes: dict, tmp_path: Path) -> None:
+    """Online adaptation's contract: prepare (slow, off the hot path), swap between frames, and the
+    next frames are those of an engine built with the new weights; weights of another shape are refused."""
+    from engines import EngineError
+
+    torch.manual_seed(0)
+    before = stbn.build_model("cpu-rt").eval()
+    torch.manual_seed(1)
+    after = stbn.build_model("cpu-rt").eval()
+    clip = moving_clip(4, 27, 45, 20.0)
+    config = EngineConfig(cache_dir=str(tmp_path), **changes)
+    try:
+        engine = create_engine(config, model=before)
+    except BackendUnavailable as exc:
+        pytest.skip(f"{name} unavailable here: {exc}")
+    with engine:
+        engine.build(27, 45)
+        try:
+            prepared = engine.prepare_weights(after.state_dict())
+        except EngineError as exc:
+            pytest.skip(f"{name} cannot swap weights: {exc}")
+        engine.swap_weights(prepared)
+        denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", 20.0))
+        got = [f.image for i, frame in enumerate(clip) for f in denoiser.push(frame, i)]
+        got += [f.image for f in denoiser.flush()]
+        wrong = stbn.build_model("cpu-rt", channels=8).state_dict()
+        with pytest.raises(EngineError, match="do not fit"):
+            engine.prepare_weights(wrong)
+    want = _run(config, after, clip)
+    assert np.abs(np.stack(got).astype(np.float64) - want).mean() <= 0.2
+    assert np.abs(np.stack(got).astype(np.float64) - _run(config, before, clip)).mean() > 1.0

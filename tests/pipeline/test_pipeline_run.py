@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -157,3 +158,31 @@ def test_fatal_error_is_one_line_without_traceback(checkpoint: Path, tmp_path: P
     assert len(lines) == 1, proc.stderr
     expected = "is not a video file" if case == "not-video" else "checkpoint not found"
     assert lines[0].startswith("run_pipeline: error:") and expected in lines[0]
+
+
+def test_online_adaptation_swaps_or_rolls_back_without_dropping_frames(tmp_path: Path) -> None:
+    """adapt.enabled: rounds on the stream's own frames run in the background, every outcome is
+    counted (report and /metrics), and block mode still delivers every frame once, in order."""
+    shipped = REPO / "weights" / "stbn-cpu-rt.pt"  # its metadata names the loss it was trained with
+    cfg = config(
+        shipped, tmp_path, "sources[0].width=96", "sources[0].height=64", "sources[0].fps=40",
+        "sources[0].frames=100", "sources[0].policy=block", "sources[0].noise_sigma=25", "noise.sigma=25",
+        "publish.enabled=false", "adapt.enabled=true", "adapt.every_s=0.2", "adapt.steps=3",
+        "adapt.history_frames=10", "adapt.frames=3", "adapt.crop=32", "metrics.enabled=true", "metrics.port=0",
+    )  # fmt: skip
+    seen: dict[str, str] = {}
+
+    def scrape(pipeline: Pipeline) -> None:
+        time.sleep(2.0)
+        url = f"http://127.0.0.1:{pipeline.metrics.port}/metrics"
+        seen["metrics"] = urllib.request.urlopen(url, timeout=5).read().decode()
+
+    report = Pipeline(cfg).run(on_ready=lambda p: threading.Thread(target=scrape, args=(p,)).start())
+    stream = report["streams"]["cam0"]
+    assert stream["captured"] == 100 and stream["frames_published"] == 100 and stream["in_order"]
+    assert stream["drops"] == {"drop_oldest": 0, "drop_newest": 0}
+    outcomes = stream["adaptations"]
+    assert sum(outcomes.get(k, 0) for k in ("swapped", "rolled_back")) >= 1, outcomes
+    assert not {"failed", "unsupported"} & set(outcomes), stream["last_adaptation"]
+    assert stream["last_adaptation"]["steps"] == 3
+    assert "stbn_adaptations_total" in seen.get("metrics", "")
