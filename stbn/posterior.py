@@ -95,7 +95,7 @@ def posterior_mean(prior: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor
     """
     # fp32 whatever the network ran in: the determinant of a covariance of variances ~1e-3 is ~1e-7,
     # below fp16's normal range and coarse in bf16
-    prior, noisy, sigma = prior.float(), noisy.float(), sigma.float()
+    prior, noisy, sigma = (t if t.dtype in (torch.float32, torch.float64) else t.float() for t in (prior, noisy, sigma))
     mean, factor = _split(prior)
     p = _prior_covariance(factor, PRIOR_EPS)
     adj, det = _adjugate(_add_diagonal(p, _noise_variance(sigma, noisy) + PRIOR_EPS))

@@ -19,7 +19,8 @@ def warp_nearest(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     for TensorRT.
     """
     b, c, h, w = x.shape
-    flow = flow.float()  # pixel indices need fp32: fp16/bf16 round them beyond 2048/256 (autocast, fp16 engines)
+    if flow.dtype in (torch.float16, torch.bfloat16):  # pixel indices: fp16/bf16 round them past 2048/256
+        flow = flow.float()
     xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
     ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
     px = torch.round(xs + flow[:, 0])
@@ -39,7 +40,8 @@ def warp_bilinear(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zero
     if padding_mode not in ("zeros", "border"):
         raise ValueError(f"padding_mode must be 'zeros' or 'border', got {padding_mode!r}")
     b, c, h, w = x.shape
-    flow = flow.float()  # as in warp_nearest: indices in fp32
+    if flow.dtype in (torch.float16, torch.bfloat16):  # as in warp_nearest: indices in fp32
+        flow = flow.float()
     xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
     ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
     px, py = xs + flow[:, 0], ys + flow[:, 1]
