@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from pipeline.config import ConfigError, load_config
 
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.overrides)
     except ConfigError as exc:
         print(f"run_pipeline: config error: {exc}", file=sys.stderr)
+        return 2
+    if not Path(config.engine.checkpoint).is_file():  # a value that points at nothing is a config error
+        print(f"run_pipeline: config error: engine.checkpoint: no file {config.engine.checkpoint}", file=sys.stderr)
         return 2
     level = logging.WARNING if args.quiet else getattr(logging, config.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -12,6 +12,8 @@ from engines.base import EngineConfig
 from stbn.noise_estimation import NoiseConfig
 from stbn.yamlconfig import ConfigError, apply_override, from_dict, read_yaml_mapping, to_dict
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 __all__ = ["ConfigError", "PipelineConfig", "load_config", "to_dict"]
 
 SOURCE_KINDS = ("synthetic", "file", "camera", "rtsp", "gstreamer")
@@ -69,8 +71,16 @@ class SourceConfig:
             raise ValueError(f"a {self.kind} source needs a uri")
         if not self.id or not self.id.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ValueError(f"id must be a non-empty name of letters, digits, -_. ; got {self.id!r}")
-        if self.ring_slots < 1 or self.fps <= 0 or self.frames < 0 or self.width < 0 or self.height < 0:
-            raise ValueError("ring_slots >= 1, fps > 0, frames >= 0 and width/height >= 0 are required")
+        for key, ok, rule in (
+            ("ring_slots", self.ring_slots >= 1, ">= 1"),
+            ("fps", self.fps > 0, "> 0"),
+            ("frames", self.frames >= 0, ">= 0"),
+            ("width", self.width >= 0, ">= 0"),
+            ("height", self.height >= 0, ">= 0"),
+            ("noise_sigma", 0 <= self.noise_sigma <= 255, "in 0..255"),
+        ):
+            if not ok:
+                raise ValueError(f"{key} must be {rule}, got {getattr(self, key)}")
         if self.open_timeout_s <= 0 or self.read_timeout_s <= 0:
             raise ValueError("timeouts must be > 0")
 
@@ -118,8 +128,18 @@ class PublishConfig:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         if not self.endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError(f"endpoint must be tcp://, ipc:// or inproc://, got {self.endpoint!r}")
-        if not 1 <= self.jpeg_quality <= 100 or self.sndhwm < 1 or self.wait_subscribers < 0:
-            raise ValueError("need 1 <= jpeg_quality <= 100, sndhwm >= 1, wait_subscribers >= 0")
+        if self.endpoint.startswith("tcp://"):
+            port = self.endpoint.rsplit(":", 1)[-1]
+            if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(f"endpoint port must be 1..65535 (or *), got {self.endpoint!r}")
+        for key, ok, rule in (
+            ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "in 1..100"),
+            ("sndhwm", self.sndhwm >= 1, ">= 1"),
+            ("wait_subscribers", self.wait_subscribers >= 0, ">= 0"),
+            ("wait_timeout_s", self.wait_timeout_s > 0, "> 0"),
+        ):
+            if not ok:
+                raise ValueError(f"{key} must be {rule}, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,12 @@ class RtspOutConfig:
     host: str = "127.0.0.1"
     port: int = 8555  # served at rtsp://host:port/<stream id>
     bitrate_kbps: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be 1..65535, got {self.port}")
+        if self.bitrate_kbps < 1:
+            raise ValueError(f"bitrate_kbps must be >= 1, got {self.bitrate_kbps}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +168,10 @@ class MetricsConfig:
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 9100  # 0 = any free port
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535 (0 = any free port), got {self.port}")
 
 
 @dataclass(frozen=True)
@@ -205,6 +235,10 @@ class PipelineConfig:
                     raise ValueError(f"topics {a!r} and {b!r} overlap as ZeroMQ prefixes")
         if not 0 <= self.lookahead <= 8:
             raise ValueError(f"lookahead must be in 0..8, got {self.lookahead}")
+        if self.duration_s < 0:
+            raise ValueError(f"duration_s must be >= 0 (0 = until the sources end), got {self.duration_s}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:

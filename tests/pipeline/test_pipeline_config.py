@@ -46,6 +46,25 @@ def test_bad_values_are_named() -> None:
         load_config(None, ["publish.encoding=png"])
 
 
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("metrics.port=99999", r"metrics\.port must be 0\.\.65535"),
+        ("publish.endpoint=tcp://127.0.0.1:70000", r"publish\.endpoint port must be 1\.\.65535"),
+        ("duration_s=-1", r"duration_s must be >= 0"),
+        ("log_level=CHATTY", r"log_level must be one of"),
+        ("sources[0].noise_sigma=-5", r"sources\[0\]\.noise_sigma must be in 0\.\.255"),
+        ("sources[0].ring_slots=0", r"sources\[0\]\.ring_slots must be >= 1"),
+        ("publish.sndhwm=0", r"publish\.sndhwm must be >= 1"),
+        ("outputs.rtsp.port=0", r"outputs\.rtsp\.port must be 1\.\.65535"),
+        ("adapt.history_frames=4", r"adapt\.history_frames must be >= 2 x adapt\.frames"),
+    ],
+)
+def test_out_of_range_values_name_their_key(override: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(None, [override])
+
+
 def test_set_overrides_are_typed_and_frozen() -> None:
     cfg = load_config(REPO / "configs" / "default.yaml",
                       ["sources[0].width=64", "sources.0.pace=true", "publish.sndhwm=2", "engine.checkpoint=123",

@@ -152,12 +152,13 @@ def test_fatal_error_is_one_line_without_traceback(checkpoint: Path, tmp_path: P
            "--set", "engine.backend=torch", "--set", f"engine.checkpoint={ckpt}",
            "--set", f"sources=[{{id: f, kind: file, uri: '{bad}'}}]", "--set", f"report.dir={tmp_path}"]
     proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == (1 if case == "not-video" else 2)  # a checkpoint path to nothing is a config error
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    expected = "is not a video file" if case == "not-video" else "checkpoint not found"
-    assert lines[0].startswith("run_pipeline: error:") and expected in lines[0]
+    expected = "is not a video file" if case == "not-video" else "engine.checkpoint: no file"
+    prefix = "run_pipeline: error:" if case == "not-video" else "run_pipeline: config error:"
+    assert lines[0].startswith(prefix) and expected in lines[0]
 
 
 def test_online_adaptation_swaps_or_rolls_back_without_dropping_frames(tmp_path: Path) -> None:
