@@ -36,8 +36,14 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
 
+    pipeline = None
+
     def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("pipeline").info("signal %s: stopping (drain, flush, report)", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop.is_set() and pipeline is not None:  # a second signal: stop waiting for anyone
+            pipeline.interrupt(f"second {name}")
+            return
+        logging.getLogger("pipeline").info("signal %s: stopping (drain, flush, report)", name)
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)

@@ -121,6 +121,9 @@ class PublishConfig:
     lossless: bool = False  # XPUB_NODROP: the publisher waits for slow subscribers (recorders)
     wait_subscribers: int = 0  # wait for this many subscriptions before the first frame
     wait_timeout_s: float = 10.0
+    # lossless: at shutdown, wait at most this long for subscribers to take the queued frames, then
+    # give up on them (counted as abandoned); a second Ctrl-C gives up at once
+    drain_timeout_s: float = 30.0
     curve: CurveConfig | None = None
 
     def __post_init__(self) -> None:
@@ -137,6 +140,7 @@ class PublishConfig:
             ("sndhwm", self.sndhwm >= 1, ">= 1"),
             ("wait_subscribers", self.wait_subscribers >= 0, ">= 0"),
             ("wait_timeout_s", self.wait_timeout_s > 0, "> 0"),
+            ("drain_timeout_s", self.drain_timeout_s > 0, "> 0"),
         ):
             if not ok:
                 raise ValueError(f"{key} must be {rule}, got {getattr(self, key)}")

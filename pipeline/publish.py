@@ -77,6 +77,7 @@ class ZmqPublisher:
         self._stop = threading.Event()
         self.subscriptions = 0
         self.sent = 0
+        self.abandoned = 0  # lossless frames given up on at shutdown (interrupt): counted, not sent
         self.bytes = 0
         self.blocked_s = 0.0
         self.endpoint = config.endpoint
@@ -85,7 +86,8 @@ class ZmqPublisher:
         c = self.config
         sock = self._context.socket(zmq.XPUB)
         sock.setsockopt(zmq.SNDHWM, c.sndhwm)
-        sock.setsockopt(zmq.LINGER, 2000 if c.lossless else 0)
+        # lossless: close() waits up to the drain timeout for queued frames to reach a slow subscriber
+        sock.setsockopt(zmq.LINGER, int(c.drain_timeout_s * 1000) if c.lossless else 0)
         if c.lossless:
             sock.setsockopt(zmq.XPUB_NODROP, 1)
         if c.curve is not None:
@@ -150,7 +152,9 @@ class ZmqPublisher:
                 break
             except zmq.Again:  # lossless and a subscriber is at its HWM: wait for it
                 if self._stop.is_set():
-                    break
+                    self.abandoned += 1
+                    self.blocked_s += time.perf_counter() - t0
+                    return record
                 self._socket.poll(5, zmq.POLLOUT)
         self.blocked_s += time.perf_counter() - t0
         self.sent += 1
@@ -159,7 +163,8 @@ class ZmqPublisher:
 
     def close(self) -> None:
         if self._socket is not None:
-            self._socket.close()
+            # after an interrupt nothing more is waited for; else the socket's linger applies
+            self._socket.close(linger=0 if self._stop.is_set() else None)
             self._socket = None
         if self._auth is not None:
             self._auth.stop()
@@ -171,6 +176,6 @@ class ZmqPublisher:
                 os.unlink(path)
 
     def stats(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint, "sent": self.sent, "bytes": self.bytes,
+        return {"endpoint": self.endpoint, "sent": self.sent, "abandoned": self.abandoned, "bytes": self.bytes,
                 "blocked_s": round(self.blocked_s, 3), "subscriptions": self.subscriptions,
                 "lossless": self.config.lossless, "encoding": self.config.encoding, "sndhwm": self.config.sndhwm}

@@ -113,6 +113,13 @@ class Pipeline:
             self._close_engines()
             raise PipelineError(_clean(exc)) from None
 
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop waiting for lossless subscribers (a second Ctrl-C, or a drain past its timeout);
+        the frames given up on are counted as ``abandoned`` in the report's publish stats."""
+        if self.publisher is not None:
+            log.warning("lossless delivery abandoned: %s", reason)
+            self.publisher.interrupt()
+
     def _close_engines(self) -> None:
         for engine in self.engines:
             engine.close()
@@ -223,14 +230,18 @@ class Pipeline:
         for st in self.streams.values():
             if st.state.state == "failed" or st.inference.error is not None:
                 st.inference.stop()
+        drain = self.config.publish.drain_timeout_s
+        deadline = time.monotonic() + max(drain, 120.0 if not self.config.publish.lossless else drain)
         for st in self.streams.values():
-            if not st.inference.join(timeout=120):
-                st.inference.stop()
-                st.inference.join(timeout=10)
+            if not st.inference.join(timeout=max(0.0, deadline - time.monotonic())):
+                # a lossless subscriber that stopped reading holds the output ring full
+                self.interrupt(f"inference did not drain within {drain:g} s")
+                if not st.inference.join(timeout=10):
+                    st.inference.stop()
+                    st.inference.join(timeout=10)
         self.out.close()
-        if self._publish is not None and not self._publish.join(timeout=60):
-            if self.publisher is not None:
-                self.publisher.interrupt()
+        if self._publish is not None and not self._publish.join(timeout=drain):
+            self.interrupt(f"publishing did not drain within {drain:g} s")
             self._publish.stop()
             self._publish.join(timeout=10)
         if self.metrics is not None:

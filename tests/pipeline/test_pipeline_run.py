@@ -14,6 +14,7 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 import pytest
 
 from pipeline import timecode
@@ -187,3 +188,52 @@ def test_online_adaptation_swaps_or_rolls_back_without_dropping_frames(tmp_path:
     assert not {"failed", "unsupported"} & set(outcomes), stream["last_adaptation"]
     assert stream["last_adaptation"]["steps"] == 3
     assert "stbn_adaptations_total" in seen.get("metrics", "")
+
+
+def test_lossless_delivers_every_frame_to_a_slow_subscriber_at_end_of_stream(checkpoint: Path, tmp_path: Path) -> None:
+    """The last frames queued for a slow reader are not lost when the stream ends (the socket
+    waits up to publish.drain_timeout_s for them)."""
+    cfg = config(checkpoint, tmp_path, "sources[0].frames=16", "sources[0].pace=false", "sources[0].width=64",
+                 "sources[0].height=48", "publish.lossless=true", "publish.wait_subscribers=1",
+                 "publish.drain_timeout_s=20")  # fmt: skip
+    sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--count", "16", "--idle-timeout", "15",
+                            "--slow-ms", "250")  # fmt: skip
+    report, result = run_with_subscriber(cfg, sub)
+    assert [r["seq"] for r in result["frames"]] == list(range(16))
+    assert report["publish"]["sent"] == 16 and report["publish"]["abandoned"] == 0
+
+
+class _Identity:
+    """A denoiser that returns its input at once: the source outruns a stuck subscriber quickly."""
+
+    lookahead = 0
+
+    def push(self, frame: np.ndarray, seq: int) -> list:
+        from engines.streaming import DenoisedFrame
+
+        return [DenoisedFrame(seq, frame, 0.0)]
+
+    def flush(self) -> list:
+        return []
+
+    def reset(self) -> None:
+        pass
+
+
+def test_lossless_with_a_stuck_subscriber_stops_within_the_drain_timeout(checkpoint: Path, tmp_path: Path) -> None:
+    """Ctrl-C (the stop event) with a subscriber that stopped reading: the drain gives up after
+    publish.drain_timeout_s, the frames given up on are counted, and the pipeline ends cleanly."""
+    cfg = config(checkpoint, tmp_path, "sources[0].width=960", "sources[0].height=540", "sources[0].frames=0",
+                 "sources[0].pace=false", "lookahead=0", "publish.lossless=true", "publish.wait_subscribers=1",
+                 "publish.drain_timeout_s=2")  # fmt: skip
+    stuck = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--slow-ms", "600000", "--rcvhwm", "1")
+    stop = threading.Event()
+    try:
+        pipeline = Pipeline(cfg, denoiser_factory=lambda _sid: _Identity())
+        threading.Timer(6.0, stop.set).start()  # the subscriber is stuck long before this
+        report = pipeline.run(stop)
+        took = time.time() - pipeline.started_at
+    finally:
+        stuck.kill()
+    assert report["ok"] and report["publish"]["abandoned"] >= 1, report["publish"]
+    assert took < 6 + 2 + 15, took  # the stop, the drain timeout, then the bounded joins and linger
