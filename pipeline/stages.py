@@ -182,7 +182,7 @@ class CaptureStage(Stage):
             except SourceDisconnected as exc:
                 lost_at = time.time()
                 log.warning("stream %s: connection lost: %s", self.config.id, exc)
-                self.state.error = str(exc)
+                self.state.set("reconnecting", str(exc))  # now: the inference stage flushes on it
                 self.source.close()
                 attempt = 1
                 if not rc.enabled:
@@ -270,19 +270,22 @@ class InferenceStage(Stage):
 
     def run(self) -> None:
         epoch: int | None = None
+        flushed = False  # the window was already flushed when the source went away
         while not self.stop_event.is_set():
             try:
                 record = self.ring.get(timeout=0.1)
             except RingClosed:
                 break
             if record is None:
+                # the source is gone and the ring is empty: the look-ahead frames go out now, not
+                # when (if ever) the source comes back, so nobody receives them seconds late
+                if epoch is not None and not flushed and self.state.state == "reconnecting":
+                    self._flush_and_reset()
+                    flushed = True
                 continue
-            if epoch is not None and record.epoch != epoch:
-                self._emit(self.denoiser.flush())
-                self.denoiser.reset()
-                self._pending.clear()
-                self.state.resets += 1
-            epoch = record.epoch
+            if epoch is not None and record.epoch != epoch and not flushed:
+                self._flush_and_reset()
+            epoch, flushed = record.epoch, False
             record = record.stamped("infer_start")
             self._pending[self._local] = record
             t0 = time.perf_counter()
@@ -295,6 +298,12 @@ class InferenceStage(Stage):
                 self.adapter.between_frames()
         if not self.stop_event.is_set():
             self._emit(self.denoiser.flush())
+
+    def _flush_and_reset(self) -> None:
+        self._emit(self.denoiser.flush())
+        self.denoiser.reset()
+        self._pending.clear()
+        self.state.resets += 1
 
     def _emit(self, ready: list[Any]) -> None:
         for out in ready:

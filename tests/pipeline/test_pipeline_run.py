@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -19,7 +20,7 @@ import pytest
 
 from pipeline import timecode
 from pipeline.runner import Pipeline, PipelineError
-from pipeline.sources import synthetic_scene
+from pipeline.sources import Source, SourceDisconnected, synthetic_scene
 
 from .conftest import REPO, SubscriberProcess, config, free_port, run_with_subscriber, subprocess_env
 
@@ -237,3 +238,41 @@ def test_lossless_with_a_stuck_subscriber_stops_within_the_drain_timeout(checkpo
         stuck.kill()
     assert report["ok"] and report["publish"]["abandoned"] >= 1, report["publish"]
     assert took < 6 + 2 + 15, took  # the stop, the drain timeout, then the bounded joins and linger
+
+
+class _FlakySource(Source):
+    """12 frames, a connection loss, 3 s during which reconnecting fails, then 12 more frames."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.index = 0
+        self.lost_at: float | None = None
+
+    def open(self) -> None:
+        if self.lost_at is not None and time.time() - self.lost_at < 3.0:
+            raise SourceDisconnected("camera unplugged")
+
+    def read(self) -> Any:
+        if self.index == 12 and self.lost_at is None:
+            self.lost_at = time.time()
+            raise SourceDisconnected("camera unplugged")
+        if self.index == 24:
+            return None
+        time.sleep(1 / 30)
+        self.index += 1
+        return synthetic_scene(self.index, 64, 48), self.index / 30
+
+
+def test_lookahead_frames_go_out_when_the_source_is_lost_not_when_it_returns(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    cfg = config(checkpoint, tmp_path, "lookahead=2", "publish.enabled=false", "sources[0].kind=rtsp",
+                 "sources[0].uri=rtsp://127.0.0.1:1/x", "sources[0].reconnect.initial_s=0.3",
+                 "sources[0].reconnect.max_s=0.5", "sources[0].policy=block")  # fmt: skip
+    pipeline = Pipeline(cfg, sources={"cam0": _FlakySource(cfg.sources[0])})
+    report = pipeline.run()
+    stream = report["streams"]["cam0"]
+    assert stream["frames_published"] == 24 and stream["reconnects"] == 1
+    rows = pipeline.profiler.rows("cam0")
+    age_s = {int(r[0]): (r[5] - r[1]) / 1e9 for r in rows}
+    assert max(age_s[s] for s in range(12)) < 1.5, age_s  # not held through the 3 s outage
