@@ -249,6 +249,9 @@ class Pipeline:
         self._close_engines()
         self.stopped_at = time.time()
         failure = self._failure()
+        never = [sid for sid, st in self.streams.items() if not st.state.connected_once]
+        if failure is None and never:  # retried until stopped without a single frame: not a success
+            failure = f"stream(s) {', '.join(never)} never connected"
         self.report = self._build_report(failure)
         if self.config.report.dir:
             d = Path(self.config.report.dir)

@@ -39,6 +39,7 @@ class StreamState:
         self.gaps: list[dict[str, Any]] = []
         self.compute_ms: deque[float] = deque(maxlen=100_000)
         self.frame_size: tuple[int, int] | None = None
+        self.connected_once = False
         self.adaptations: dict[str, int] = {}  # outcome -> count (swapped, rolled_back, ...)
         self.last_adaptation: dict[str, Any] | None = None
         self._lock = threading.Lock()
@@ -69,6 +70,7 @@ class StreamState:
                 "denoiser_resets": self.resets,
                 "gaps": list(self.gaps),
                 "frame_size": list(self.frame_size) if self.frame_size else None,
+                "connected_once": self.connected_once,
                 "adaptations": dict(self.adaptations),
                 "last_adaptation": self.last_adaptation,
             }
@@ -156,7 +158,8 @@ class CaptureStage(Stage):
                     self.state.set("failed", str(exc))
                     raise
                 delay = min(rc.max_s, rc.initial_s * rc.factor ** (attempt - 1))
-                log.warning("stream %s: %s; retry %d in %.1f s", self.config.id, exc, attempt, delay)
+                never = "" if opened_once else "never connected yet: "
+                log.warning("stream %s: %s%s; retry %d in %.1f s", self.config.id, never, exc, attempt, delay)
                 self.stop_event.wait(delay)
                 continue
             except SourceError as exc:
@@ -174,6 +177,7 @@ class CaptureStage(Stage):
                     "gap_s": None if lost_at is None else round(resumed - lost_at, 3),
                 })
             opened_once = True
+            self.state.connected_once = True
             attempt = 0
             self.state.set("running")
             try:

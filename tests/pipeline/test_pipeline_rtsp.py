@@ -201,3 +201,23 @@ def test_reconnecting_state_in_metrics_then_failed_after_max_attempts(checkpoint
     assert len(errors) == 1 and "nothing-listens-here" in str(errors[0])
     report = (tmp_path / "latency.json").read_text()
     assert '"state": "failed"' in report
+
+
+def test_a_stream_that_never_connected_is_not_reported_ok(checkpoint: Path, tmp_path: Path, caplog) -> None:
+    """A mistyped URL retried forever (the shipped rtsp.yaml's setting) says so while retrying, and
+    stopping it is a failure naming the stream, not ``ok: true``."""
+    import json
+    import logging
+
+    from .conftest import free_port
+
+    reconnect = "{initial_s: 0.2, max_s: 0.4, factor: 2.0, fail_on_first_open: false}"
+    url = f"rtsp://127.0.0.1:{free_port()}/mistyped"
+    cfg = config(checkpoint, tmp_path, f"sources=[{_rtsp_source('door', url, reconnect=reconnect)}]")
+    stop = threading.Event()
+    threading.Timer(2.0, stop.set).start()
+    with caplog.at_level(logging.WARNING), pytest.raises(PipelineError, match="door never connected"):
+        Pipeline(cfg).run(stop)
+    assert any("never connected yet" in r.getMessage() for r in caplog.records)
+    report = json.loads((tmp_path / "latency.json").read_text())
+    assert report["ok"] is False and report["streams"]["door"]["connected_once"] is False
