@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -23,6 +24,8 @@ import numpy as np
 
 from pipeline import timecode
 from pipeline.config import SourceConfig
+
+log = logging.getLogger("pipeline.sources")
 
 Frame = tuple[np.ndarray, "float | None"]
 
@@ -135,6 +138,9 @@ class PyAVFileSource(Source):
         self._offset = 0.0  # pts added after each loop
         self._last_pts = 0.0
         self._period = 1.0 / config.fps
+        self._declared = 0  # frames the container says it holds (0: unknown)
+        self._decoded = 0
+        self.warnings: list[str] = []
 
     def _open_container(self) -> None:
         import av
@@ -154,6 +160,8 @@ class PyAVFileSource(Source):
         stream.thread_type = "AUTO"
         if stream.average_rate:
             self._period = 1.0 / float(stream.average_rate)
+        self._declared = int(stream.frames or 0)
+        self._decoded = 0
         self._frames = self._container.decode(stream)
 
     def open(self) -> None:
@@ -166,13 +174,27 @@ class PyAVFileSource(Source):
         import av
 
         try:
-            return next(self._frames)
+            frame = next(self._frames)
         except StopIteration:
+            self._check_complete()
             return None
         except av.error.FFmpegError as exc:
             if self._first_pts is None:
                 raise SourceError(f"{self.description}: {self.config.uri!r} is not a decodable video ({exc})") from None
             raise SourceError(f"{self.description}: decoding failed ({exc})") from None
+        self._decoded += 1
+        return frame
+
+    def _check_complete(self) -> None:
+        """A file that ends before the frame count its container declares is truncated: say so."""
+        if self._declared and self._decoded < self._declared:
+            message = (
+                f"{self.description}: {self.config.uri!r} ended after {self._decoded} of the "
+                f"{self._declared} frames its container declares (truncated or damaged file)"
+            )
+            if message not in self.warnings:
+                log.warning("%s", message)
+                self.warnings.append(message)
 
     def read(self) -> Frame | None:
         frame = self._next()

@@ -40,6 +40,7 @@ class StreamState:
         self.compute_ms: deque[float] = deque(maxlen=100_000)
         self.frame_size: tuple[int, int] | None = None
         self.connected_once = False
+        self.warnings: list[str] = []  # what a source reported at its end (a truncated file)
         self.adaptations: dict[str, int] = {}  # outcome -> count (swapped, rolled_back, ...)
         self.last_adaptation: dict[str, Any] | None = None
         self._lock = threading.Lock()
@@ -71,6 +72,7 @@ class StreamState:
                 "gaps": list(self.gaps),
                 "frame_size": list(self.frame_size) if self.frame_size else None,
                 "connected_once": self.connected_once,
+                "warnings": list(self.warnings),
                 "adaptations": dict(self.adaptations),
                 "last_adaptation": self.last_adaptation,
             }
@@ -204,6 +206,7 @@ class CaptureStage(Stage):
         while not self.stop_event.is_set():
             got = self.source.read()
             if got is None:
+                self.state.warnings.extend(getattr(self.source, "warnings", ()))
                 self.state.set("ended")
                 return True
             image, pts = got

@@ -135,7 +135,10 @@ def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0
     for s in range(0, n, step):
         part = clip[:, s : s + step]
         prior = model.prior(part, sigma)
-        posts.append(posterior_mean(prior, part, sigma_tensor(sigma, part)))
+        if model.config.blind_spot:
+            posts.append(posterior_mean(prior, part, sigma_tensor(sigma, part)))
+        else:  # a student's output is its estimate
+            posts.append(prior.clamp(0.0, 1.0))
         means.append(prior[:, :, :3].clamp(0.0, 1.0))
     as_frames = lambda parts: torch.cat(parts, dim=1)[0].permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
     return as_frames(posts), as_frames(means)

@@ -276,3 +276,30 @@ def test_lookahead_frames_go_out_when_the_source_is_lost_not_when_it_returns(
     rows = pipeline.profiler.rows("cam0")
     age_s = {int(r[0]): (r[5] - r[1]) / 1e9 for r in rows}
     assert max(age_s[s] for s in range(12)) < 1.5, age_s  # not held through the 3 s outage
+
+
+def test_a_truncated_video_file_is_reported_not_accepted_silently(checkpoint: Path, tmp_path: Path, caplog) -> None:
+    import logging
+    from fractions import Fraction
+
+    full = tmp_path / "full.mp4"
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(30))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"preset": "ultrafast", "qp": "10"}
+        for k in range(30):
+            frame = av.VideoFrame.from_ndarray(synthetic_scene(k, 64, 48), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    half = tmp_path / "half.mp4"
+    half.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    source = f"{{id: clip, kind: file, uri: '{half}', pace: false}}"
+    cfg = config(checkpoint, tmp_path, f"sources=[{source}]", "publish.enabled=false")
+    with caplog.at_level(logging.WARNING):
+        report = Pipeline(cfg).run()
+    stream = report["streams"]["clip"]
+    assert 0 < stream["captured"] < 30
+    assert len(stream["warnings"]) == 1 and "of the 30 frames its container declares" in stream["warnings"][0]
+    assert any("truncated" in r.getMessage() for r in caplog.records)
