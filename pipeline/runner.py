@@ -192,9 +192,13 @@ class Pipeline:
         failure: str | None = None
         try:
             while not stop.is_set():
-                failure = self._failure()
-                if failure:
+                # one stream's failure stops that stream only; the others (and /metrics, /healthz)
+                # go on, and the run ends as a failure naming it
+                if self._publish is not None and self._publish.error is not None:
                     break
+                for st in self.streams.values():
+                    if st.inference.error is not None and st.capture.alive:
+                        st.capture.stop()
                 if all(not st.capture.alive for st in self.streams.values()):
                     break
                 if cfg.duration_s and time.time() - self.started_at >= cfg.duration_s:
@@ -207,15 +211,19 @@ class Pipeline:
         return self.report or {}
 
     def _failure(self) -> str | None:
+        """Every failure, one line each joined (a stream's own, then publishing's)."""
+        failures = []
         for st in self.streams.values():
             if st.state.state == "failed":
-                return st.state.error or f"stream {st.state.stream} failed"
+                failures.append(st.state.error or f"stream {st.state.stream} failed")
+                continue
             for stage in (st.capture, st.inference):
                 if stage.error is not None:
-                    return _clean(stage.error)
+                    failures.append(_clean(stage.error))
+                    break
         if self._publish is not None and self._publish.error is not None:
-            return f"publish: {_clean(self._publish.error)}"
-        return None
+            failures.append(f"publish: {_clean(self._publish.error)}")
+        return "; ".join(failures) or None
 
     def _shutdown(self) -> str | None:
         """Stop capture, drain, flush, close; build and write the report. Returns a failure, if any."""

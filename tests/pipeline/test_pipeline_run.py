@@ -20,7 +20,7 @@ import pytest
 
 from pipeline import timecode
 from pipeline.runner import Pipeline, PipelineError
-from pipeline.sources import Source, SourceDisconnected, synthetic_scene
+from pipeline.sources import Source, SourceDisconnected, SourceError, synthetic_scene
 
 from .conftest import REPO, SubscriberProcess, config, free_port, run_with_subscriber, subprocess_env
 
@@ -303,3 +303,45 @@ def test_a_truncated_video_file_is_reported_not_accepted_silently(checkpoint: Pa
     assert 0 < stream["captured"] < 30
     assert len(stream["warnings"]) == 1 and "of the 30 frames its container declares" in stream["warnings"][0]
     assert any("truncated" in r.getMessage() for r in caplog.records)
+
+
+class _BrokenSource(Source):
+    """Five frames, then an unrecoverable error."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.index = 0
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Any:
+        if self.index == 5:
+            raise SourceError("the camera's firmware crashed")
+        self.index += 1
+        time.sleep(1 / 30)
+        return synthetic_scene(self.index, 64, 48), self.index / 30
+
+
+def test_one_failed_stream_leaves_the_others_and_healthz_running(checkpoint: Path, tmp_path: Path) -> None:
+    good = "{id: good, kind: synthetic, width: 64, height: 48, fps: 30, frames: 60, pace: true, policy: block}"
+    bad = "{id: bad, kind: synthetic, width: 64, height: 48}"
+    cfg = config(checkpoint, tmp_path, f"sources=[{good}, {bad}]", "publish.enabled=false", "metrics.enabled=true",
+                 "metrics.port=0")  # fmt: skip
+    seen: dict[str, Any] = {}
+
+    def probe(pipeline: Pipeline) -> None:
+        time.sleep(1.0)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{pipeline.metrics.port}/healthz", timeout=5)
+        except urllib.error.HTTPError as exc:
+            seen["status"], seen["body"] = exc.code, json.loads(exc.read())
+
+    pipeline = Pipeline(cfg, sources={"bad": _BrokenSource(cfg.sources[1])})
+    with pytest.raises(PipelineError, match="firmware crashed"):
+        pipeline.run(on_ready=lambda p: threading.Thread(target=probe, args=(p,)).start())
+    assert seen.get("status") == 503 and seen["body"]["streams"] == {"good": "running", "bad": "failed"}
+    report = json.loads((tmp_path / "latency.json").read_text())
+    assert report["ok"] is False
+    assert report["streams"]["good"]["frames_published"] == 60  # the healthy stream ran to its end
+    assert report["streams"]["bad"]["state"] == "failed"
