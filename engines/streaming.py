@@ -11,6 +11,8 @@ Memory holds at most L+1 frames with their flows, whatever the stream length.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,7 @@ from engines.base import Engine
 from stbn.noise_estimation import NoiseConfig, NoiseTracker
 
 MAX_LOOKAHEAD = 8
+log = logging.getLogger("engines.streaming")
 
 
 class FrameSizeError(ValueError):
@@ -82,7 +85,11 @@ class StreamingDenoiser:
             ready += self.flush()
             self.reset()
         if self.engine.resolution != frame.shape[:2]:
-            self.engine.build(*frame.shape[:2])
+            h, w = frame.shape[:2]
+            start = time.perf_counter()
+            self.engine.build(h, w)
+            # an export or compile can take seconds: say so, it is no stall of the stream
+            log.info("engine %s built for %dx%d in %.1f s", self.engine.name, w, h, time.perf_counter() - start)
         (x,) = self.engine.run("prepare", self.engine.upload(frame))
         a, b = self.noise.update(frame)
         noise = self.engine.upload(np.array([[a, b]], np.float32))

@@ -113,6 +113,16 @@ class Pipeline:
             self._close_engines()
             raise PipelineError(_clean(exc)) from None
 
+    def _prebuild_engines(self) -> None:
+        """Export / compile before the clock starts where the frame size is known (synthetic
+        sources), so the first frames' latency does not include it."""
+        for engine, sc in zip(self.engines, self.config.sources):
+            if sc.kind == "synthetic" and engine.resolution != (sc.height, sc.width):
+                start = time.perf_counter()
+                engine.build(sc.height, sc.width)
+                took = time.perf_counter() - start
+                log.info("engine built for %s at %dx%d in %.1f s", sc.id, sc.width, sc.height, took)
+
     def interrupt(self, reason: str = "interrupted") -> None:
         """Stop waiting for lossless subscribers (a second Ctrl-C, or a drain past its timeout);
         the frames given up on are counted as ``abandoned`` in the report's publish stats."""
@@ -179,6 +189,7 @@ class Pipeline:
             self._close_engines()
             raise PipelineError(f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: {exc}") from None
 
+        self._prebuild_engines()
         self._publish = PublishStage(self.out, send, self._sinks, self._on_published, closers)
         self.started_at = time.time()
         self._publish.start()

@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=0.0, help="stop after S seconds")
     parser.add_argument("--idle-timeout", type=float, default=0.0, help="stop when no frame came for S seconds")
     parser.add_argument("--rcvhwm", type=int, default=4)
+    parser.add_argument("--max-age-ms", type=float, default=0.0,
+                        help="skip (and count) frames older than this on arrival: a live viewer that fell behind")
     parser.add_argument("--slow-ms", type=float, default=0.0,
                         help="sleep after each frame (a slow consumer, for tests)")
     parser.add_argument("--json", metavar="FILE", help="write per-frame rows and the statistics as JSON")
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     writer = None
     rows: list[dict[str, Any]] = []
+    stale = 0
     ages: list[float] = []
     g2g: list[float] = []
     try:
@@ -183,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             if frame is None:
                 continue
             last = time.monotonic()
+            if args.max_age_ms and frame.age_ms > args.max_age_ms:
+                stale += 1
+                continue
             row = {"stream": frame.stream, "seq": frame.seq, "age_ms": round(frame.age_ms, 3)}
             ages.append(frame.age_ms)
             if args.timecode:
@@ -212,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.close()
         if writer is not None:
             writer.close()
-    summary: dict[str, Any] = {"frames": len(rows), "age_ms": percentiles(ages)}
+    summary: dict[str, Any] = {"frames": len(rows), "stale_skipped": stale, "age_ms": percentiles(ages)}
     if args.timecode:
         summary["glass_to_glass_ms"] = percentiles(g2g)
         summary["timecode_unreadable"] = sum(1 for r in rows if r.get("glass_to_glass_ms") is None)
