@@ -121,3 +121,16 @@ def test_curve_authentication(tmp_path: Path) -> None:
         if proc.is_alive():
             proc.kill()
     assert proc.exitcode == 0
+
+
+def test_a_live_viewer_that_falls_behind_skips_and_counts_stale_frames(checkpoint: Path, tmp_path: Path) -> None:
+    """The subscriber's --max-age-ms: frames older than that on arrival are skipped and counted,
+    so a slow viewer shows recent video instead of an ever older backlog."""
+    cfg = config(checkpoint, tmp_path, "sources[0].width=64", "sources[0].height=48", "sources[0].frames=40",
+                 "sources[0].pace=false", "publish.lossless=true", "publish.wait_subscribers=1")
+    sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--rcvhwm", "1", "--slow-ms", "100",
+                            "--max-age-ms", "150", "--idle-timeout", "5")
+    _, result = run_with_subscriber(cfg, sub)
+    assert result["summary"]["stale_skipped"] > 0
+    assert result["summary"]["stale_skipped"] + len(result["frames"]) == 40  # lossless: every frame arrived
+    assert max(r["age_ms"] for r in result["frames"]) <= 150
