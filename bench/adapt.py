@@ -64,10 +64,13 @@ def main() -> int:
     parser.add_argument("--steps", nargs="+", type=int, default=[0, 100, 300])
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--objective", default="mean", choices=["mean", "trained"])
     args = parser.parse_args()
     loaded = stbn.load_checkpoint(args.checkpoint)
     loss, mean_l2 = trained_loss(loaded.metadata)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint}, loss {loss}+{mean_l2}")
+    trained = f"{loss} + {mean_l2} x mean L2"
+    objective = "blind-spot L2 of the prior mean" if args.objective == "mean" else f"the checkpoint's {trained}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint}, objective {objective}")
     rows = [
         "| clip | sigma used | noisy | " + " | ".join(f"adapt {s}" for s in args.steps) + " | gain at "
         f"{args.steps[-1]} | adapt {args.steps[-1]} s | denoise s | kept |",
@@ -82,7 +85,12 @@ def main() -> int:
             if steps:
                 start = time.time()
                 result = adapt(
-                    model, noisy.astype(np.float32) / 255.0, level, AdaptConfig(steps=steps, lr=args.lr), loss, mean_l2
+                    model,
+                    noisy.astype(np.float32) / 255.0,
+                    level,
+                    AdaptConfig(steps=steps, lr=args.lr, objective=args.objective),
+                    loss,
+                    mean_l2,
                 )
                 adapt_s, model, kept = time.time() - start, result.model, "yes" if result.kept_adapted else "no (guard)"
             start = time.time()

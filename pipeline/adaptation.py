@@ -78,7 +78,9 @@ class OnlineAdapter(Stage):
     def _round(self, frames: np.ndarray) -> None:
         c = self.config
         sigma = estimate_video_sigma(frames)
-        settings = AdaptConfig(steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size)
+        settings = AdaptConfig(
+            steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size, objective=c.objective
+        )
         result = adapt(
             self.engine.model, frames.astype(np.float32) / 255.0, sigma, settings, self.loss, self.mean_l2,
             cancelled=self.stop_event.is_set,

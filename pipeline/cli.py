@@ -30,6 +30,10 @@ def add_denoise_parser(subparsers: Any) -> None:
     parser.add_argument("--adapt", type=int, default=0, metavar="N", help="self-supervised steps on the input first")
     parser.add_argument("--adapt-time", type=float, metavar="SECONDS", help="adapt for this long (alone or with N)")
     parser.add_argument("--adapt-lr", type=float, default=5e-4)
+    parser.add_argument(
+        "--adapt-objective", choices=["mean", "trained"], default="mean",
+        help="mean: blind-spot L2 of the prior mean (any noise); trained: the checkpoint's own loss (AWGN)",
+    )  # fmt: skip
     parser.add_argument("--save-adapted", metavar="PATH", help="write the adapted checkpoint here")
     parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")

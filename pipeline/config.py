@@ -204,8 +204,11 @@ class OnlineAdaptConfig:
     frames: int = 5  # T of each training crop
     crop: int = 64
     batch_size: int = 2
+    objective: str = "mean"  # stbn.training.adapt: "mean" (any noise) or "trained" (the checkpoint's loss)
 
     def __post_init__(self) -> None:
+        if self.objective not in ("mean", "trained"):
+            raise ValueError(f"adapt.objective must be mean or trained, got {self.objective!r}")
         if self.steps < 1 or self.every_s <= 0 or self.lr <= 0:
             raise ValueError("adapt: steps >= 1, every_s > 0 and lr > 0")
         if self.history_frames < 2 * self.frames:

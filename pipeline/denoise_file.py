@@ -73,6 +73,7 @@ class DenoiseOptions:
     adapt_steps: int = 0
     adapt_seconds: float | None = None
     adapt_lr: float = 5e-4
+    adapt_objective: str = "mean"
     save_adapted: Path | None = None
     force: bool = False
     threads: int = 0
@@ -290,7 +291,9 @@ def _adapt(
     from stbn.training.adapt import AdaptConfig, adapt, trained_loss
 
     steps = options.adapt_steps if options.adapt_steps else 10**9  # --adapt-time alone: the clock ends it
-    config = AdaptConfig(steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr)
+    config = AdaptConfig(
+        steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr, objective=options.adapt_objective
+    )
     loss, mean_l2 = trained_loss(metadata)
     bar = progress("adapt", options.adapt_steps or None) if progress else None
     frames = clip.frames.astype(np.float32) / 255.0
@@ -331,6 +334,7 @@ def options_from_args(args: Any) -> DenoiseOptions:
         adapt_steps=args.adapt,
         adapt_seconds=args.adapt_time,
         adapt_lr=args.adapt_lr,
+        adapt_objective=args.adapt_objective,
         save_adapted=Path(args.save_adapted) if args.save_adapted else None,
         force=args.force,
         threads=args.threads,
