@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from engines import BackendUnavailable, EngineConfig, create_engine
-from engines.streaming import StreamingDenoiser
 from stbn.noise_estimation import NoiseConfig
+from stbn.streaming import StreamingDenoiser
 
 RESOLUTIONS = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
 

@@ -34,11 +34,11 @@ sys.path.insert(0, str(REPO))
 
 import stbn  # noqa: E402
 from engines import create_engine  # noqa: E402
-from engines.streaming import DenoisedFrame, StreamingDenoiser  # noqa: E402
 from pipeline.config import SourceConfig, load_config  # noqa: E402
 from pipeline.runner import Pipeline  # noqa: E402
 from pipeline.sources import Frame, Source, synthetic_scene  # noqa: E402
 from stbn.noise_estimation import NoiseConfig  # noqa: E402
+from stbn.streaming import DenoisedFrame, StreamingDenoiser  # noqa: E402
 
 
 class ArraySource(Source):

@@ -12,9 +12,9 @@ import numpy as np
 
 from engines.base import EngineConfig, EngineError
 from engines.factory import create_engine
-from engines.streaming import StreamingDenoiser
 from stbn.checkpoint import CheckpointError
 from stbn.noise_estimation import NoiseConfig
+from stbn.streaming import StreamingDenoiser
 
 
 def _config(args: argparse.Namespace) -> EngineConfig:

@@ -310,8 +310,8 @@ def _denoised(model: Any, clip: Clip, sigma: float, options: DenoiseOptions) -> 
         yield from denoise_clip(model, clip.frames, sigma, chunk=options.chunk)
         return
     from engines import EngineConfig, create_engine
-    from engines.streaming import StreamingDenoiser
     from stbn.noise_estimation import NoiseConfig
+    from stbn.streaming import StreamingDenoiser
 
     config = EngineConfig(backend=options.backend, threads=options.threads)
     with create_engine(config, model=model) as engine:

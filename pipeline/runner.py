@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines import EngineError, create_engine
-from engines.streaming import StreamingDenoiser
 from pipeline.config import PipelineConfig, to_dict
 from pipeline.frame import FrameRecord
 from pipeline.metrics import MetricsServer
@@ -21,6 +20,7 @@ from pipeline.sinks import VideoFileSink
 from pipeline.sources import Source, SourceError, make_source
 from pipeline.stages import CaptureStage, Denoiser, InferenceStage, PublishStage, StreamState
 from stbn.checkpoint import CheckpointError
+from stbn.streaming import StreamingDenoiser
 
 if TYPE_CHECKING:
     from pipeline.adaptation import OnlineAdapter

@@ -239,7 +239,7 @@ class CaptureStage(Stage):
 
 
 class Denoiser(Protocol):
-    """What the inference stage drives (``engines.streaming.StreamingDenoiser``)."""
+    """What the inference stage drives (``stbn.streaming.StreamingDenoiser``)."""
 
     lookahead: int
 

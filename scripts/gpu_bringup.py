@@ -40,11 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 import stbn  # noqa: E402
 from engines import BackendUnavailable, EngineConfig, create_engine  # noqa: E402
-from engines.streaming import StreamingDenoiser  # noqa: E402
 from stbn.evaluation.datasets import CONTENT_GROUPS, bikes  # noqa: E402
 from stbn.evaluation.metrics import to_uint8  # noqa: E402
 from stbn.evaluation.protocol import add_noise, stbn_offline, stbn_streaming  # noqa: E402
 from stbn.noise_estimation import NoiseConfig  # noqa: E402
+from stbn.streaming import StreamingDenoiser  # noqa: E402
 from stbn.training.config import load_train_config  # noqa: E402
 from stbn.training.data import (  # noqa: E402
     HELDOUT_PHOTOS,
@@ -373,7 +373,7 @@ def run_evaluation(settings: Settings, report: Report, deadline: float) -> dict[
                 scores[name].setdefault(clip_name, {})[key] = _psnr(post, clean)
                 if name == "gpu-rt":
                     scores["gpu-rt prior mean"].setdefault(clip_name, {})[key] = _psnr(prior_mean, clean)
-                streamed = stbn_streaming(model, noisy, sigma, 0, device=settings.device)
+                streamed = stbn_streaming(model, noisy, sigma, 0)
                 scores[f"{name} L=0"].setdefault(clip_name, {})[key] = _psnr(streamed, clean)
     means = {
         row: {key: float(np.mean([scores[row][c][key] for c in done])) for key in (f"{s:g}" for s in sigmas)}

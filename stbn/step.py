@@ -1,6 +1,6 @@
 """The streaming step as small stateless graphs with all state as explicit inputs and outputs.
 
-Streaming (engines.streaming) strings these together one frame at a time; every backend runs
+Streaming (stbn.streaming) strings these together one frame at a time; every backend runs
 the same graphs (eager PyTorch, ONNX Runtime, TensorRT), each with static shapes per
 resolution and independent of the look-ahead L, so flushing the last frames needs no extra
 graphs.
@@ -14,6 +14,7 @@ the prior mean, which never sees the pixel it explains.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -116,3 +117,34 @@ def step_graphs(model: STBN) -> dict[str, nn.Module]:
         graphs["backward_start"] = PropagateStart(model, "backward")
         graphs["backward"] = Propagate(model, "backward")
     return graphs
+
+
+class EagerRunner:
+    """The step graphs run eagerly in fp32 on the model's device: the reference every backend is
+    held to, and what evaluation streams with (a :class:`stbn.streaming.StepRunner`)."""
+
+    name = "eager"
+
+    def __init__(self, model: STBN) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.graphs = step_graphs(self.model)
+        self.resolution: tuple[int, int] | None = None
+
+    @property
+    def bidirectional(self) -> bool:
+        return self.model.config.bidirectional
+
+    def build(self, height: int, width: int) -> None:
+        self.resolution = (height, width)
+
+    def run(self, graph: str, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode():
+            out = self.graphs[graph](*inputs)
+        return out if isinstance(out, tuple) else (out,)
+
+    def upload(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def download(self, handle: torch.Tensor) -> np.ndarray:
+        return handle.detach().cpu().numpy()

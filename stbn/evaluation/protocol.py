@@ -6,7 +6,7 @@ layout like ``torch.manual_seed(0); torch.randn_like(seq)``; the posterior mean 
 PSNR/SSIM per frame -> per sequence -> mean over sequences (metrics.py).
 
 Streaming mode feeds uint8 frames (the noisy input clipped and rounded, as a camera would deliver)
-through engines.streaming.StreamingDenoiser with look-ahead L and the true sigma as a fixed noise
+through stbn.streaming.StreamingDenoiser with look-ahead L and the true sigma as a fixed noise
 level; offline mode runs the whole clip at once on float input.
 """
 
@@ -144,15 +144,14 @@ def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0
     return as_frames(posts), as_frames(means)
 
 
-def stbn_streaming(model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int, device: str = "cpu") -> np.ndarray:
-    """Frame-by-frame uint8 inference through the live pipeline's StreamingDenoiser (torch engine)."""
-    from engines.base import EngineConfig
-    from engines.factory import create_engine
-    from engines.streaming import StreamingDenoiser
+def stbn_streaming(model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int) -> np.ndarray:
+    """Frame-by-frame uint8 inference through the live pipeline's streaming loop, on the fp32
+    reference runner (the model's device)."""
     from stbn.noise_estimation import NoiseConfig
+    from stbn.step import EagerRunner
+    from stbn.streaming import StreamingDenoiser
 
-    engine = create_engine(EngineConfig(backend="torch", device=device), model)
-    denoiser = StreamingDenoiser(engine, lookahead=lookahead, noise=NoiseConfig(mode="fixed", sigma=sigma255))
+    denoiser = StreamingDenoiser(EagerRunner(model), lookahead, NoiseConfig(mode="fixed", sigma=sigma255))
     frames = to_uint8(noisy)
     out: dict[int, np.ndarray] = {}
     for i, frame in enumerate(frames):
@@ -160,7 +159,6 @@ def stbn_streaming(model: STBN, noisy: np.ndarray, sigma255: float, lookahead: i
             out[ready.seq] = ready.image
     for ready in denoiser.flush():
         out[ready.seq] = ready.image
-    engine.close()
     return np.stack([out[i] for i in range(len(frames))]).astype(np.float32) / 255.0
 
 

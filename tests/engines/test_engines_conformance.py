@@ -10,8 +10,8 @@ import torch
 
 import stbn
 from engines import BackendUnavailable, EngineConfig, create_engine
-from engines.streaming import StreamingDenoiser
 from stbn.noise_estimation import NoiseConfig
+from stbn.streaming import StreamingDenoiser
 from tests.engines.clips import moving_clip
 
 # (id, config changes, max mean |diff| in uint8 levels, min PSNR against the reference in dB).

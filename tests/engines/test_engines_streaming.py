@@ -13,9 +13,9 @@ import torch
 
 import stbn
 from engines.base import EngineConfig
-from engines.streaming import FrameSizeError, StreamingDenoiser
 from engines.torch_engine import TorchEngine
 from stbn.noise_estimation import NoiseConfig
+from stbn.streaming import FrameSizeError, StreamingDenoiser
 from tests.engines.clips import moving_clip, responsive_model
 
 SIGMA = 20.0

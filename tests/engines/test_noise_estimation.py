@@ -8,9 +8,9 @@ import pytest
 from skimage import data as skdata
 
 from engines.base import EngineConfig
-from engines.streaming import StreamingDenoiser
 from engines.torch_engine import TorchEngine
 from stbn.noise_estimation import NoiseConfig, NoiseTracker, estimate_poisson_gaussian, estimate_sigma
+from stbn.streaming import StreamingDenoiser
 
 SIGMAS = [10, 20, 30, 40, 50]
 

@@ -210,7 +210,7 @@ class _Identity:
     lookahead = 0
 
     def push(self, frame: np.ndarray, seq: int) -> list:
-        from engines.streaming import DenoisedFrame
+        from stbn.streaming import DenoisedFrame
 
         return [DenoisedFrame(seq, frame, 0.0)]
 

@@ -1,4 +1,5 @@
-"""Causal-window bidirectional propagation over a live stream, on any engine.
+"""Causal-window bidirectional propagation over a live stream, on any runner of the step graphs
+(``engines``' backends, or :class:`stbn.step.EagerRunner`).
 
 With look-ahead L, frame t-L is emitted when frame t arrives:
 - the forward hidden state is carried from one emitted frame to the next;
@@ -15,15 +16,29 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from engines.base import Engine
 from stbn.noise_estimation import NoiseConfig, NoiseTracker
 
 MAX_LOOKAHEAD = 8
-log = logging.getLogger("engines.streaming")
+log = logging.getLogger("stbn.streaming")
+
+
+class StepRunner(Protocol):
+    """What the streaming loop needs of a backend: the step graphs of :mod:`stbn.step` by name,
+    built for one resolution, with its own array handles."""
+
+    name: str
+    resolution: tuple[int, int] | None
+
+    @property
+    def bidirectional(self) -> bool: ...
+    def build(self, height: int, width: int) -> None: ...
+    def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]: ...
+    def upload(self, array: np.ndarray) -> Any: ...
+    def download(self, handle: Any) -> np.ndarray: ...
 
 
 class FrameSizeError(ValueError):
@@ -50,7 +65,7 @@ class _Pending:
 class StreamingDenoiser:
     """``push(frame, seq)`` -> frames that became ready; ``flush()`` at end of stream."""
 
-    def __init__(self, engine: Engine, lookahead: int = 2, noise: NoiseConfig | None = None) -> None:
+    def __init__(self, engine: StepRunner, lookahead: int = 2, noise: NoiseConfig | None = None) -> None:
         if not 0 <= lookahead <= MAX_LOOKAHEAD:
             raise ValueError(f"lookahead must be in 0..{MAX_LOOKAHEAD}, got {lookahead}")
         self.engine = engine

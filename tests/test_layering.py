@@ -1,0 +1,36 @@
+"""Layers one way: stbn (model, streaming algorithm, training, evaluation) imports nothing from
+engines or pipeline; engines nothing from pipeline; none of them from bench, scripts or tests.
+Imports inside functions count too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = {
+    "stbn": ("engines", "pipeline", "bench", "scripts", "tests"),
+    "engines": ("pipeline", "bench", "scripts", "tests"),
+    "pipeline": ("bench", "scripts", "tests"),
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_layers_import_one_way(package: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & set(FORBIDDEN[package]))
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
