@@ -61,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_pipeline: error: {exc}", file=sys.stderr)
         return 1
     e2e = report.get("latency_ms", {}).get("end_to_end", {})
+    streams = report.get("streams", {}).values()
+    drops = sum(sum(s.get("drops", {}).values()) for s in streams)
+    reconnects = sum(s.get("reconnects", 0) for s in streams)
+    rate = f"{report['fps']} frames/s" if report.get("fps") else "no frames"
+    latency = f"end-to-end p50 {e2e['p50']} ms p95 {e2e['p95']} ms" if "p50" in e2e else "no latency figures"
     print(
-        f"run_pipeline: {report.get('frames_published', 0)} frames, {report.get('fps')} frames/s, "
-        f"end-to-end p50 {e2e.get('p50')} ms p95 {e2e.get('p95')} ms; report in "
-        f"{config.report.dir}/{config.report.name}.json",
+        f"run_pipeline: {report.get('frames_published', 0)} frames, {rate}, {drops} dropped, {reconnects} "
+        f"reconnects, {latency}; report in {config.report.dir}/{config.report.name}.json",
         file=sys.stderr,
     )
     return 0

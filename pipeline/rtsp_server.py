@@ -198,8 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=180)
     parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--noise", type=float, default=0.0, help="synthetic: AWGN sigma")
+    parser.add_argument(
+        "--noise", type=float, default=25.0, help="synthetic: AWGN sigma 0..255 (a denoiser's test input is noisy)"
+    )
     args = parser.parse_args(argv)
+    if args.width < 16 or args.height < 16 or args.width % 2 or args.height % 2:
+        parser.error(f"--width and --height must be even and >= 16 (H.264), got {args.width}x{args.height}")
+    if args.fps <= 0 or not 0 <= args.noise <= 255 or not 0 <= args.port <= 65535:
+        parser.error("--fps must be > 0, --noise in 0..255 and --port in 0..65535")
+    if not args.mount.startswith("/"):
+        parser.error(f"--mount must start with '/', got {args.mount!r}")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -163,6 +163,7 @@ class Pipeline:
                 self.publisher = ZmqPublisher(cfg.publish, cfg.lookahead)
                 self.publisher.open()
                 closers.append(self.publisher.close)
+                log.info("publishing on %s (topics %s)", self.publisher.endpoint, [s.zmq_topic for s in cfg.sources])
                 topics = {s.id: s.zmq_topic for s in cfg.sources}
                 publisher = self.publisher
                 send = lambda rec: publisher.send(topics[rec.stream], rec)  # noqa: E731
@@ -174,6 +175,8 @@ class Pipeline:
             if self._rtsp is not None:
                 self._rtsp.start()
                 closers.append(self._rtsp.stop)
+                host, port = cfg.outputs.rtsp.host, self._rtsp.server.port
+                log.info("re-serving RTSP at %s", ", ".join(f"rtsp://{host}:{port}/{s.id}" for s in cfg.sources))
             if cfg.metrics.enabled:
                 self.metrics = MetricsServer(cfg.metrics.host, cfg.metrics.port, self.snapshot)
                 self.metrics.start()

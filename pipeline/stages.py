@@ -190,7 +190,7 @@ class CaptureStage(Stage):
                 log.warning("stream %s: connection lost: %s", self.config.id, exc)
                 self.state.set("reconnecting", str(exc))  # now: the inference stage flushes on it
                 self.source.close()
-                attempt = 1
+                attempt = 0  # the next failed open is retry 1
                 if not rc.enabled:
                     self.state.set("failed", str(exc))
                     raise

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -131,12 +132,20 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "mean": round(float(a.mean()), 2), "max": round(float(a.max()), 2)}
 
 
+def _rate(frames: list[ReceivedFrame]) -> float | None:
+    """Frames/s from the pts of the first frames of one stream (None until two have come)."""
+    if len(frames) < 2:
+        return None
+    step = float(frames[-1].header["pts"]) - float(frames[-2].header["pts"])
+    return 1.0 / step if step > 0 else 30.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.subscribe", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     parser.add_argument("--topic", action="append", default=None, help="stream topic (repeatable; default all)")
     parser.add_argument("--record", metavar="FILE", help="write the frames to a video file")
-    parser.add_argument("--fps", type=float, default=30.0, help="frame rate written by --record")
+    parser.add_argument("--fps", type=float, help="frame rate written by --record (default: from the frames' pts)")
     parser.add_argument("--stats", action="store_true", help="print latency statistics")
     parser.add_argument("--timecode", action="store_true", help="also read the drawn timestamp (glass-to-glass)")
     parser.add_argument("--view", action="store_true", help="show the frames in a window (needs a display)")
@@ -162,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ages: list[float] = []
     g2g: list[float] = []
     try:
+        if args.record and not Path(args.record).resolve().parent.is_dir():
+            raise SubscribeError(f"--record: the folder of {args.record} does not exist")
         if args.view:
             import os
 
@@ -174,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.monotonic()
     last = time.monotonic()
+    waiting_said = False
+    pending_record: list[ReceivedFrame] = []  # --record without --fps: the first frames fix the rate
     try:
         while not stop.is_set():
             if args.count and len(rows) >= args.count:
@@ -184,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
                 break
             frame = sub.recv(timeout=0.1)
             if frame is None:
+                if not rows and not waiting_said and time.monotonic() - start > 5.0:
+                    hint = "is the pipeline running?"
+                    print(f"subscribe: no frame from {args.endpoint} in 5 s ({hint})", file=sys.stderr)
+                    waiting_said = True
                 continue
             last = time.monotonic()
             if args.max_age_ms and frame.age_ms > args.max_age_ms:
@@ -199,10 +216,18 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             if args.record:
                 if writer is None:
+                    pending_record.append(frame)
+                    fps = args.fps or _rate(pending_record)
+                    if fps is None:
+                        continue
                     from pipeline.sinks import VideoWriter
 
-                    writer = VideoWriter(args.record, args.fps)
-                writer.write(frame.image)
+                    writer = VideoWriter(args.record, fps)
+                    for held in pending_record:
+                        writer.write(held.image)
+                    pending_record.clear()
+                else:
+                    writer.write(frame.image)
             if args.view:
                 cv2.imshow(frame.topic or "stbn", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
                 if cv2.waitKey(1) & 0xFF == ord("q"):
@@ -216,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         sub.close()
+        if writer is None and pending_record:  # a single frame came: no rate to read, write it at 30
+            from pipeline.sinks import VideoWriter
+
+            writer = VideoWriter(args.record, args.fps or 30.0)
+            for held in pending_record:
+                writer.write(held.image)
         if writer is not None:
             writer.close()
     summary: dict[str, Any] = {"frames": len(rows), "stale_skipped": stale, "age_ms": percentiles(ages)}

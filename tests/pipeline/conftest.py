@@ -141,7 +141,7 @@ class RtspServerProcess:
 def rtsp_server() -> Iterator[RtspServerProcess]:
     """A real GstRtspServer on 127.0.0.1 serving the synthetic timecode source at /test (64x48, 15 fps)."""
     pytest.importorskip("gi")
-    server = RtspServerProcess("--width", "64", "--height", "48", "--fps", "15")
+    server = RtspServerProcess("--width", "64", "--height", "48", "--fps", "15", "--noise", "0")  # readable timecodes
     server.start()
     try:
         yield server

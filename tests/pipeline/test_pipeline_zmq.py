@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from pipeline.runner import Pipeline
 from pipeline.sources import synthetic_scene
 from pipeline.subscribe import Subscriber
 
-from .conftest import SubscriberProcess, config, free_port, run_with_subscriber
+from .conftest import REPO, SubscriberProcess, config, free_port, run_with_subscriber, subprocess_env
 
 
 def _image(k: int) -> np.ndarray:
@@ -134,3 +136,31 @@ def test_a_live_viewer_that_falls_behind_skips_and_counts_stale_frames(checkpoin
     assert result["summary"]["stale_skipped"] > 0
     assert result["summary"]["stale_skipped"] + len(result["frames"]) == 40  # lossless: every frame arrived
     assert max(r["age_ms"] for r in result["frames"]) <= 150
+
+
+def test_subscriber_records_at_the_streams_rate_and_names_bad_paths(checkpoint: Path, tmp_path: Path) -> None:
+    """--record takes the frame rate from the frames' pts (15 frames/s here, not an assumed 30); a
+    folder that does not exist is an error, not created silently; a silent endpoint is reported."""
+    import av
+
+    cfg = config(checkpoint, tmp_path, "sources[0].width=64", "sources[0].height=48", "sources[0].frames=12",
+                 "sources[0].fps=15", "sources[0].pace=false", "publish.lossless=true", "publish.wait_subscribers=1")
+    video = tmp_path / "rec.mp4"
+    sub = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--record", str(video), "--count", "12",
+                            "--idle-timeout", "20")
+    run_with_subscriber(cfg, sub)
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert float(stream.average_rate) == pytest.approx(15.0)
+        assert sum(1 for _ in container.decode(stream)) == 12
+    bad = subprocess.run(
+        [sys.executable, "-m", "pipeline.subscribe", "--record", str(tmp_path / "no" / "such" / "x.mp4")],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and not (tmp_path / "no").exists()
+    silent = subprocess.run(
+        [sys.executable, "-m", "pipeline.subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}",
+         "--idle-timeout", "7"],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "no frame from" in silent.stderr
