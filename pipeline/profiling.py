@@ -106,30 +106,49 @@ class LatencyProfiler:
             "streams": streams,
         }
 
-    def plot(self, path: str | Path, title: str = "pipeline latency") -> None:
+    def plot(self, path: str | Path, title: str = "pipeline latency", gaps: dict[str, list[int]] | None = None) -> None:
+        """Per-stage latency over time on a log axis (a warm-up or outage spike does not flatten the
+        steady trace), end-to-end p50/p95 lines, reconnect markers at ``gaps[stream]`` (the last seq
+        before each outage), and a log-binned histogram; legends outside the data."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, (ax_t, ax_h) = plt.subplots(2, 1, figsize=(10, 7))
+        fig, (ax_t, ax_h) = plt.subplots(2, 1, figsize=(11, 7.5))
+        all_e2e = []
         for stream in self._rows:
             iv = self.intervals_ms(stream)
-            rows = self.rows(stream)
-            x = rows[:, 0]
+            x = self.rows(stream)[:, 0]
             for name, values in iv.items():
-                ax_t.plot(x, values, label=f"{stream}: {name}", linewidth=1)
+                ax_t.plot(x, np.maximum(values, 1e-2), label=f"{stream}: {name}", linewidth=1)
+            for seq in (gaps or {}).get(stream, []):
+                ax_t.axvline(seq + 0.5, color="red", linestyle=":", linewidth=1)
             if iv["end_to_end"].size:
-                ax_h.hist(iv["end_to_end"], bins=40, alpha=0.6, label=f"{stream}: end to end")
-        ax_t.set_xlabel("frame (seq)")
-        ax_t.set_ylabel("ms")
+                all_e2e.append(iv["end_to_end"])
+        if all_e2e:
+            e2e = np.concatenate(all_e2e)
+            for q, style in ((50, "--"), (95, "-.")):
+                value = float(np.percentile(e2e, q))
+                ax_t.axhline(
+                    value, color="black", linestyle=style, linewidth=0.8, label=f"end to end p{q} {value:.0f} ms"
+                )
+            low, high = max(float(e2e.min()), 0.1), max(float(e2e.max()), 1.0)
+            bins = np.geomspace(low, high * 1.01, 40) if high > low else 10
+            ax_h.hist(e2e, bins=bins, alpha=0.7, label="end to end, all streams")
+            ax_h.set_xscale("log")
+            for q in (50, 95, 99):
+                ax_h.axvline(float(np.percentile(e2e, q)), color="black", linestyle=":", linewidth=0.8)
+        ax_t.set_yscale("log")
+        ax_t.set_xlabel("frame (seq); red dotted lines: reconnects")
+        ax_t.set_ylabel("ms (log)")
         ax_t.set_title(f"{title}: per-stage latency over time")
         if ax_t.lines:
-            ax_t.legend(fontsize=7, ncol=2)
-        ax_h.set_xlabel("end-to-end latency (ms)")
+            ax_t.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax_h.set_xlabel("end-to-end latency (ms, log; dotted: p50, p95, p99)")
         ax_h.set_ylabel("frames")
         if ax_h.patches:
-            ax_h.legend(fontsize=7)
+            ax_h.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=90)

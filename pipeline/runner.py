@@ -279,7 +279,8 @@ class Pipeline:
             d = Path(self.config.report.dir)
             write_json(d / f"{self.config.report.name}.json", self.report)
             if self.config.report.plot:
-                self.profiler.plot(d / f"{self.config.report.name}.png")
+                gaps = {sid: [g["last_seq_before"] for g in st.state.gaps] for sid, st in self.streams.items()}
+                self.profiler.plot(d / f"{self.config.report.name}.png", gaps=gaps)
         return failure
 
     def _on_published(self, record: FrameRecord) -> None:
