@@ -675,7 +675,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, seconds of training")
     parser.add_argument("--minutes", type=float, default=None, help="training time box (default 8; dry run 0.3)")
-    parser.add_argument("--batch-size", type=int, default=None, help="training batch (default 16; dry run 2)")
+    parser.add_argument("--batch-size", type=int, default=None, help="training batch (default 32; dry run 2)")
     parser.add_argument(
         "--workers", type=int, default=None, help="data worker processes (default: CPUs - 2, at most 12)"
     )
@@ -697,7 +697,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         out=args.out.resolve(),
         dry_run=dry,
         train_minutes=minutes,
-        batch_size=pick(args.batch_size, 16, 2),
+        batch_size=pick(args.batch_size, 32, 2),
         workers=pick(args.workers, max(0, min(12, (os.cpu_count() or 2) - 2)), 1),
         eval_seconds=pick(args.eval_seconds, 90.0, 120.0),
         check_seconds=pick(args.check_seconds, 150.0, 180.0),
