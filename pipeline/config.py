@@ -227,6 +227,7 @@ class PipelineConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     adapt: OnlineAdaptConfig = field(default_factory=OnlineAdaptConfig)
     duration_s: float = 0.0  # stop after this long (0 = when every source has ended)
+    fail_fast: bool = False  # a failed stream stops every stream (batch jobs); else it ends alone
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

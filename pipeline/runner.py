@@ -210,6 +210,8 @@ class Pipeline:
                 # go on, and the run ends as a failure naming it
                 if self._publish is not None and self._publish.error is not None:
                     break
+                if cfg.fail_fast and self._failure():
+                    break
                 for st in self.streams.values():
                     if st.inference.error is not None and st.capture.alive:
                         st.capture.stop()

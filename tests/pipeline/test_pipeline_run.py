@@ -345,3 +345,8 @@ def test_one_failed_stream_leaves_the_others_and_healthz_running(checkpoint: Pat
     assert report["ok"] is False
     assert report["streams"]["good"]["frames_published"] == 60  # the healthy stream ran to its end
     assert report["streams"]["bad"]["state"] == "failed"
+    # fail_fast (batch jobs): the first failure stops every stream
+    fast = config(checkpoint, tmp_path, f"sources=[{good}, {bad}]", "publish.enabled=false", "fail_fast=true")
+    with pytest.raises(PipelineError, match="firmware crashed"):
+        Pipeline(fast, sources={"bad": _BrokenSource(fast.sources[1])}).run()
+    assert json.loads((tmp_path / "latency.json").read_text())["streams"]["good"]["frames_published"] < 60
