@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pipeline.adaptation import OnlineAdapter
 
 log = logging.getLogger("pipeline")
+PROGRESS_EVERY_S = 10.0
 
 
 class PipelineError(RuntimeError):
@@ -112,6 +113,16 @@ class Pipeline:
         except (SourceError, CheckpointError, EngineError, FileNotFoundError, ImportError, OSError) as exc:
             self._close_engines()
             raise PipelineError(_clean(exc)) from None
+
+    def _log_progress(self) -> None:
+        """One line per stream every PROGRESS_EVERY_S: state, frames in and out, drops, reconnects."""
+        for sid, st in self.streams.items():
+            s = st.state.snapshot()
+            drops = sum(st.ring.stats()["drops"].values())
+            log.info(
+                "stream %s: %s, %d captured, %d published, %d dropped, %d reconnects",
+                sid, s["state"], s["captured"], s["published"], drops, s["reconnects"],
+            )  # fmt: skip
 
     def _prebuild_engines(self) -> None:
         """Export / compile before the clock starts where the frame size is known (synthetic
@@ -204,6 +215,7 @@ class Pipeline:
         if on_ready is not None:
             on_ready(self)
         failure: str | None = None
+        next_progress = time.monotonic() + PROGRESS_EVERY_S
         try:
             while not stop.is_set():
                 # one stream's failure stops that stream only; the others (and /metrics, /healthz)
@@ -219,6 +231,9 @@ class Pipeline:
                     break
                 if cfg.duration_s and time.time() - self.started_at >= cfg.duration_s:
                     break
+                if time.monotonic() >= next_progress:
+                    self._log_progress()
+                    next_progress = time.monotonic() + PROGRESS_EVERY_S
                 stop.wait(0.05)
         finally:
             failure = self._shutdown() or failure
