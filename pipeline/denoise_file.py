@@ -4,12 +4,15 @@ self-supervised adaptation steps on the input itself.
 INPUT: a video file (PyAV) or a folder of image frames (sorted by name). OUTPUT: a video file
 (by its suffix) or a folder of PNG frames (the input's names for a folder, numbered for a video).
 The output is written under a ``.partial`` name and renamed when complete, so a failed or
-interrupted run never leaves an output that looks complete.
+interrupted run never leaves an output that looks complete. Frames are decoded and denoised a
+chunk at a time: memory does not grow with the length of the input (the sigma estimate and
+adaptation read its first HEAD_FRAMES frames).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -56,10 +59,30 @@ class BadCheckpoint(DenoiseError):
     pass
 
 
+HEAD_FRAMES = 64  # frames read ahead for the sigma estimate and adaptation (a memory bound)
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """An input decoded lazily: memory holds the first frames and a chunk, whatever the length."""
+
+    head: np.ndarray  # (n <= HEAD_FRAMES, H, W, 3) uint8 RGB: the first frames, read ahead
+    rest: Iterator[np.ndarray]  # the frames after them, decoded on demand
+    names: tuple[str, ...] | None  # file names of a frame folder; None for a video
+    fps: float
+    count: int | None  # frames, where known in advance
+
+    def frames(self) -> Iterator[np.ndarray]:
+        yield from self.head
+        yield from self.rest
+
+
 @dataclass(frozen=True)
 class Clip:
+    """A whole input in memory (``read_input``: small inputs, tests)."""
+
     frames: np.ndarray  # (N, H, W, 3) uint8 RGB
-    names: tuple[str, ...] | None  # file names of a frame folder; None for a video
+    names: tuple[str, ...] | None
     fps: float
 
 
@@ -88,53 +111,72 @@ class DenoiseOptions:
 # --- input ------------------------------------------------------------------------------------------
 
 
-def read_input(path: Path) -> Clip:
+def open_input(path: Path, head: int = HEAD_FRAMES) -> VideoInput:
+    """Open a video file or a frame folder and decode its first ``head`` frames (errors show now)."""
     if not path.exists():
         raise InputNotFound(f"{path} does not exist")
     if path.is_dir():
-        return _read_folder(path)
-    return _read_video(path)
+        names, rest, fps, count = _folder_frames(path)
+    else:
+        names, rest, fps, count = None, *_video_frames(path)
+    first = list(itertools.islice(rest, head))
+    if not first:
+        raise EmptyInput(f"{path} has no video frames")
+    return VideoInput(np.stack(first), rest, names, fps, count)
 
 
-def _read_folder(path: Path) -> Clip:
-    import cv2
+def read_input(path: Path) -> Clip:
+    video = open_input(path)
+    return Clip(np.stack(list(video.frames())), video.names, video.fps)
 
+
+def _folder_frames(path: Path) -> tuple[tuple[str, ...], Iterator[np.ndarray], float, int]:
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise EmptyInput(f"{path} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
-    frames = []
-    for file in files:
-        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UndecodableInput(f"cannot decode the image {file}")
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-        if frames[-1].shape != frames[0].shape:
-            raise MixedFrameSizes(
-                f"{file.name} is {frames[-1].shape[1]}x{frames[-1].shape[0]}, {files[0].name} is "
-                f"{frames[0].shape[1]}x{frames[0].shape[0]}: all frames of a folder must have one size"
-            )
-    return Clip(np.stack(frames), tuple(f.name for f in files), 30.0)
+
+    def frames() -> Iterator[np.ndarray]:
+        import cv2
+
+        shape = None
+        for file in files:
+            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if image is None:
+                raise UndecodableInput(f"cannot decode the image {file}")
+            if shape is not None and image.shape != shape:
+                raise MixedFrameSizes(
+                    f"{file.name} is {image.shape[1]}x{image.shape[0]}, {files[0].name} is "
+                    f"{shape[1]}x{shape[0]}: all frames of a folder must have one size"
+                )
+            shape = image.shape
+            yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    return tuple(f.name for f in files), frames(), 30.0, len(files)
 
 
-def _read_video(path: Path) -> Clip:
+def _video_frames(path: Path) -> tuple[Iterator[np.ndarray], float, int | None]:
     import av
 
-    frames: list[np.ndarray] = []
-    fps = 30.0
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise UndecodableInput(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            if stream.average_rate:
-                fps = float(stream.average_rate)
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
+        container = av.open(str(path))
     except av.error.FFmpegError as exc:
         raise UndecodableInput(f"cannot decode {path}: {exc}") from exc
-    if not frames:
-        raise EmptyInput(f"{path} has no video frames")
-    return Clip(np.stack(frames), None, fps)
+    if not container.streams.video:
+        container.close()
+        raise UndecodableInput(f"{path} has no video stream")
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate) if stream.average_rate else 30.0
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as exc:
+            raise UndecodableInput(f"cannot decode {path}: {exc}") from exc
+        finally:
+            container.close()
+
+    return frames(), fps, int(stream.frames) or None
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -143,7 +185,7 @@ def _read_video(path: Path) -> Clip:
 class _Output:
     """Frames to a video file or a PNG folder, under a .partial name until ``commit``."""
 
-    def __init__(self, path: Path, clip: Clip, force: bool) -> None:
+    def __init__(self, path: Path, clip: VideoInput, force: bool) -> None:
         self.path = path
         self.is_video = path.suffix.lower() in VIDEO_SUFFIXES
         if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -153,11 +195,7 @@ class _Output:
         if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not force:
             raise OutputExists(f"{path} exists (use --force to replace it)")
         self.partial = path.with_name(f"{path.stem}.partial{path.suffix}" if self.is_video else f"{path.name}.partial")
-        self.names = (
-            [str(Path(n).with_suffix(".png")) for n in clip.names]
-            if clip.names is not None
-            else [f"frame_{i:06d}.png" for i in range(1, len(clip.frames) + 1)]
-        )
+        self.names = None if clip.names is None else [str(Path(n).with_suffix(".png")) for n in clip.names]
         self.count = 0
         self._writer: Any = None
         self.fps = clip.fps
@@ -182,8 +220,9 @@ class _Output:
             else:
                 import cv2
 
-                if not cv2.imwrite(str(self.partial / self.names[self.count]), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-                    raise OSError(f"cv2.imwrite refused {self.partial / self.names[self.count]}")
+                name = self.names[self.count] if self.names is not None else f"frame_{self.count + 1:06d}.png"
+                if not cv2.imwrite(str(self.partial / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                    raise OSError(f"cv2.imwrite refused {self.partial / name}")
         except OSError as exc:
             raise UnwritableOutput(f"cannot write {self.path}: {exc}") from exc
         self.count += 1
@@ -250,7 +289,7 @@ def denoise_file(
 
     if options.threads:
         torch.set_num_threads(options.threads)
-    clip = read_input(input_path)
+    clip = open_input(input_path)
     output = _Output(output_path, clip, options.force)
     try:
         try:
@@ -259,7 +298,7 @@ def denoise_file(
             raise BadCheckpoint(f"{options.checkpoint}: {exc}") from exc
         model = loaded.model.eval()
         estimated = options.sigma is None
-        sigma = estimate_video_sigma(clip.frames) if estimated else float(options.sigma)
+        sigma = estimate_video_sigma(clip.head) if estimated else float(options.sigma)
         start = time.time()
         adapt_summary = None
         if options.adapt_steps or options.adapt_seconds:
@@ -267,7 +306,7 @@ def denoise_file(
             if options.save_adapted is not None:
                 metadata = dict(loaded.metadata) | {"adapted_on": str(input_path), "adaptation": adapt_summary}
                 save_checkpoint(options.save_adapted, model, loaded.preset, noise=loaded.noise, metadata=metadata)
-        bar = progress("denoise", len(clip.frames)) if progress else None
+        bar = progress("denoise", clip.count) if progress else None
         for image in _denoised(model, clip, sigma, options):
             output.write(image)
             if bar is not None:
@@ -279,14 +318,12 @@ def denoise_file(
         output.abort()
         raise
     mode = "offline (bidirectional)" if options.lookahead is None else f"streaming L={options.lookahead}"
-    h, w = clip.frames.shape[1:3]
-    return DenoiseSummary(
-        len(clip.frames), w, h, time.time() - start, sigma, estimated, mode, adapt_summary, output_path
-    )
+    h, w = clip.head.shape[1:3]
+    return DenoiseSummary(output.count, w, h, time.time() - start, sigma, estimated, mode, adapt_summary, output_path)
 
 
 def _adapt(
-    model: Any, metadata: dict[str, Any], clip: Clip, sigma: float, options: DenoiseOptions, progress: Any
+    model: Any, metadata: dict[str, Any], clip: VideoInput, sigma: float, options: DenoiseOptions, progress: Any
 ) -> tuple[Any, dict[str, Any]]:
     from stbn.training.adapt import AdaptConfig, adapt, trained_loss
 
@@ -296,18 +333,18 @@ def _adapt(
     )
     loss, mean_l2 = trained_loss(metadata)
     bar = progress("adapt", options.adapt_steps or None) if progress else None
-    frames = clip.frames.astype(np.float32) / 255.0
+    frames = clip.head.astype(np.float32) / 255.0  # the first HEAD_FRAMES frames: a memory bound
     result = adapt(model, frames, sigma, config, loss, mean_l2, progress=(lambda *_: bar.update(1)) if bar else None)
     if bar is not None:
         bar.close()
     return result.model, result.summary()
 
 
-def _denoised(model: Any, clip: Clip, sigma: float, options: DenoiseOptions) -> Iterator[np.ndarray]:
+def _denoised(model: Any, clip: VideoInput, sigma: float, options: DenoiseOptions) -> Iterator[np.ndarray]:
     if options.lookahead is None:
-        from stbn.offline import denoise_clip
+        from stbn.offline import denoise_frames
 
-        yield from denoise_clip(model, clip.frames, sigma, chunk=options.chunk)
+        yield from denoise_frames(model, clip.frames(), sigma, chunk=options.chunk)
         return
     from engines import EngineConfig, create_engine
     from stbn.noise_estimation import NoiseConfig
@@ -315,9 +352,9 @@ def _denoised(model: Any, clip: Clip, sigma: float, options: DenoiseOptions) -> 
 
     config = EngineConfig(backend=options.backend, threads=options.threads)
     with create_engine(config, model=model) as engine:
-        engine.build(*clip.frames.shape[1:3])
+        engine.build(*clip.head.shape[1:3])
         denoiser = StreamingDenoiser(engine, options.lookahead, NoiseConfig("fixed", sigma))
-        for seq, frame in enumerate(clip.frames):
+        for seq, frame in enumerate(clip.frames()):
             for ready in denoiser.push(frame, seq):
                 yield ready.image
         for ready in denoiser.flush():

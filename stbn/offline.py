@@ -7,7 +7,7 @@ frames next to a chunk border still see both temporal directions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -16,25 +16,48 @@ from stbn.model import STBN, sigma_tensor
 from stbn.posterior import posterior_mean
 
 
-@torch.no_grad()
 def denoise_clip(
     model: STBN, frames: np.ndarray, sigma255: float, chunk: int = 16, overlap: int = 4
 ) -> Iterator[np.ndarray]:
     """(N, H, W, 3) uint8 -> yields N denoised (H, W, 3) uint8 frames in order."""
+    return denoise_frames(model, iter(frames), sigma255, chunk, overlap)
+
+
+def denoise_frames(
+    model: STBN, frames: Iterable[np.ndarray], sigma255: float, chunk: int = 16, overlap: int = 4
+) -> Iterator[np.ndarray]:
+    """Denoise a stream of (H, W, 3) uint8 frames of unknown length, holding at most
+    chunk + 2 x overlap of them; yields the denoised frames in order."""
     if chunk < 1 or overlap < 0:
         raise ValueError(f"chunk must be >= 1 and overlap >= 0, got {chunk}, {overlap}")
+    source = iter(frames)
+    window: list[np.ndarray] = []  # frames first - len(left context) ...
+    left = 0  # how many frames at the start of `window` are context only (already emitted)
+    exhausted = False
+    while True:
+        while not exhausted and len(window) < left + chunk + overlap:
+            frame = next(source, None)
+            if frame is None:
+                exhausted = True
+            else:
+                window.append(frame)
+        if len(window) <= left:
+            return
+        keep = min(chunk, len(window) - left)
+        yield from _denoise_window(model, np.stack(window), sigma255, left, keep)
+        window = window[left + keep - overlap if overlap else left + keep :]
+        left = min(overlap, left + keep)
+
+
+@torch.no_grad()
+def _denoise_window(model: STBN, frames: np.ndarray, sigma255: float, start: int, count: int) -> list[np.ndarray]:
     model.eval()
     device = next(model.parameters()).device
-    n = len(frames)
     sigma = sigma255 / 255.0
-    for start in range(0, n, chunk):
-        lo, hi = max(0, start - overlap), min(n, start + chunk + overlap)
-        window = torch.from_numpy(np.ascontiguousarray(frames[lo:hi])).to(device)
-        x = window.permute(0, 3, 1, 2).unsqueeze(0).float() / 255.0  # (1, T, 3, H, W)
-        if model.config.blind_spot:
-            out = posterior_mean(model.prior(x, sigma), x, sigma_tensor(sigma, x))
-        else:  # a student predicts the clean frame directly
-            out = model.prior(x, sigma).clamp(0.0, 1.0)
-        keep = out[0, start - lo : start - lo + min(chunk, n - start)]
-        images = (keep.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
-        yield from images
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).unsqueeze(0).float() / 255.0
+    if model.config.blind_spot:
+        out = posterior_mean(model.prior(x, sigma), x, sigma_tensor(sigma, x))
+    else:  # a student predicts the clean frame directly
+        out = model.prior(x, sigma).clamp(0.0, 1.0)
+    keep = out[0, start : start + count]
+    return list((keep.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy())

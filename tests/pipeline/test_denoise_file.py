@@ -164,3 +164,17 @@ def test_adaptation_refuses_a_non_blind_student(noisy) -> None:
         adapt(stbn.build_model("cpu-rt-distilled"), noisy.astype(np.float32) / 255, SIGMA, AdaptConfig(steps=1))
     with pytest.raises(AdaptationError, match="frames"):
         adapt(stbn.build_model("cpu-rt"), noisy[:6].astype(np.float32) / 255, SIGMA, AdaptConfig(steps=1))
+
+
+def test_a_folder_longer_than_the_read_ahead_is_denoised_a_chunk_at_a_time(tmp_path: Path) -> None:
+    from pipeline.denoise_file import HEAD_FRAMES, open_input
+
+    frames = np.random.default_rng(1).integers(0, 256, (HEAD_FRAMES + 6, 32, 48, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / "in" / f"f{i:04d}.png"), frame)
+    video = open_input(tmp_path / "in")
+    assert len(video.head) == HEAD_FRAMES and video.count == HEAD_FRAMES + 6  # the rest is not read yet
+    summary = denoise_file(tmp_path / "in", tmp_path / "out", DenoiseOptions(sigma=SIGMA, chunk=8, threads=1))
+    assert summary.frames == HEAD_FRAMES + 6
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"f{i:04d}.png" for i in range(HEAD_FRAMES + 6)]
