@@ -78,6 +78,9 @@ class LatencyProfiler:
             captured = np.sort(rows[:, 1]) if n else rows[:, 1]
             interval_ms = float(np.median(np.diff(captured)) / 1e6) if n > 1 else None
             span_s = (rows[:, 5].max() - rows[:, 1].min()) / 1e9 if n > 1 else 0.0
+            # frames/s while connected: the outages (reconnect gaps) are not time the stream ran
+            outage_s = sum(g.get("gap_s") or 0.0 for g in info.get("gaps", []))
+            live_s = span_s - outage_s if span_s - outage_s > 0 else span_s
             if n > 1:
                 spans.append((rows[:, 1].min(), rows[:, 5].max()))
             seqs = rows[:, 0]
@@ -86,7 +89,8 @@ class LatencyProfiler:
                 **info,
                 "frames_published": n,
                 "in_order": bool(np.all(np.diff(seqs) > 0)) if n > 1 else True,
-                "fps": round((n - 1) / span_s, 3) if span_s > 0 else None,
+                "fps": round((n - 1) / live_s, 3) if live_s > 0 else None,
+                "outage_s": round(outage_s, 3),
                 "source_frame_interval_ms": round(interval_ms, 3) if interval_ms else None,
                 "lookahead_frames": lookahead,
                 "lookahead_ms": round(lookahead * interval_ms, 3) if interval_ms else None,

@@ -276,6 +276,7 @@ def test_lookahead_frames_go_out_when_the_source_is_lost_not_when_it_returns(
     rows = pipeline.profiler.rows("cam0")
     age_s = {int(r[0]): (r[5] - r[1]) / 1e9 for r in rows}
     assert max(age_s[s] for s in range(12)) < 1.5, age_s  # not held through the 3 s outage
+    assert stream["outage_s"] >= 2.5 and stream["fps"] > 20  # frames/s counts the time connected only
 
 
 def test_a_truncated_video_file_is_reported_not_accepted_silently(checkpoint: Path, tmp_path: Path, caplog) -> None:
