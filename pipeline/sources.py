@@ -359,6 +359,8 @@ class GStreamerSource(Source):
                 return None
             if msg.type == gst.MessageType.ERROR:
                 err, _debug = msg.parse_error()
+                if "Could not open resource" in err.message:  # GStreamer's words for a refused connection
+                    return f"cannot connect (refused, or nothing listens at {self.config.uri}): {err.message}"
                 return f"{err.message}"
             return "end of stream"
 

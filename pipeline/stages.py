@@ -180,6 +180,7 @@ class CaptureStage(Stage):
                 })
             opened_once = True
             self.state.connected_once = True
+            self.state.error = None  # the error that caused the reconnect is over
             attempt = 0
             self.state.set("running")
             try:

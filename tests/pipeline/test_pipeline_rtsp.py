@@ -75,6 +75,7 @@ def test_rtsp_reconnect_after_server_restart(checkpoint: Path, tmp_path: Path,
     assert gap["epoch"] == 1 and gap["gap_s"] >= 1.0
     assert result["ok"], result["error"]
     assert s["in_order"], s
+    assert s["error"] is None  # the error that caused the reconnect does not outlive it
 
 
 def test_several_streams_in_one_process_with_their_own_topics(checkpoint: Path, tmp_path: Path,
@@ -219,5 +220,6 @@ def test_a_stream_that_never_connected_is_not_reported_ok(checkpoint: Path, tmp_
     with caplog.at_level(logging.WARNING), pytest.raises(PipelineError, match="door never connected"):
         Pipeline(cfg).run(stop)
     assert any("never connected yet" in r.getMessage() for r in caplog.records)
+    assert any("cannot connect" in r.getMessage() for r in caplog.records)  # not GStreamer's "resource" words
     report = json.loads((tmp_path / "latency.json").read_text())
     assert report["ok"] is False and report["streams"]["door"]["connected_once"] is False
