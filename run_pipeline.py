@@ -16,6 +16,22 @@ from pathlib import Path
 from pipeline.config import ConfigError, load_config
 
 
+def _quiet_native_libraries(level: int) -> None:
+    """OpenCV and FFmpeg print their own warnings on stderr (a decoder's 'corrupt frame' during a
+    reconnect, ...); the pipeline reports what matters in its log, so they speak only at DEBUG."""
+    if level <= logging.DEBUG:
+        return
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        import av.logging
+
+        av.logging.set_level(av.logging.ERROR)
+    except ImportError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Real-time STBN video denoising pipeline")
     parser.add_argument("--config", default="configs/default.yaml", help="YAML config file")
@@ -33,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     level = logging.WARNING if args.quiet else getattr(logging, config.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_native_libraries(level)
 
     stop = threading.Event()
 
