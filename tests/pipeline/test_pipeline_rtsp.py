@@ -223,3 +223,19 @@ def test_a_stream_that_never_connected_is_not_reported_ok(checkpoint: Path, tmp_
     assert any("cannot connect" in r.getMessage() for r in caplog.records)  # not GStreamer's "resource" words
     report = json.loads((tmp_path / "latency.json").read_text())
     assert report["ok"] is False and report["streams"]["door"]["connected_once"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(["--width", "0"], "--width and --height"), (["--mount", "test"], "--mount must start with '/'"),
+     (["--noise", "-5"], "--noise in 0..255")],
+)  # fmt: skip
+def test_the_test_rtsp_server_names_bad_arguments(args: list[str], named: str) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import REPO, subprocess_env
+
+    done = subprocess.run([sys.executable, "-m", "pipeline.rtsp_server", *args], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr

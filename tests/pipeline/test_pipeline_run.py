@@ -351,3 +351,16 @@ def test_one_failed_stream_leaves_the_others_and_healthz_running(checkpoint: Pat
     with pytest.raises(PipelineError, match="firmware crashed"):
         Pipeline(fast, sources={"bad": _BrokenSource(fast.sources[1])}).run()
     assert json.loads((tmp_path / "latency.json").read_text())["streams"]["good"]["frames_published"] < 60
+
+
+def test_the_engine_is_built_before_the_clock_starts_and_logged(checkpoint: Path, tmp_path: Path, caplog) -> None:
+    import logging
+
+    cfg = config(checkpoint, tmp_path, "sources[0].width=64", "sources[0].height=48", "sources[0].frames=5",
+                 "sources[0].pace=false", "publish.enabled=false")  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        Pipeline(cfg).run()
+    messages = [r.getMessage() for r in caplog.records]
+    built = [i for i, m in enumerate(messages) if m.startswith("engine built for cam0 at 64x48")]
+    assert len(built) == 1  # once, before the stream, and not again inside it
+    assert not any(m.startswith("engine torch built for") for m in messages)
