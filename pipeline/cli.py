@@ -61,18 +61,10 @@ def run_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from stbn.cli import build_parser as model_parser
-
-    parser = model_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    add_denoise_parser(subparsers)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    from stbn.cli import main as stbn_main
+
+    return stbn_main(argv, extra_commands=(add_denoise_parser,))
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from stbn.training.data import IMAGE_SUFFIXES
+
+WRITABLE_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")  # containers that take H.264
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "stbn-cpu-rt.pt"
 
 
@@ -187,10 +188,10 @@ class _Output:
 
     def __init__(self, path: Path, clip: VideoInput, force: bool) -> None:
         self.path = path
-        self.is_video = path.suffix.lower() in VIDEO_SUFFIXES
+        self.is_video = path.suffix.lower() in WRITABLE_VIDEO_SUFFIXES
         if path.suffix.lower() in IMAGE_SUFFIXES:
             raise UnwritableOutput(
-                f"{path}: give a video file ({', '.join(VIDEO_SUFFIXES)}) or a folder for PNG frames"
+                f"{path}: give a video file ({', '.join(WRITABLE_VIDEO_SUFFIXES)}) or a folder for PNG frames"
             )
         if path.exists() and not (path.is_dir() and not any(path.iterdir())) and not force:
             raise OutputExists(f"{path} exists (use --force to replace it)")

@@ -270,7 +270,8 @@ class Pipeline:
             if st.state.state == "failed" or st.inference.error is not None:
                 st.inference.stop()
         drain = self.config.publish.drain_timeout_s
-        deadline = time.monotonic() + max(drain, 120.0 if not self.config.publish.lossless else drain)
+        # lossless: a subscriber that stopped reading holds everything up, so wait the drain timeout only
+        deadline = time.monotonic() + (drain if self.config.publish.lossless else max(drain, 120.0))
         for st in self.streams.values():
             if not st.inference.join(timeout=max(0.0, deadline - time.monotonic())):
                 # a lossless subscriber that stopped reading holds the output ring full

@@ -42,6 +42,7 @@ class Source(abc.ABC):
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
         self.description = f"{config.kind} source {config.id!r}"
+        self.warnings: list[str] = []  # what the source noticed and reports at its end (a truncated file)
         if config.kind in ("rtsp", "camera"):
             self.description += f" ({config.uri})"
 
@@ -140,7 +141,6 @@ class PyAVFileSource(Source):
         self._period = 1.0 / config.fps
         self._declared = 0  # frames the container says it holds (0: unknown)
         self._decoded = 0
-        self.warnings: list[str] = []
 
     def _open_container(self) -> None:
         import av

@@ -207,7 +207,7 @@ class CaptureStage(Stage):
         while not self.stop_event.is_set():
             got = self.source.read()
             if got is None:
-                self.state.warnings.extend(getattr(self.source, "warnings", ()))
+                self.state.warnings.extend(self.source.warnings)
                 self.state.set("ended")
                 return True
             image, pts = got

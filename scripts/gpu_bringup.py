@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 import stbn  # noqa: E402
 from engines import BackendUnavailable, EngineConfig, create_engine  # noqa: E402
 from stbn.evaluation.datasets import CONTENT_GROUPS, bikes  # noqa: E402
-from stbn.evaluation.metrics import to_uint8  # noqa: E402
+from stbn.evaluation.metrics import psnr, to_uint8  # noqa: E402
 from stbn.evaluation.protocol import add_noise, stbn_offline, stbn_streaming  # noqa: E402
 from stbn.noise_estimation import NoiseConfig  # noqa: E402
 from stbn.streaming import StreamingDenoiser  # noqa: E402
@@ -341,8 +341,7 @@ def evaluation_clips(settings: Settings) -> tuple[dict[str, np.ndarray], dict[st
 
 def _psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
     """Mean over frames of the per-frame PSNR (data range 1), as the evaluation protocol scores."""
-    err = ((np.clip(estimate, 0, 1) - np.clip(clean, 0, 1)) ** 2).reshape(len(clean), -1).mean(1)
-    return float(np.mean(10 * np.log10(1.0 / np.maximum(err, 1e-12))))
+    return float(np.mean([psnr(np.clip(e, 0, 1), c) for e, c in zip(estimate, clean, strict=True)]))
 
 
 def run_evaluation(settings: Settings, report: Report, deadline: float) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,7 +79,8 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra_commands: Sequence[Callable[[Any], None]] = ()) -> argparse.ArgumentParser:
+    """The model's commands, plus ``extra_commands`` (each adds its subparser) from layers above."""
     parser = argparse.ArgumentParser(prog="stbn", description="STBN self-supervised video denoising")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="parameters and MAC per pixel of every preset")
@@ -87,11 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train(sub)
     add_eval(sub)
+    for add in extra_commands:
+        add(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, extra_commands: Sequence[Callable[[Any], None]] = ()) -> int:
+    args = build_parser(extra_commands).parse_args(argv)
     return int(args.func(args))
 
 
