@@ -35,6 +35,10 @@ class NoiseConfig:
     gain: float = 0.0  # "fixed": Poisson gain a (variance a*x + (sigma/255)^2, x in [0, 1])
     smoothing: float = 0.9  # EMA weight of the past per frame, 0 = no smoothing
     interval: int = 4  # estimate on every n-th frame (~19 ms per 640x360 frame on this CPU), hold between
+    # The frames' noise was clipped to 0..255, as every 8-bit camera and file does: remove the bias
+    # that leaves in dark and bright areas of the output (stbn.clipping). Off only for frames whose
+    # noise was added after clipping.
+    clipped: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in NOISE_MODES:
@@ -47,6 +51,8 @@ class NoiseConfig:
             raise ValueError("noise.smoothing must be in [0, 1)")
         if not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"noise.interval must be an int >= 1, got {self.interval!r}")
+        if not isinstance(self.clipped, bool):
+            raise ValueError(f"noise.clipped must be true or false, got {self.clipped!r}")
 
 
 def _laplacian_residual(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,8 @@
 
 Each chunk of ``chunk`` frames is denoised with ``overlap`` extra frames on either side as
 context (they are computed and dropped), so memory stays bounded whatever the clip length and
-frames next to a chunk border still see both temporal directions.
+frames next to a chunk border still see both temporal directions. The frames are 8-bit, so their
+noise was clipped: the output's clipping bias is removed (stbn.clipping) unless ``clipped=False``.
 """
 
 from __future__ import annotations
@@ -12,19 +13,25 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from stbn.clipping import declip
 from stbn.model import STBN, sigma_tensor
 from stbn.posterior import posterior_mean
 
 
 def denoise_clip(
-    model: STBN, frames: np.ndarray, sigma255: float, chunk: int = 16, overlap: int = 4
+    model: STBN, frames: np.ndarray, sigma255: float, chunk: int = 16, overlap: int = 4, clipped: bool = True
 ) -> Iterator[np.ndarray]:
     """(N, H, W, 3) uint8 -> yields N denoised (H, W, 3) uint8 frames in order."""
-    return denoise_frames(model, iter(frames), sigma255, chunk, overlap)
+    return denoise_frames(model, iter(frames), sigma255, chunk, overlap, clipped)
 
 
 def denoise_frames(
-    model: STBN, frames: Iterable[np.ndarray], sigma255: float, chunk: int = 16, overlap: int = 4
+    model: STBN,
+    frames: Iterable[np.ndarray],
+    sigma255: float,
+    chunk: int = 16,
+    overlap: int = 4,
+    clipped: bool = True,
 ) -> Iterator[np.ndarray]:
     """Denoise a stream of (H, W, 3) uint8 frames of unknown length, holding at most
     chunk + 2 x overlap of them; yields the denoised frames in order."""
@@ -44,13 +51,15 @@ def denoise_frames(
         if len(window) <= left:
             return
         keep = min(chunk, len(window) - left)
-        yield from _denoise_window(model, np.stack(window), sigma255, left, keep)
+        yield from _denoise_window(model, np.stack(window), sigma255, left, keep, clipped)
         window = window[left + keep - overlap if overlap else left + keep :]
         left = min(overlap, left + keep)
 
 
 @torch.no_grad()
-def _denoise_window(model: STBN, frames: np.ndarray, sigma255: float, start: int, count: int) -> list[np.ndarray]:
+def _denoise_window(
+    model: STBN, frames: np.ndarray, sigma255: float, start: int, count: int, clipped: bool
+) -> list[np.ndarray]:
     model.eval()
     device = next(model.parameters()).device
     sigma = sigma255 / 255.0
@@ -58,6 +67,8 @@ def _denoise_window(model: STBN, frames: np.ndarray, sigma255: float, start: int
     if model.config.blind_spot:
         out = posterior_mean(model.prior(x, sigma), x, sigma_tensor(sigma, x))
     else:  # a student predicts the clean frame directly
-        out = model.prior(x, sigma).clamp(0.0, 1.0)
-    keep = out[0, start : start + count]
-    return list((keep.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy())
+        out = model.prior(x, sigma)
+    keep = out[0, start : start + count].clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
+    if clipped:
+        keep = declip(keep, 0.0, sigma * sigma)
+    return list((keep * 255.0 + 0.5).astype(np.uint8))

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stbn.clipping import declip_table
 from stbn.noise_estimation import NoiseConfig, NoiseTracker
 
 MAX_LOOKAHEAD = 8
@@ -57,6 +58,7 @@ class _Pending:
     seq: int
     x: Any  # (1, 3, H, W) float on the engine
     noise: Any  # (1, 2) variance model on the engine
+    variance: tuple[float, float]  # the same (a, b) on the host: variance a*x + b
     sigma: float
     flow_to_prev: Any | None  # flow(y_s, y_{s-1}); None for the first frame after a reset
     flow_to_next: Any | None = None  # flow(y_s, y_{s+1}); set when s+1 arrives
@@ -75,6 +77,7 @@ class StreamingDenoiser:
         self._h_forward: Any | None = None
         self._last: tuple[int, Any] | None = None  # (seq, x) of the newest pushed frame
         self.resets = 0
+        self._declip: tuple[tuple[float, float], np.ndarray] | None = None  # (a, b) -> lookup table
 
     @property
     def pending(self) -> int:
@@ -108,7 +111,7 @@ class StreamingDenoiser:
         (x,) = self.engine.run("prepare", self.engine.upload(frame))
         a, b = self.noise.update(frame)
         noise = self.engine.upload(np.array([[a, b]], np.float32))
-        entry = _Pending(seq, x, noise, self.noise.level255(a, b), None)
+        entry = _Pending(seq, x, noise, (a, b), self.noise.level255(a, b), None)
         if self._last is not None:
             if self.lookahead == 0 or not self.engine.bidirectional:
                 # No backward step will read prev->cur: half the flow work.
@@ -159,4 +162,13 @@ class StreamingDenoiser:
         (image,) = run("fuse", oldest.x, oldest.noise, *hidden)
         self._h_forward = h_f
         self._window.popleft()
-        return DenoisedFrame(oldest.seq, self.engine.download(image), oldest.sigma)
+        denoised = self.engine.download(image)
+        if self.noise.config.clipped:
+            denoised = self._declip_table(oldest.variance)[denoised]
+        return DenoisedFrame(oldest.seq, denoised, oldest.sigma)
+
+    def _declip_table(self, variance: tuple[float, float]) -> np.ndarray:
+        # the noise model changes every few frames at most: one table per model
+        if self._declip is None or self._declip[0] != variance:
+            self._declip = (variance, declip_table(*variance))
+        return self._declip[1]

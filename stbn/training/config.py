@@ -156,6 +156,9 @@ class TrainConfig:
     output_dir: str = "runs/cpu-rt"
     checkpoint: str | None = None  # where the final model checkpoint is also written
     teacher: str | None = None  # blind-spot checkpoint whose posterior means train a student (loss: teacher)
+    # Fine-tune: start from this checkpoint's weights (same preset) instead of a fresh model; its flow
+    # network is already trained, so flow pretraining is skipped.
+    init: str | None = None
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = library default
     device: str = "cpu"  # "cuda" (with DDP: cuda:LOCAL_RANK), "auto" = cuda when PyTorch sees one

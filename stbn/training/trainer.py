@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 import stbn
-from stbn.checkpoint import NoiseModel, save_checkpoint
+from stbn.checkpoint import NoiseModel, load_checkpoint, load_state, save_checkpoint
 from stbn.model import STBN, sigma_tensor
 from stbn.posterior import gaussian_nll, mean_l2, posterior_mean
 from stbn.training.config import FlowPretrainConfig, TrainConfig, config_from_dict
@@ -344,6 +344,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed crop and clip sizes: pick the fastest kernels once
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.model = model if model is not None else stbn.build_model(config.preset, flow=config.flow)
+        if config.init:
+            load_state(self.model, load_checkpoint(config.init, preset=config.preset).model.state_dict(), config.init)
         self.model.train()
         self.denoising_teacher = load_denoising_teacher(config.teacher, self.model) if config.teacher else None
         self.model.to(self.device)
@@ -367,7 +369,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, decay)
         self.iteration = 0
-        self.flow_pretrained = config.flow_pretrain.iterations == 0 or config.flow == "zero"
+        self.flow_pretrained = config.flow_pretrain.iterations == 0 or config.flow == "zero" or bool(config.init)
         self.best_val = float("-inf")
         self.history: list[dict[str, Any]] = []
         self.rng = np.random.default_rng([config.seed, self.dist.rank])
@@ -455,6 +457,8 @@ class Trainer:
             self.flow_pretrained = True
             self._log({"phase": "flow_pretrain_done", "seconds": time.time() - start})
             self.save()
+        if cfg.init and self.iteration == 0:
+            self._validate()  # the starting weights are the score to beat (and best.pt until beaten)
         total = cfg.optim.iterations
         bar = tqdm(
             total=total,

@@ -22,7 +22,8 @@ SIGMA = 20.0
 
 
 def _stream(engine: Any, clip: np.ndarray, lookahead: int, sigma: float = SIGMA) -> list[Any]:
-    denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
+    # clipped=False: the raw propagation is compared with the model itself
+    denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma, clipped=False))
     out = []
     for seq, frame in enumerate(clip):
         out += denoiser.push(frame, seq)

@@ -293,3 +293,18 @@ def test_training_config_names_bad_schedule_precision_device_and_workers() -> No
         DataConfig(workers=-1)
     with pytest.raises(ConfigError, match="device"):
         TrainConfig(device="tpu")
+
+
+def test_fine_tuning_starts_from_the_checkpoint_and_skips_flow_pretraining(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "weights" / "stbn-cpu-rt.pt"
+    noisy, _ = noisy_clip(frames=5, size=32)
+    cfg = config(tmp_path, 2, flow=None, init=str(shipped))
+    cfg = cfg.replace(flow_pretrain=dataclasses.replace(cfg.flow_pretrain, iterations=100))
+    trainer = Trainer(cfg, NoisyVideoSource(noisy, 30.0, cfg.data), progress=False)
+    start = stbn.load_checkpoint(shipped).model.state_dict()
+    assert trainer.flow_pretrained  # fit() needs no photos for the flow
+    assert all(torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
+    trainer.fit()
+    assert any(not torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
+    with pytest.raises(stbn.CheckpointError, match="preset 'cpu-rt'.*'gpu-rt'"):
+        Trainer(cfg.replace(preset="gpu-rt"), NoisyVideoSource(noisy, 30.0, cfg.data), progress=False)
