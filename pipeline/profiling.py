@@ -111,6 +111,15 @@ class LatencyProfiler:
         }
 
     def plot(self, path: str | Path, title: str = "pipeline latency", gaps: dict[str, list[int]] | None = None) -> None:
+        """Write :meth:`figure` as a PNG."""
+        import matplotlib.pyplot as plt
+
+        fig = self.figure(title, gaps)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+
+    def figure(self, title: str = "pipeline latency", gaps: dict[str, list[int]] | None = None) -> Any:
         """Per-stage latency over time on a log axis (a warm-up or outage spike does not flatten the
         steady trace), end-to-end p50/p95 lines, reconnect markers at ``gaps[stream]`` (the last seq
         before each outage), and a log-binned histogram; legends outside the data."""
@@ -154,9 +163,7 @@ class LatencyProfiler:
         if ax_h.patches:
             ax_h.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        return fig
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> None:

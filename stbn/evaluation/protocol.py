@@ -27,6 +27,7 @@ import torch
 from stbn.evaluation import baselines
 from stbn.evaluation.metrics import mean, sequence_scores, to_uint8
 from stbn.model import STBN, sigma_tensor
+from stbn.noise_estimation import NoiseConfig
 from stbn.posterior import posterior_mean
 
 SIGMAS = (10.0, 20.0, 30.0, 40.0, 50.0)
@@ -144,14 +145,16 @@ def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0
     return as_frames(posts), as_frames(means)
 
 
-def stbn_streaming(model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int) -> np.ndarray:
+def stbn_streaming(
+    model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int, noise: NoiseConfig | None = None
+) -> np.ndarray:
     """Frame-by-frame uint8 inference through the live pipeline's streaming loop, on the fp32
-    reference runner (the model's device)."""
-    from stbn.noise_estimation import NoiseConfig
+    reference runner (the model's device); ``noise`` defaults to the true sigma, clipping bias removed."""
     from stbn.step import EagerRunner
     from stbn.streaming import StreamingDenoiser
 
-    denoiser = StreamingDenoiser(EagerRunner(model), lookahead, NoiseConfig(mode="fixed", sigma=sigma255))
+    noise = noise or NoiseConfig(mode="fixed", sigma=sigma255)
+    denoiser = StreamingDenoiser(EagerRunner(model), lookahead, noise)
     frames = to_uint8(noisy)
     out: dict[int, np.ndarray] = {}
     for i, frame in enumerate(frames):

@@ -306,5 +306,5 @@ def test_fine_tuning_starts_from_the_checkpoint_and_skips_flow_pretraining(tmp_p
     assert all(torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
     trainer.fit()
     assert any(not torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
-    with pytest.raises(stbn.CheckpointError, match="preset 'cpu-rt'.*'gpu-rt'"):
+    with pytest.raises(stbn.CheckpointError, match=r"preset 'cpu-rt'.*'gpu-rt'"):
         Trainer(cfg.replace(preset="gpu-rt"), NoisyVideoSource(noisy, 30.0, cfg.data), progress=False)
