@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import EngineConfig
+from pipeline.wire import Encoding
 from stbn.noise_estimation import NoiseConfig
 from stbn.yamlconfig import ConfigError, apply_override, from_dict, read_yaml_mapping, to_dict
 
@@ -19,7 +20,7 @@ __all__ = ["ConfigError", "PipelineConfig", "load_config", "to_dict"]
 SOURCE_KINDS = ("synthetic", "file", "camera", "rtsp", "gstreamer")
 SOURCE_BACKENDS = ("auto", "gstreamer", "pyav", "opencv")
 RING_POLICIES = ("auto", "drop_oldest", "block", "drop_newest")
-ENCODINGS = ("raw", "jpeg")
+ENCODINGS = tuple(e.value for e in Encoding)
 
 
 @dataclass(frozen=True)

@@ -7,31 +7,21 @@ prefix filtering), ``header`` a small versioned JSON object, ``payload`` the fra
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import zmq
 
+from pipeline import wire
 from pipeline.config import CurveConfig, PublishConfig
 from pipeline.frame import FrameRecord
-
-WIRE_VERSION = 1
 
 
 class PublishError(RuntimeError):
     """The publisher cannot bind or is misconfigured."""
-
-
-def encode_header(record: FrameRecord, encoding: str, shape: tuple[int, ...], extra: dict[str, Any]) -> bytes:
-    header = {"v": WIRE_VERSION, **record.header(), "shape": list(shape), "dtype": "uint8", "encoding": encoding}
-    header.update(extra)
-    return json.dumps(header, separators=(",", ":")).encode()
 
 
 def setup_curve_server(socket: zmq.Socket, context: zmq.Context, curve: CurveConfig) -> Any:
@@ -132,18 +122,13 @@ class ZmqPublisher:
         if self._socket is None:
             raise PublishError("publisher is not open")
         self._poll_subscriptions()
-        image = record.image
-        if self.config.encoding == "jpeg":
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
-            if not ok:
-                raise PublishError("JPEG encoding failed")
-            payload: Any = buf
-        else:
-            payload = np.ascontiguousarray(image)  # a fresh array per frame: never modified after send
         record = record.stamped("published")
-        header = encode_header(record, self.config.encoding, image.shape, {"lookahead": self.lookahead})
-        parts = [topic.encode(), header, payload]
+        try:
+            parts = wire.encode(
+                topic, record, wire.Encoding(self.config.encoding), self.config.jpeg_quality, lookahead=self.lookahead
+            )
+        except wire.WireFormatError as exc:
+            raise PublishError(str(exc)) from exc
         flags = zmq.NOBLOCK if self.config.lossless else 0
         t0 = time.perf_counter()
         while True:
@@ -158,7 +143,7 @@ class ZmqPublisher:
                 self._socket.poll(5, zmq.POLLOUT)
         self.blocked_s += time.perf_counter() - t0
         self.sent += 1
-        self.bytes += int(payload.nbytes)
+        self.bytes += int(parts[-1].nbytes)
         return record
 
     def close(self) -> None:

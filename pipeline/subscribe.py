@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,57 +22,11 @@ import numpy as np
 import zmq
 import zmq.auth
 
-from pipeline import timecode
-from pipeline.publish import WIRE_VERSION
+from pipeline.wire import ReceivedFrame, WireFormatError, decode
 
 
 class SubscribeError(RuntimeError):
-    """A message that does not follow the wire format, or bad subscriber settings."""
-
-
-@dataclass(frozen=True)
-class ReceivedFrame:
-    topic: str
-    header: dict[str, Any]
-    image: np.ndarray
-    received_ns: int
-
-    @property
-    def stream(self) -> str:
-        return str(self.header["stream"])
-
-    @property
-    def seq(self) -> int:
-        return int(self.header["seq"])
-
-    @property
-    def age_ms(self) -> float:
-        """Capture -> received (both wall clock; same host or synchronised clocks)."""
-        return (self.received_ns - int(self.header["capture_ns"])) / 1e6
-
-    def timecode_age_ms(self) -> float | None:
-        """Source -> received, from the timestamp drawn into the frame (synthetic source)."""
-        drawn = timecode.read(self.image)
-        if drawn is None:
-            return None
-        received_ms = self.received_ns / 1e6
-        return received_ms - timecode.unwrap(drawn, int(received_ms))
-
-
-def decode(parts: list[Any], received_ns: int) -> ReceivedFrame:
-    if len(parts) != 3:
-        raise SubscribeError(f"expected 3 message parts [topic, header, payload], got {len(parts)}")
-    topic, header_part, payload = parts
-    header = json.loads(bytes(header_part))
-    if header.get("v") != WIRE_VERSION:
-        raise SubscribeError(f"unsupported wire version {header.get('v')!r} (this client speaks {WIRE_VERSION})")
-    buf = payload.buffer if hasattr(payload, "buffer") else payload
-    if header["encoding"] == "jpeg":
-        bgr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
-        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    else:
-        image = np.frombuffer(buf, np.uint8).reshape(header["shape"])
-    return ReceivedFrame(bytes(topic).decode(), header, image, received_ns)
+    """Bad subscriber settings."""
 
 
 class Subscriber:
@@ -236,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(args.slow_ms / 1e3)
             if args.stats and len(rows) % 30 == 0:
                 print(json.dumps({"frames": len(rows), "age_ms": percentiles(ages[-300:])}), flush=True)
-    except (SubscribeError, ValueError, KeyError) as exc:
+    except (SubscribeError, WireFormatError) as exc:
         print(f"subscribe: bad message: {exc}", file=sys.stderr)
         return 1
     finally:
