@@ -117,12 +117,11 @@ class ZmqPublisher:
         """Stop waiting on slow subscribers in lossless mode (shutdown)."""
         self._stop.set()
 
-    def send(self, topic: str, record: FrameRecord) -> FrameRecord:
-        """Encode and send one record; returns it stamped ``published``."""
+    def send(self, topic: str, record: FrameRecord) -> None:
+        """Encode and send one record as it is (the publish stage has stamped it ``published``)."""
         if self._socket is None:
             raise PublishError("publisher is not open")
         self._poll_subscriptions()
-        record = record.stamped("published")
         try:
             parts = wire.encode(
                 topic, record, wire.Encoding(self.config.encoding), self.config.jpeg_quality, lookahead=self.lookahead
@@ -139,12 +138,11 @@ class ZmqPublisher:
                 if self._stop.is_set():
                     self.abandoned += 1
                     self.blocked_s += time.perf_counter() - t0
-                    return record
+                    return
                 self._socket.poll(5, zmq.POLLOUT)
         self.blocked_s += time.perf_counter() - t0
         self.sent += 1
         self.bytes += int(parts[-1].nbytes)
-        return record
 
     def close(self) -> None:
         if self._socket is not None:

@@ -273,7 +273,7 @@ class InferenceStage(Stage):
         self.out = out
         self.state = state
         self.adapter = adapter
-        self._pending: dict[int, FrameRecord] = {}
+        self._pending: deque[tuple[int, FrameRecord]] = deque()  # pushed, not yet denoised: outputs come in order
         self._local = 0
 
     def run(self) -> None:
@@ -295,7 +295,7 @@ class InferenceStage(Stage):
                 self._flush_and_reset()
             epoch, flushed = record.epoch, False
             record = record.stamped("infer_start")
-            self._pending[self._local] = record
+            self._pending.append((self._local, record))
             t0 = time.perf_counter()
             ready = self.denoiser.push(record.image, self._local)
             self.state.compute_ms.append((time.perf_counter() - t0) * 1e3)
@@ -315,7 +315,10 @@ class InferenceStage(Stage):
 
     def _emit(self, ready: list[Any]) -> None:
         for out in ready:
-            record = self._pending.pop(out.seq).with_image(out.image, out.sigma).stamped("infer_end")
+            local, record = self._pending.popleft()
+            if out.seq != local:
+                raise RuntimeError(f"the denoiser returned frame {out.seq} where frame {local} was due")
+            record = record.with_image(out.image, out.sigma).stamped("infer_end")
             self.state.inferred += 1
             self.out.put(record)
 
@@ -330,7 +333,7 @@ class PublishStage(Stage):
     """Sends denoised records over ZeroMQ, then hands them to the sinks and the profiler."""
 
     def __init__(
-        self, out: RingBuffer[FrameRecord], send: Callable[[FrameRecord], FrameRecord] | None,
+        self, out: RingBuffer[FrameRecord], send: Callable[[FrameRecord], None] | None,
         sinks: dict[str, list[Any]], on_published: Callable[[FrameRecord], None], closers: list[Callable[[], None]],
     ) -> None:
         super().__init__("publish")
@@ -348,7 +351,9 @@ class PublishStage(Stage):
                 break
             if record is None:
                 continue
-            record = self.send(record) if self.send is not None else record.stamped("published")
+            record = record.stamped("published")  # the one place a frame is stamped published
+            if self.send is not None:
+                self.send(record)
             for sink in self.sinks.get(record.stream, ()):
                 sink.write(record)
             self.on_published(record)

@@ -37,7 +37,7 @@ def _publish_process(endpoint: str, encoding: str, count: int, curve_secret: str
             return
         for k in range(count):
             rec = FrameRecord("camA", 100 + k, k / 30, 1_000 + k, _image(k), epoch=1, sigma=12.5)
-            rec = rec.stamped("captured", 1_000 + k).stamped("infer_end", 2_000 + k)
+            rec = rec.stamped("captured", 1_000 + k).stamped("infer_end", 2_000 + k).stamped("published")
             pub.send("camA", rec)
     finally:
         pub.close()
