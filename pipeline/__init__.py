@@ -9,6 +9,6 @@ sends them over ZeroMQ and to the configured sinks. :class:`Pipeline` wires it a
 from __future__ import annotations
 
 from pipeline.frame import STAGES, FrameRecord
-from pipeline.ring import POLICIES, RingBuffer, RingClosed
+from pipeline.ring import POLICIES, OverflowPolicy, RingBuffer, RingClosed
 
-__all__ = ["POLICIES", "STAGES", "FrameRecord", "RingBuffer", "RingClosed"]
+__all__ = ["POLICIES", "STAGES", "FrameRecord", "OverflowPolicy", "RingBuffer", "RingClosed"]

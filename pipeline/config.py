@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import EngineConfig
+from pipeline.ring import POLICIES, OverflowPolicy
 from pipeline.wire import Encoding
 from stbn.noise_estimation import NoiseConfig
 from stbn.yamlconfig import ConfigError, apply_override, from_dict, read_yaml_mapping, to_dict
@@ -19,7 +20,7 @@ __all__ = ["ConfigError", "PipelineConfig", "load_config", "to_dict"]
 
 SOURCE_KINDS = ("synthetic", "file", "camera", "rtsp", "gstreamer")
 SOURCE_BACKENDS = ("auto", "gstreamer", "pyav", "opencv")
-RING_POLICIES = ("auto", "drop_oldest", "block", "drop_newest")
+RING_POLICIES = ("auto", *POLICIES)
 ENCODINGS = tuple(e.value for e in Encoding)
 
 
@@ -90,10 +91,10 @@ class SourceConfig:
         return self.kind in ("camera", "rtsp", "gstreamer") or (self.kind == "synthetic" and self.pace)
 
     @property
-    def ring_policy(self) -> str:
+    def ring_policy(self) -> OverflowPolicy:
         if self.policy != "auto":
-            return self.policy
-        return "drop_oldest" if self.live else "block"
+            return OverflowPolicy(self.policy)
+        return OverflowPolicy.DROP_OLDEST if self.live else OverflowPolicy.BLOCK
 
     @property
     def zmq_topic(self) -> str:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-# drop_oldest: a full buffer discards its oldest item to take the new one (live sources);
-# block: the producer waits for space (files: nothing lost);
-# drop_newest: a full buffer discards the new item.
-POLICIES = ("drop_oldest", "block", "drop_newest")
+class OverflowPolicy(str, enum.Enum):
+    """What a full ring does with a new item."""
+
+    DROP_OLDEST = "drop_oldest"  # discard the oldest item to take the new one (live sources)
+    BLOCK = "block"  # the producer waits for space (files: nothing lost)
+    DROP_NEWEST = "drop_newest"  # discard the new item
+
+
+POLICIES = tuple(p.value for p in OverflowPolicy)
 
 
 class RingClosed(Exception):
@@ -24,13 +30,15 @@ class RingBuffer(Generic[T]):
     Drops are counted per reason in :attr:`drops` (keys are the policy names that drop).
     """
 
-    def __init__(self, slots: int, policy: str = "drop_oldest", name: str = "ring") -> None:
+    def __init__(
+        self, slots: int, policy: OverflowPolicy | str = OverflowPolicy.DROP_OLDEST, name: str = "ring"
+    ) -> None:
         if slots < 1:
             raise ValueError(f"ring slots must be >= 1, got {slots}")
         if policy not in POLICIES:
             raise ValueError(f"unknown overflow policy {policy!r}; expected one of {POLICIES}")
         self.name = name
-        self.policy = policy
+        self.policy = OverflowPolicy(policy)
         self.capacity = slots
         self._slots: list[T | None] = [None] * slots
         self._head = 0  # index of the oldest item
@@ -62,10 +70,10 @@ class RingBuffer(Generic[T]):
             if self._closed:
                 raise RingClosed(f"{self.name} is closed")
             if self._count == self.capacity:
-                if self.policy == "drop_newest":
+                if self.policy is OverflowPolicy.DROP_NEWEST:
                     self.drops["drop_newest"] += 1
                     return False
-                if self.policy == "drop_oldest":
+                if self.policy is OverflowPolicy.DROP_OLDEST:
                     self._slots[self._head] = None
                     self._head = (self._head + 1) % self.capacity
                     self._count -= 1
@@ -116,7 +124,7 @@ class RingBuffer(Generic[T]):
         with self._lock:
             return {
                 "slots": self.capacity,
-                "policy": self.policy,
+                "policy": self.policy.value,
                 "depth": self._count,
                 "high_water": self.high_water,
                 "puts": self.puts,

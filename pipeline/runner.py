@@ -15,7 +15,7 @@ from pipeline.frame import FrameRecord
 from pipeline.metrics import MetricsServer
 from pipeline.profiling import LatencyProfiler, summarize, write_json
 from pipeline.publish import PublishError, ZmqPublisher
-from pipeline.ring import RingBuffer
+from pipeline.ring import OverflowPolicy, RingBuffer
 from pipeline.sinks import VideoFileSink
 from pipeline.sources import Source, SourceError, make_source
 from pipeline.stages import CaptureStage, Denoiser, InferenceStage, PublishStage, StreamState
@@ -67,7 +67,7 @@ class Pipeline:
         self.engines: list[Any] = []
         self.publisher: ZmqPublisher | None = None
         self.metrics: MetricsServer | None = None
-        self.out: RingBuffer[FrameRecord] = RingBuffer(8 * len(config.sources) + 8, "block", "out")
+        self.out: RingBuffer[FrameRecord] = RingBuffer(8 * len(config.sources) + 8, OverflowPolicy.BLOCK, "out")
         self.profiler = LatencyProfiler([s.id for s in config.sources], config.report.max_frames)
         self.started_at: float | None = None
         self.stopped_at: float | None = None

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.config import SourceConfig
 from pipeline.frame import FrameRecord, now_ns
-from pipeline.ring import RingBuffer, RingClosed
+from pipeline.ring import OverflowPolicy, RingBuffer, RingClosed
 from pipeline.sources import Source, SourceDisconnected, SourceError
 
 log = logging.getLogger("pipeline")
@@ -225,7 +225,7 @@ class CaptureStage(Stage):
             self.state.captured += 1
             record = record.stamped("queued")
             while not self.ring.put(record, timeout=0.1):
-                if self.ring.policy != "block" or self.stop_event.is_set():
+                if self.ring.policy is not OverflowPolicy.BLOCK or self.stop_event.is_set():
                     break
             if limit and self.state.captured >= limit:
                 self.state.set("ended")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline.frame import FrameRecord
-from pipeline.ring import RingBuffer, RingClosed
+from pipeline.ring import OverflowPolicy, RingBuffer, RingClosed
 
 
 def test_drop_oldest_keeps_newest_and_counts() -> None:
@@ -93,3 +93,10 @@ def test_frame_record_is_frozen_and_stamped_in_order() -> None:
         rec.stamped("decoded")
     header = rec2.header()
     assert header["stream"] == "cam0" and header["seq"] == 3 and header["t"]["queued"] == 150
+
+
+def test_policies_are_named_by_an_enum_and_strings_are_refused_by_name() -> None:
+    ring: RingBuffer[int] = RingBuffer(1, "drop_newest")
+    assert ring.policy is OverflowPolicy.DROP_NEWEST and ring.stats()["policy"] == "drop_newest"
+    with pytest.raises(ValueError, match="unknown overflow policy 'latest'"):
+        RingBuffer(1, "latest")
