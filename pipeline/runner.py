@@ -18,7 +18,7 @@ from pipeline.publish import PublishError, ZmqPublisher
 from pipeline.ring import OverflowPolicy, RingBuffer
 from pipeline.sinks import VideoFileSink
 from pipeline.sources import Source, SourceError, make_source
-from pipeline.stages import CaptureStage, Denoiser, InferenceStage, PublishStage, StreamState
+from pipeline.stages import CaptureStage, Denoiser, InferenceStage, PublishStage, StreamState, StreamStatus
 from stbn.checkpoint import CheckpointError
 from stbn.streaming import StreamingDenoiser
 
@@ -245,7 +245,7 @@ class Pipeline:
         """Every failure, one line each joined (a stream's own, then publishing's)."""
         failures = []
         for st in self.streams.values():
-            if st.state.state == "failed":
+            if st.state.state is StreamStatus.FAILED:
                 failures.append(st.state.error or f"stream {st.state.stream} failed")
                 continue
             for stage in (st.capture, st.inference):
@@ -267,7 +267,7 @@ class Pipeline:
             if st.adapter is not None:
                 st.adapter.join(timeout=30)
         for st in self.streams.values():
-            if st.state.state == "failed" or st.inference.error is not None:
+            if st.state.state is StreamStatus.FAILED or st.inference.error is not None:
                 st.inference.stop()
         drain = self.config.publish.drain_timeout_s
         # lossless: a subscriber that stopped reading holds everything up, so wait the drain timeout only

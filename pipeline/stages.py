@@ -4,6 +4,7 @@ stop event, and its shutdown in ``finally``."""
 from __future__ import annotations
 
 import abc
+import enum
 import logging
 import threading
 import time
@@ -20,7 +21,25 @@ from pipeline.sources import Source, SourceDisconnected, SourceError
 
 log = logging.getLogger("pipeline")
 
-STATES = ("connecting", "running", "reconnecting", "ended", "failed")
+class StreamStatus(str, enum.Enum):
+    """What a stream is doing; the moves between them are :data:`TRANSITIONS`."""
+
+    CONNECTING = "connecting"
+    RUNNING = "running"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+_S = StreamStatus
+TRANSITIONS: dict[StreamStatus, frozenset[StreamStatus]] = {
+    _S.CONNECTING: frozenset({_S.RUNNING, _S.RECONNECTING, _S.ENDED, _S.FAILED}),
+    _S.RUNNING: frozenset({_S.RECONNECTING, _S.ENDED, _S.FAILED}),
+    _S.RECONNECTING: frozenset({_S.RUNNING, _S.ENDED, _S.FAILED}),
+    _S.ENDED: frozenset({_S.FAILED}),  # the inference stage can still fail on the last frames
+    _S.FAILED: frozenset(),  # the first failure is what the report shows
+}
+STATES = tuple(s.value for s in StreamStatus)
 
 
 class StreamState:
@@ -28,7 +47,7 @@ class StreamState:
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
-        self.state = "connecting"
+        self.state = StreamStatus.CONNECTING
         self.error: str | None = None
         self.epoch = 0
         self.reconnects = 0
@@ -50,10 +69,16 @@ class StreamState:
             self.adaptations[outcome["outcome"]] = self.adaptations.get(outcome["outcome"], 0) + 1
             self.last_adaptation = outcome
 
-    def set(self, state: str, error: str | None = None) -> None:
+    def set(self, state: StreamStatus, error: str | None = None) -> None:
+        """Move to ``state`` (staying is allowed: a new error replaces the old); a move that
+        :data:`TRANSITIONS` does not allow is a bug and raises."""
         with self._lock:
-            if self.state != state:
-                log.info("stream %s: %s -> %s%s", self.stream, self.state, state, f" ({error})" if error else "")
+            if self.state is not state:
+                if state not in TRANSITIONS[self.state]:
+                    raise RuntimeError(f"stream {self.stream}: no transition {self.state.value} -> {state.value}")
+                log.info(
+                    "stream %s: %s -> %s%s", self.stream, self.state.value, state.value, f" ({error})" if error else ""
+                )
             self.state = state
             if error is not None:
                 self.error = error
@@ -61,7 +86,7 @@ class StreamState:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
-                "state": self.state,
+                "state": self.state.value,
                 "error": self.error,
                 "epoch": self.epoch,
                 "reconnects": self.reconnects,
@@ -148,7 +173,7 @@ class CaptureStage(Stage):
         self._seq = 0
         lost_at: float | None = None
         while not self.stop_event.is_set():
-            self.state.set("reconnecting" if opened_once or attempt else "connecting")
+            self.state.set(StreamStatus.RECONNECTING if opened_once or attempt else StreamStatus.CONNECTING)
             try:
                 self.source.open()
             except SourceDisconnected as exc:
@@ -157,7 +182,7 @@ class CaptureStage(Stage):
                 if (not opened_once and rc.fail_on_first_open) or not rc.enabled or (
                     rc.max_attempts and attempt > rc.max_attempts
                 ):
-                    self.state.set("failed", str(exc))
+                    self.state.set(StreamStatus.FAILED, str(exc))
                     raise
                 delay = min(rc.max_s, rc.initial_s * rc.factor ** (attempt - 1))
                 never = "" if opened_once else "never connected yet: "
@@ -165,7 +190,7 @@ class CaptureStage(Stage):
                 self.stop_event.wait(delay)
                 continue
             except SourceError as exc:
-                self.state.set("failed", str(exc))
+                self.state.set(StreamStatus.FAILED, str(exc))
                 raise
             if opened_once:
                 self.state.epoch += 1
@@ -182,22 +207,22 @@ class CaptureStage(Stage):
             self.state.connected_once = True
             self.state.error = None  # the error that caused the reconnect is over
             attempt = 0
-            self.state.set("running")
+            self.state.set(StreamStatus.RUNNING)
             try:
                 if self._read_loop():  # ended
                     return
             except SourceDisconnected as exc:
                 lost_at = time.time()
                 log.warning("stream %s: connection lost: %s", self.config.id, exc)
-                self.state.set("reconnecting", str(exc))  # now: the inference stage flushes on it
+                self.state.set(StreamStatus.RECONNECTING, str(exc))  # now: the inference stage flushes on it
                 self.source.close()
                 attempt = 0  # the next failed open is retry 1
                 if not rc.enabled:
-                    self.state.set("failed", str(exc))
+                    self.state.set(StreamStatus.FAILED, str(exc))
                     raise
                 self.stop_event.wait(rc.initial_s)
             except SourceError as exc:
-                self.state.set("failed", str(exc))
+                self.state.set(StreamStatus.FAILED, str(exc))
                 raise
 
     def _read_loop(self) -> bool:
@@ -208,7 +233,7 @@ class CaptureStage(Stage):
             got = self.source.read()
             if got is None:
                 self.state.warnings.extend(self.source.warnings)
-                self.state.set("ended")
+                self.state.set(StreamStatus.ENDED)
                 return True
             image, pts = got
             if size is None:
@@ -228,15 +253,15 @@ class CaptureStage(Stage):
                 if self.ring.policy is not OverflowPolicy.BLOCK or self.stop_event.is_set():
                     break
             if limit and self.state.captured >= limit:
-                self.state.set("ended")
+                self.state.set(StreamStatus.ENDED)
                 return True
         return False
 
     def shutdown(self) -> None:
         self.source.close()
         self.ring.close()
-        if self.state.state in ("connecting", "running", "reconnecting"):
-            self.state.set("ended")
+        if self.state.state in (StreamStatus.CONNECTING, StreamStatus.RUNNING, StreamStatus.RECONNECTING):
+            self.state.set(StreamStatus.ENDED)
 
 
 class Denoiser(Protocol):
@@ -287,7 +312,7 @@ class InferenceStage(Stage):
             if record is None:
                 # the source is gone and the ring is empty: the look-ahead frames go out now, not
                 # when (if ever) the source comes back, so nobody receives them seconds late
-                if epoch is not None and not flushed and self.state.state == "reconnecting":
+                if epoch is not None and not flushed and self.state.state is StreamStatus.RECONNECTING:
                     self._flush_and_reset()
                     flushed = True
                 continue
@@ -323,7 +348,7 @@ class InferenceStage(Stage):
             self.out.put(record)
 
     def on_error(self, exc: BaseException) -> None:
-        self.state.set("failed", f"stream {self.state.stream}: {exc}")
+        self.state.set(StreamStatus.FAILED, f"stream {self.state.stream}: {exc}")
 
     def shutdown(self) -> None:
         self._pending.clear()

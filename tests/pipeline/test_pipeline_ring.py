@@ -100,3 +100,15 @@ def test_policies_are_named_by_an_enum_and_strings_are_refused_by_name() -> None
     assert ring.policy is OverflowPolicy.DROP_NEWEST and ring.stats()["policy"] == "drop_newest"
     with pytest.raises(ValueError, match="unknown overflow policy 'latest'"):
         RingBuffer(1, "latest")
+
+
+def test_stream_states_move_only_along_the_written_transitions() -> None:
+    from pipeline.stages import StreamState, StreamStatus
+
+    state = StreamState("cam")
+    state.set(StreamStatus.RUNNING)
+    state.set(StreamStatus.RECONNECTING, "lost")
+    state.set(StreamStatus.FAILED, "gave up")
+    with pytest.raises(RuntimeError, match="no transition failed -> ended"):
+        state.set(StreamStatus.ENDED)  # a failure is never hidden by a later end
+    assert state.snapshot()["state"] == "failed" and state.error == "gave up"
