@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from stbn.checkpoint import load_checkpoint
 from stbn.model import STBN
+from stbn.step import GRAPHS, graph_names
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -75,17 +77,28 @@ class Engine(abc.ABC):
         """Compile, export or load the graphs for frames of ``height`` x ``width``."""
 
     @property
-    @abc.abstractmethod
-    def graphs(self) -> tuple[str, ...]:
-        """Names of the graphs this engine runs (``backward*`` only for bidirectional models)."""
-
-    @property
     def bidirectional(self) -> bool:
         return self.model.config.bidirectional
 
-    @abc.abstractmethod
     def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
-        """Run one graph; always returns a tuple of backend-native arrays."""
+        """Run one graph of :data:`stbn.step.GRAPHS`; returns a tuple of backend-native arrays.
+
+        Checks that the engine is built, that the graph exists for this model and that it gets
+        as many inputs as its contract names, then calls the backend's :meth:`_run`.
+        """
+        if self.resolution is None:
+            raise EngineError(f"build() the {self.name} engine before running {graph!r}")
+        names = graph_names(self.bidirectional)
+        if graph not in names:
+            raise EngineError(f"the {self.name} engine has no graph {graph!r} for this model; it has {names}")
+        expected = GRAPHS[graph].inputs_for(self.bidirectional)
+        if len(inputs) != len(expected):
+            raise EngineError(f"graph {graph!r} takes {len(expected)} inputs {expected}, got {len(inputs)}")
+        return self._run(graph, *inputs)
+
+    @abc.abstractmethod
+    def _run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
+        """The backend's run of one checked graph call."""
 
     @abc.abstractmethod
     def upload(self, array: np.ndarray) -> Any:
@@ -100,24 +113,19 @@ class Engine(abc.ABC):
         return f"{self.name} ({self.config.precision})"
 
     def warmup(self, iterations: int = 2) -> None:
-        """Run every graph on dummy inputs so that the first real frame pays no set-up cost."""
+        """Stream dummy frames through the real streaming loop, causal and with look-ahead (every
+        graph runs), so that the first real frame pays no set-up cost."""
+        from stbn.noise_estimation import NoiseConfig
+        from stbn.streaming import StreamingDenoiser
+
         if self.resolution is None:
             raise EngineError("build() the engine before warmup()")
-        h, w = self.resolution
-        frame = self.upload(np.zeros((h, w, 3), np.uint8))
-        noise = self.upload(np.array([[0.0, (25 / 255) ** 2]], np.float32))
-        for _ in range(iterations):
-            (x,) = self.run("prepare", frame)
-            fwd, bwd = self.run("pair_flows", x, x)
-            (fwd,) = self.run("flow_to_prev", x, x)
-            (h_f,) = self.run("forward_start", x, noise)
-            (h_f,) = self.run("forward", x, noise, h_f, fwd)
-            hidden = [h_f]
-            if self.bidirectional:
-                (h_b,) = self.run("backward_start", x, noise)
-                (h_b,) = self.run("backward", x, noise, h_b, bwd)
-                hidden.append(h_b)
-            self.download(self.run("fuse", x, noise, *hidden)[0])
+        frame = np.zeros((*self.resolution, 3), np.uint8)
+        for lookahead in (0, 1):
+            denoiser = StreamingDenoiser(self, lookahead, NoiseConfig(mode="fixed", sigma=25.0))
+            for seq in range(iterations + lookahead):
+                denoiser.push(frame, seq)
+            denoiser.flush()
 
     # -- weight swaps (online adaptation) ---------------------------------------------------------
     def prepare_weights(self, state_dict: dict[str, Any]) -> Any:
@@ -151,6 +159,24 @@ class Engine(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"device {name!r} asked for, but PyTorch sees no CUDA device")
+    return device
+
+
+def upload_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Host array -> tensor on ``device`` (uint8 frames travel as uint8 and are converted there)."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
+
+
+def download_tensor(handle: torch.Tensor) -> np.ndarray:
+    return handle.detach().cpu().numpy()
 
 
 def cache_path(config: EngineConfig, key: str, suffix: str) -> Path:

@@ -17,7 +17,7 @@ import stbn
 from engines.base import EngineError
 from stbn.config import STBNConfig
 from stbn.model import STBN
-from stbn.step import step_graphs
+from stbn.step import GRAPHS, example_inputs, step_graphs
 
 OPSET = 17
 
@@ -55,49 +55,6 @@ def engine_key(model: STBN, height: int, width: int, extra: dict[str, str]) -> s
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def example_inputs(model: STBN, height: int, width: int) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Example inputs for every graph, in the order the graphs take them."""
-    c = model.config.channels
-    frame = torch.rand(1, 3, height, width)
-    noise = torch.tensor([[0.0, (25 / 255) ** 2]])
-    hidden = torch.rand(1, c, height, width)
-    flow = torch.zeros(1, 2, height, width)
-    inputs: dict[str, tuple[torch.Tensor, ...]] = {
-        "prepare": (torch.randint(0, 256, (height, width, 3), dtype=torch.uint8),),
-        "pair_flows": (frame, frame.clone()),
-        "flow_to_prev": (frame, frame.clone()),
-        "forward_start": (frame, noise),
-        "forward": (frame, noise, hidden, flow),
-        "fuse": (frame, noise, hidden, hidden.clone()) if model.config.bidirectional else (frame, noise, hidden),
-    }
-    if model.config.bidirectional:
-        inputs["backward_start"] = inputs["forward_start"]
-        inputs["backward"] = inputs["forward"]
-    return inputs
-
-
-INPUT_NAMES = {
-    "prepare": ["frame_u8"],
-    "pair_flows": ["prev", "cur"],
-    "flow_to_prev": ["prev", "cur"],
-    "forward_start": ["frame", "noise"],
-    "backward_start": ["frame", "noise"],
-    "forward": ["frame", "noise", "hidden", "flow"],
-    "backward": ["frame", "noise", "hidden", "flow"],
-    "fuse": ["frame", "noise", "h_forward", "h_backward"],
-}
-OUTPUT_NAMES = {
-    "prepare": ["frame_out"],
-    "pair_flows": ["flow_to_prev", "flow_to_next"],
-    "flow_to_prev": ["flow_to_prev"],
-    "forward_start": ["hidden_out"],
-    "backward_start": ["hidden_out"],
-    "forward": ["hidden_out"],
-    "backward": ["hidden_out"],
-    "fuse": ["image_u8"],
-}
-
-
 def export_graph(graph: nn.Module, name: str, inputs: tuple[torch.Tensor, ...]) -> bytes:
     """One graph to ONNX bytes (TorchScript-based exporter, constant folding, static shapes)."""
     buffer = io.BytesIO()
@@ -108,8 +65,8 @@ def export_graph(graph: nn.Module, name: str, inputs: tuple[torch.Tensor, ...]) 
             graph,
             inputs,
             buffer,
-            input_names=INPUT_NAMES[name][: len(inputs)],
-            output_names=OUTPUT_NAMES[name],
+            input_names=list(GRAPHS[name].inputs[: len(inputs)]),
+            output_names=list(GRAPHS[name].outputs),
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,

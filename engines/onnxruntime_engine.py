@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from engines.base import BackendUnavailable, Engine, EngineConfig, cache_path
-from engines.onnx_export import INPUT_NAMES, engine_key, export_step_graphs
+from engines.onnx_export import engine_key, export_step_graphs
 from stbn.model import STBN
+from stbn.step import GRAPHS
 
 
 class OnnxRuntimeEngine(Engine):
@@ -41,10 +42,6 @@ class OnnxRuntimeEngine(Engine):
                     f"device {self.config.device!r} asked for, but ONNX Runtime has no GPU provider"
                 )
         return ["CPUExecutionProvider"]
-
-    @property
-    def graphs(self) -> tuple[str, ...]:
-        return tuple(self._sessions)
 
     def describe(self) -> str:
         return f"onnxruntime {self._ort.__version__} ({self.providers[0]}, fp32)"
@@ -79,10 +76,8 @@ class OnnxRuntimeEngine(Engine):
         }
         return sessions, {name: [i.name for i in s.get_inputs()] for name, s in sessions.items()}
 
-    def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
-        names = INPUT_NAMES[graph]
-        if len(inputs) > len(names):
-            raise ValueError(f"graph {graph!r} takes {names}, got {len(inputs)} inputs")
+    def _run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
+        names = GRAPHS[graph].inputs
         # The exporter drops inputs a graph does not read (e.g. frames under zero flow).
         used = self._input_names[graph]
         feed = {name: value for name, value in zip(names, inputs) if name in used}

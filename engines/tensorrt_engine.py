@@ -17,11 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.base import BackendUnavailable, Engine, EngineConfig, EngineError, cache_path
-from engines.onnx_export import engine_key, example_inputs
-from engines.torch_engine import download_tensor, upload_tensor
+from engines.base import (
+    BackendUnavailable,
+    Engine,
+    EngineConfig,
+    EngineError,
+    cache_path,
+    download_tensor,
+    upload_tensor,
+)
+from engines.onnx_export import engine_key
 from stbn.model import STBN
-from stbn.step import step_graphs
+from stbn.step import example_inputs, step_graphs
 
 _PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -49,10 +56,6 @@ class TensorRTEngine(Engine):
         self.device = torch.device("cuda" if config.device in ("auto", "cpu") else config.device)
         self.model = self.model.to(self.device)
         self._modules: dict[str, Any] = {}
-
-    @property
-    def graphs(self) -> tuple[str, ...]:
-        return tuple(self._modules)
 
     def describe(self) -> str:
         return (
@@ -90,7 +93,7 @@ class TensorRTEngine(Engine):
             self._modules[name] = torch.export.load(str(path)).module()
         self.resolution = (height, width)
 
-    def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
+    def _run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
         with torch.inference_mode():
             out = self._modules[graph](*inputs)
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)
@@ -110,12 +113,3 @@ class TensorRTEngine(Engine):
         self._modules.clear()
         torch.cuda.empty_cache()
 
-
-def prebuild(config: EngineConfig, height: int, width: int) -> Path:
-    """Build (or find) the serialized engines for one resolution; returns their directory."""
-    engine = TensorRTEngine(config)
-    try:
-        engine.build(height, width)
-        return engine.engine_directory(height, width)
-    finally:
-        engine.close()

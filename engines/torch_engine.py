@@ -9,29 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.base import BackendUnavailable, Engine, EngineConfig
+from engines.base import BackendUnavailable, Engine, EngineConfig, download_tensor, resolve_device, upload_tensor
 from stbn.model import STBN
 from stbn.step import step_graphs
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailable(f"device {name!r} asked for, but PyTorch sees no CUDA device")
-    return device
-
-
-def upload_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Host array -> tensor on ``device`` (uint8 frames travel as uint8 and are converted there)."""
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
-
-
-def download_tensor(handle: torch.Tensor) -> np.ndarray:
-    return handle.detach().cpu().numpy()
 
 
 class TorchEngine(Engine):
@@ -49,10 +31,6 @@ class TorchEngine(Engine):
             self.model = self.model.to(memory_format=torch.channels_last)
         self._graphs = self._graphs_for(self.model)
 
-    @property
-    def graphs(self) -> tuple[str, ...]:
-        return tuple(self._graphs)
-
     def describe(self) -> str:
         extra = " channels_last" if self.config.channels_last else ""
         extra += " compiled" if self.config.compile else ""
@@ -66,7 +44,7 @@ class TorchEngine(Engine):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=_DTYPES[self.config.precision])
 
-    def run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
+    def _run(self, graph: str, *inputs: Any) -> tuple[Any, ...]:
         with torch.inference_mode(), self._autocast():
             if self.config.channels_last and graph != "prepare":
                 inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs)

@@ -14,12 +14,72 @@ the prior mean, which never sees the pixel it explains.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from stbn.model import STBN
 from stbn.posterior import posterior_mean
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One step graph's contract: its name and the names of its inputs and outputs, in order.
+
+    Every backend, the exporter and the streaming loop read the graphs from :data:`GRAPHS`.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    bidirectional_only: bool = False  # backward graphs exist only for bidirectional models
+
+    def inputs_for(self, bidirectional: bool) -> tuple[str, ...]:
+        # a causal model's fuse reads only the forward state
+        return self.inputs if bidirectional or self.name != "fuse" else self.inputs[:-1]
+
+
+GRAPHS: dict[str, GraphSpec] = {
+    spec.name: spec
+    for spec in (
+        GraphSpec("prepare", ("frame_u8",), ("frame_out",)),
+        GraphSpec("pair_flows", ("prev", "cur"), ("flow_to_prev", "flow_to_next")),
+        GraphSpec("flow_to_prev", ("prev", "cur"), ("flow_to_prev",)),
+        GraphSpec("forward_start", ("frame", "noise"), ("hidden_out",)),
+        GraphSpec("forward", ("frame", "noise", "hidden", "flow"), ("hidden_out",)),
+        GraphSpec("backward_start", ("frame", "noise"), ("hidden_out",), bidirectional_only=True),
+        GraphSpec("backward", ("frame", "noise", "hidden", "flow"), ("hidden_out",), bidirectional_only=True),
+        GraphSpec("fuse", ("frame", "noise", "h_forward", "h_backward"), ("image_u8",)),
+    )
+}
+
+
+def graph_names(bidirectional: bool) -> tuple[str, ...]:
+    return tuple(name for name, spec in GRAPHS.items() if bidirectional or not spec.bidirectional_only)
+
+
+def example_inputs(model: STBN, height: int, width: int) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Example inputs of every graph of ``model`` at one resolution, by input name (export, build)."""
+    c = model.config.channels
+    frame = torch.rand(1, 3, height, width)
+    hidden = torch.rand(1, c, height, width)
+    by_name = {
+        "frame_u8": torch.randint(0, 256, (height, width, 3), dtype=torch.uint8),
+        "frame": frame,
+        "prev": frame,
+        "cur": frame.clone(),
+        "noise": torch.tensor([[0.0, (25 / 255) ** 2]]),
+        "hidden": hidden,
+        "h_forward": hidden,
+        "h_backward": hidden.clone(),
+        "flow": torch.zeros(1, 2, height, width),
+    }
+    bidirectional = model.config.bidirectional
+    return {
+        name: tuple(by_name[i] for i in GRAPHS[name].inputs_for(bidirectional)) for name in graph_names(bidirectional)
+    }
 
 
 def noise_level(frame: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -104,8 +164,8 @@ class Fuse(nn.Module):
 
 
 def step_graphs(model: STBN) -> dict[str, nn.Module]:
-    """The named graphs of one streaming step for ``model`` (shared weights)."""
-    graphs: dict[str, nn.Module] = {
+    """The modules of :data:`GRAPHS` for ``model`` (shared weights), in that order."""
+    modules: dict[str, nn.Module] = {
         "prepare": Prepare(),
         "pair_flows": PairFlows(model),
         "flow_to_prev": FlowToPrev(model),
@@ -114,9 +174,9 @@ def step_graphs(model: STBN) -> dict[str, nn.Module]:
         "fuse": Fuse(model),
     }
     if model.config.bidirectional:
-        graphs["backward_start"] = PropagateStart(model, "backward")
-        graphs["backward"] = Propagate(model, "backward")
-    return graphs
+        modules["backward_start"] = PropagateStart(model, "backward")
+        modules["backward"] = Propagate(model, "backward")
+    return {name: modules[name] for name in graph_names(model.config.bidirectional)}
 
 
 class EagerRunner:

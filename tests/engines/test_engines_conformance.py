@@ -93,3 +93,38 @@ def test_swapped_weights_run_like_a_fresh_engine_with_them(name: str, changes: d
     want = _run(config, after, clip)
     assert np.abs(np.stack(got).astype(np.float64) - want).mean() <= 0.2
     assert np.abs(np.stack(got).astype(np.float64) - _run(config, before, clip)).mean() > 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("torch", {"backend": "torch"}),
+        ("onnxruntime", {"backend": "onnxruntime"}),
+        ("tensorrt", {"backend": "tensorrt", "device": "cuda"}),
+    ],
+)
+def test_every_backend_checks_graph_calls_against_the_step_contract(name: str, changes: dict, tmp_path: Path) -> None:
+    """Engine.run is a template: built? a graph of this model? as many inputs as it names?"""
+    from engines import EngineError
+
+    torch.manual_seed(0)
+    causal = stbn.build_model("cpu-rt", bidirectional=False).eval()
+    try:
+        engine = create_engine(EngineConfig(cache_dir=str(tmp_path), **changes), model=causal)
+    except BackendUnavailable as exc:
+        pytest.skip(f"{name} unavailable here: {exc}")
+    with engine:
+        frame = engine.upload(np.zeros((16, 32, 3), np.uint8))
+        with pytest.raises(EngineError, match="build"):
+            engine.run("prepare", frame)
+        engine.build(16, 32)
+        (x,) = engine.run("prepare", frame)
+        with pytest.raises(EngineError, match="no graph 'backward'"):
+            engine.run("backward", x)  # a causal model has no backward graphs
+        with pytest.raises(EngineError, match=r"takes 2 inputs \('prev', 'cur'\), got 1"):
+            engine.run("flow_to_prev", x)
+        engine.warmup(1)  # the real streaming loop over every graph the model has
+        noise = engine.upload(np.array([[0.0, (20 / 255) ** 2]], np.float32))
+        (h,) = engine.run("forward_start", x, noise)
+        (image,) = engine.run("fuse", x, noise, h)  # a causal fuse reads the forward state only
+        assert engine.download(image).shape == (16, 32, 3)
