@@ -10,7 +10,6 @@ measurements) through appsrc; the second a videotestsrc. It prints ``READY <port
 from __future__ import annotations
 
 import argparse
-import contextlib
 import signal
 import sys
 import threading
@@ -21,31 +20,18 @@ import numpy as np
 
 from pipeline.config import RtspOutConfig, SourceConfig
 from pipeline.frame import FrameRecord
+from pipeline.gst import GStreamerUnavailable, load_gstreamer
 
 
 class RtspServerError(RuntimeError):
     """GStreamer / GstRtspServer missing, or the server cannot listen."""
 
 
-def _preload_freetype() -> None:
-    """Load matplotlib's bundled FreeType before GStreamer's plugins load the system one: importing
-    matplotlib after rtspsrc has run segfaults (seen with GStreamer 1.22 + matplotlib wheels)."""
-    with contextlib.suppress(ImportError):
-        import matplotlib.ft2font  # noqa: F401
-
-
 def _gst() -> tuple[Any, Any, Any]:
-    _preload_freetype()
     try:
-        import gi
-
-        gi.require_version("Gst", "1.0")
-        gi.require_version("GstRtspServer", "1.0")
-        from gi.repository import GLib, Gst, GstRtspServer
-    except (ImportError, ValueError) as exc:
+        return load_gstreamer("GstRtspServer", "GLib")
+    except GStreamerUnavailable as exc:
         raise RtspServerError(f"GstRtspServer is not available: {exc}") from None
-    Gst.init(None)
-    return Gst, GstRtspServer, GLib
 
 
 def h264_chain(fps: float, bitrate_kbps: int = 2000) -> str:

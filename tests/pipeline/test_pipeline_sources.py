@@ -104,3 +104,16 @@ def test_gstreamer_pipeline_source() -> None:
     assert frames[0][0].std() > 10
     with pytest.raises(SourceError, match=r"bad GStreamer pipeline"):
         read_all(make_source(SourceConfig(id="g", kind="gstreamer", uri="nosuchelement ! appsink")))
+
+
+def test_every_kind_a_config_accepts_has_a_source_and_backends_pick_theirs() -> None:
+    from pipeline.config import SOURCE_KINDS, SourceConfig
+    from pipeline.sources import SOURCES, OpenCVSource, PyAVFileSource
+
+    assert all((kind, "auto") in SOURCES for kind in SOURCE_KINDS)
+    assert set(kind for kind, _ in SOURCES) == set(SOURCE_KINDS)
+    file_cfg = {"kind": "file", "uri": __file__}
+    assert isinstance(make_source(SourceConfig(**file_cfg)), PyAVFileSource)
+    assert isinstance(make_source(SourceConfig(**file_cfg, backend="opencv")), OpenCVSource)
+    with pytest.raises(SourceError, match="unknown host"):
+        make_source(SourceConfig(kind="rtsp", uri="rtsp://no-such-host.invalid/x", backend="pyav"))
