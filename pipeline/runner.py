@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from pipeline.metrics import MetricsServer
 from pipeline.profiling import LatencyProfiler, summarize, write_json
 from pipeline.publish import PublishError, ZmqPublisher
 from pipeline.ring import OverflowPolicy, RingBuffer
-from pipeline.sinks import VideoFileSink
+from pipeline.sinks import Sink, VideoFileSink
 from pipeline.sources import Source, SourceError, make_source
 from pipeline.stages import CaptureStage, Denoiser, InferenceStage, PublishStage, StreamState, StreamStatus
 from stbn.checkpoint import CheckpointError
@@ -72,9 +73,10 @@ class Pipeline:
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self.report: dict[str, Any] | None = None
-        self._sinks: dict[str, list[Any]] = {}
+        self._sinks: dict[str, list[Sink]] = {}
         self._publish: PublishStage | None = None
         self._engine_desc = ""
+        self._resources = contextlib.ExitStack()
         try:
             if config.adapt.enabled and denoiser_factory is not None:
                 raise PipelineError("adapt.enabled needs the configured engine, not a denoiser factory")
@@ -167,13 +169,14 @@ class Pipeline:
         """
         stop = stop or threading.Event()
         cfg = self.config
-        closers: list[Callable[[], None]] = []
+        # what run() opens, run() closes (in reverse order, after the publish stage has stopped)
+        self._resources = contextlib.ExitStack()
         send = None
         try:
             if cfg.publish.enabled:
                 self.publisher = ZmqPublisher(cfg.publish, cfg.lookahead)
                 self.publisher.open()
-                closers.append(self.publisher.close)
+                self._resources.callback(_quietly, self.publisher.close, "publisher")
                 log.info("publishing on %s (topics %s)", self.publisher.endpoint, [s.zmq_topic for s in cfg.sources])
                 topics = {s.id: s.zmq_topic for s in cfg.sources}
                 publisher = self.publisher
@@ -181,30 +184,31 @@ class Pipeline:
                 if cfg.publish.wait_subscribers:
                     log.info("waiting for %d subscriber(s) on %s", cfg.publish.wait_subscribers, publisher.endpoint)
                     publisher.wait_for_subscribers(cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s, stop)
-            for sinks in self._sinks.values():
-                closers.extend(s.close for s in sinks)
+            for sid, sinks in self._sinks.items():
+                for sink in sinks:
+                    self._resources.callback(_quietly, sink.close, f"sink of {sid}")
             if self._rtsp is not None:
                 self._rtsp.start()
-                closers.append(self._rtsp.stop)
+                self._resources.callback(_quietly, self._rtsp.stop, "RTSP server")
                 host, port = cfg.outputs.rtsp.host, self._rtsp.server.port
                 log.info("re-serving RTSP at %s", ", ".join(f"rtsp://{host}:{port}/{s.id}" for s in cfg.sources))
             if cfg.metrics.enabled:
-                self.metrics = MetricsServer(cfg.metrics.host, cfg.metrics.port, self.snapshot)
-                self.metrics.start()
+                try:
+                    self.metrics = MetricsServer(cfg.metrics.host, cfg.metrics.port, self.snapshot)
+                    self.metrics.start()
+                except OSError as exc:
+                    raise PipelineError(
+                        f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: {exc}"
+                    ) from None
+                self._resources.callback(_quietly, self.metrics.stop, "metrics server")
                 log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics.port)
-        except PublishError as exc:
-            for close in closers:
-                close()
+        except (PublishError, PipelineError, OSError) as exc:
+            self._resources.close()
             self._close_engines()
             raise PipelineError(str(exc)) from None
-        except OSError as exc:
-            for close in closers:
-                close()
-            self._close_engines()
-            raise PipelineError(f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: {exc}") from None
 
         self._prebuild_engines()
-        self._publish = PublishStage(self.out, send, self._sinks, self._on_published, closers)
+        self._publish = PublishStage(self.out, send, self._sinks, self._on_published)
         self.started_at = time.time()
         self._publish.start()
         for st in self.streams.values():
@@ -284,8 +288,7 @@ class Pipeline:
             self.interrupt(f"publishing did not drain within {drain:g} s")
             self._publish.stop()
             self._publish.join(timeout=10)
-        if self.metrics is not None:
-            self.metrics.stop()
+        self._resources.close()  # sockets, sinks, RTSP server, metrics: after the last frame went out
         self._close_engines()
         self.stopped_at = time.time()
         failure = self._failure()
@@ -327,6 +330,14 @@ class Pipeline:
             **report,
             "config": to_dict(self.config),
         }
+
+
+def _quietly(close: Callable[[], None], what: str) -> None:
+    """Close one resource; a failure is logged, never raised over the run's own outcome."""
+    try:
+        close()
+    except Exception as exc:
+        log.warning("closing the %s failed: %s", what, exc)
 
 
 def _clean(exc: BaseException) -> str:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline.frame import FrameRecord
+
+
+class Sink(Protocol):
+    """Where the publish stage hands each published record of a stream (after ZeroMQ)."""
+
+    def write(self, record: FrameRecord) -> None: ...
+    def close(self) -> None: ...
 
 
 class VideoWriter:

@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.config import SourceConfig
 from pipeline.frame import FrameRecord, now_ns
 from pipeline.ring import OverflowPolicy, RingBuffer, RingClosed
+from pipeline.sinks import Sink
 from pipeline.sources import Source, SourceDisconnected, SourceError
 
 log = logging.getLogger("pipeline")
@@ -359,14 +360,13 @@ class PublishStage(Stage):
 
     def __init__(
         self, out: RingBuffer[FrameRecord], send: Callable[[FrameRecord], None] | None,
-        sinks: dict[str, list[Any]], on_published: Callable[[FrameRecord], None], closers: list[Callable[[], None]],
+        sinks: dict[str, list[Sink]], on_published: Callable[[FrameRecord], None],
     ) -> None:
         super().__init__("publish")
         self.out = out
         self.send = send
         self.sinks = sinks
         self.on_published = on_published
-        self.closers = closers
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -383,9 +383,6 @@ class PublishStage(Stage):
                 sink.write(record)
             self.on_published(record)
 
+
     def shutdown(self) -> None:
-        for close in self.closers:
-            try:
-                close()
-            except Exception as exc:  # closing must not hide the first error
-                log.warning("publish: closing failed: %s", exc)
+        """Nothing to release here: the pipeline closes the sockets and sinks it opened."""
