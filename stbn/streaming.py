@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stbn.clipping import declip_table
+from stbn.clipping import apply_table, declip_table
 from stbn.noise_estimation import NoiseConfig, NoiseTracker
 
 MAX_LOOKAHEAD = 8
@@ -164,7 +164,7 @@ class StreamingDenoiser:
         self._window.popleft()
         denoised = self.engine.download(image)
         if self.noise.config.clipped:
-            denoised = self._declip_table(oldest.variance)[denoised]
+            denoised = apply_table(denoised, self._declip_table(oldest.variance))
         return DenoisedFrame(oldest.seq, denoised, oldest.sigma)
 
     def _declip_table(self, variance: tuple[float, float]) -> np.ndarray:

@@ -27,6 +27,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, help="use only the first N frames of --video")
     parser.add_argument("--preset", help="override the config's preset")
     parser.add_argument("--iterations", type=int, help="override optim.iterations")
+    parser.add_argument("--time-limit-minutes", type=float, help="override optim.time_limit_minutes")
     parser.add_argument("--output-dir", help="override output_dir")
     parser.add_argument("--checkpoint", help="also write the final model here")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
@@ -45,8 +46,16 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         changes["checkpoint"] = args.checkpoint
     if args.threads is not None:
         changes["threads"] = args.threads
+    optim: dict[str, Any] = {}
     if args.iterations is not None:
-        changes["optim"] = dataclasses.replace(config.optim, iterations=args.iterations)
+        optim["iterations"] = args.iterations
+    if args.time_limit_minutes is not None:
+        optim["time_limit_minutes"] = args.time_limit_minutes
+    if optim:
+        try:
+            changes["optim"] = dataclasses.replace(config.optim, **optim)
+        except ValueError as exc:  # the frozen config validates itself
+            raise ConfigError(str(exc)) from None
     return config.replace(**changes) if changes else config
 
 
