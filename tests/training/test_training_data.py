@@ -116,6 +116,8 @@ def test_training_config_loads_and_rejects_unknown_keys(tmp_path: Path) -> None:
     student = load_train_config(ROOT / "configs" / "train-cpu-rt-distilled.yaml")
     assert student.optim.loss == "teacher" and student.teacher == "weights/stbn-cpu-rt.pt"
     assert (ROOT / student.teacher).is_file()
+    finetune = load_train_config(ROOT / "configs" / "finetune-cpu-rt-gpu.yaml")
+    assert finetune.init is not None and (ROOT / finetune.init).is_file() and finetune.optim.schedule == "time"
     bad = tmp_path / "bad.yaml"
     bad.write_text("preset: cpu-rt\noptim:\n  lrr: 0.1\n")
     with pytest.raises(ConfigError, match=r"optim\.lrr"):
