@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--outage", type=float, default=3.0, help="seconds before the server comes back")
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--height", type=int, default=96)
+    parser.add_argument("--sample-every", type=float, default=30.0, help="RSS trace interval (s)")
     args = parser.parse_args()
     rtsp_port, pub_port = free_port(), free_port()
     out = Path(tempfile.mkdtemp(prefix="stbn-soak-"))
@@ -74,13 +75,19 @@ def main() -> int:
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     faults = 0
+    trace: list[tuple[int, int, int]] = []  # (seconds since start, faults so far, RSS MiB)
     try:
         time.sleep(15)  # engine export, first connection, warm-up
         start = proc_stats(pipeline.pid)
-        t_end = time.monotonic() + args.minutes * 60
-        next_fault = time.monotonic() + args.fault_every
+        t0 = time.monotonic()
+        t_end = t0 + args.minutes * 60
+        next_fault = t0 + args.fault_every
+        next_sample = t0
         while time.monotonic() < t_end and pipeline.poll() is None:
             time.sleep(1)
+            if time.monotonic() >= next_sample:  # is memory growth stepwise at the faults, or steady?
+                trace.append((round(time.monotonic() - t0), faults, proc_stats(pipeline.pid)["rss_mib"]))
+                next_sample += args.sample_every
             if time.monotonic() >= next_fault:
                 server.kill()
                 server.wait()
@@ -112,6 +119,9 @@ def main() -> int:
         "",
         f"exit code {pipeline.returncode}; captured {stream['captured']}, published {stream['frames_published']}, "
         f"ring drops {stream['drops']}, reconnects {stream['reconnects']}, frames lost outside counted drops: {lost}",
+        "",
+        "RSS trace (s since start: faults so far, MiB): "
+        + ", ".join(f"{t}: {f}, {rss}" for t, f, rss in trace),
     ]
     print("\n".join(rows))
     if pipeline.returncode != 0:

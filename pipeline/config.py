@@ -126,6 +126,9 @@ class PublishConfig:
     # lossless: at shutdown, wait at most this long for subscribers to take the queued frames, then
     # give up on them (counted as abandoned); a second Ctrl-C gives up at once
     drain_timeout_s: float = 30.0
+    # live viewers: do not send a frame captured longer ago than this (after a stall or an outage),
+    # counted as stale_dropped; 0 = send every frame. The sinks (files, RTSP) still get it.
+    max_age_ms: float = 0.0
     curve: CurveConfig | None = None
 
     def __post_init__(self) -> None:
@@ -137,12 +140,15 @@ class PublishConfig:
             port = self.endpoint.rsplit(":", 1)[-1]
             if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
                 raise ValueError(f"endpoint port must be 1..65535 (or *), got {self.endpoint!r}")
+        if self.lossless and self.max_age_ms:
+            raise ValueError("max_age_ms drops frames: it cannot go with lossless")
         for key, ok, rule in (
             ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "in 1..100"),
             ("sndhwm", self.sndhwm >= 1, ">= 1"),
             ("wait_subscribers", self.wait_subscribers >= 0, ">= 0"),
             ("wait_timeout_s", self.wait_timeout_s > 0, "> 0"),
             ("drain_timeout_s", self.drain_timeout_s > 0, "> 0"),
+            ("max_age_ms", self.max_age_ms >= 0, ">= 0"),
         ):
             if not ok:
                 raise ValueError(f"{key} must be {rule}, got {getattr(self, key)}")

@@ -17,7 +17,7 @@ import zmq
 
 from pipeline import wire
 from pipeline.config import CurveConfig, PublishConfig
-from pipeline.frame import FrameRecord
+from pipeline.frame import FrameRecord, now_ns
 
 
 class PublishError(RuntimeError):
@@ -68,6 +68,7 @@ class ZmqPublisher:
         self.subscriptions = 0
         self.sent = 0
         self.abandoned = 0  # lossless frames given up on at shutdown (interrupt): counted, not sent
+        self.stale_dropped = 0  # older than max_age_ms when their turn came: counted, not sent
         self.bytes = 0
         self.blocked_s = 0.0
         self.endpoint = config.endpoint
@@ -122,6 +123,9 @@ class ZmqPublisher:
         if self._socket is None:
             raise PublishError("publisher is not open")
         self._poll_subscriptions()
+        if self.config.max_age_ms and (now_ns() - record.capture_ns) / 1e6 > self.config.max_age_ms:
+            self.stale_dropped += 1
+            return
         try:
             parts = wire.encode(
                 topic, record, wire.Encoding(self.config.encoding), self.config.jpeg_quality, lookahead=self.lookahead
@@ -159,6 +163,7 @@ class ZmqPublisher:
                 os.unlink(path)
 
     def stats(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint, "sent": self.sent, "abandoned": self.abandoned, "bytes": self.bytes,
+        return {"endpoint": self.endpoint, "sent": self.sent, "abandoned": self.abandoned,
+                "stale_dropped": self.stale_dropped, "max_age_ms": self.config.max_age_ms, "bytes": self.bytes,
                 "blocked_s": round(self.blocked_s, 3), "subscriptions": self.subscriptions,
                 "lossless": self.config.lossless, "encoding": self.config.encoding, "sndhwm": self.config.sndhwm}

@@ -164,3 +164,29 @@ def test_subscriber_records_at_the_streams_rate_and_names_bad_paths(checkpoint: 
         cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert "no frame from" in silent.stderr
+
+
+def test_publisher_freshness_drops_and_counts_frames_older_than_max_age() -> None:
+    """publish.max_age_ms: a live viewer never gets a frame captured too long ago (after a stall or
+    an outage); the publisher counts what it held back."""
+    import time
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    pub = ZmqPublisher(PublishConfig(endpoint=endpoint, max_age_ms=500.0, sndhwm=16))
+    pub.open()
+    try:
+        with Subscriber(endpoint, rcvhwm=16) as sub:
+            assert pub.wait_for_subscribers(1, timeout=10)
+            now = time.time_ns()
+            for seq, age_s in enumerate((0.0, 2.0, 0.0)):
+                rec = FrameRecord("camA", seq, None, now - int(age_s * 1e9), _image(seq)).stamped("published")
+                pub.send("camA", rec)
+            got = [sub.recv(timeout=5) for _ in range(2)]
+            assert [f.seq for f in got if f is not None] == [0, 2]
+            assert sub.recv(timeout=0.3) is None
+        stats = pub.stats()
+        assert stats["sent"] == 2 and stats["stale_dropped"] == 1
+    finally:
+        pub.close()
+    with pytest.raises(ValueError, match="cannot go with lossless"):
+        PublishConfig(lossless=True, max_age_ms=100.0)
