@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stbn.checkpoint import load_checkpoint
+from stbn.checkpoint import LoadedCheckpoint, load_checkpoint
 from stbn.model import STBN
 from stbn.step import GRAPHS, graph_names
 
@@ -66,9 +66,13 @@ class Engine(abc.ABC):
     def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
         """``model`` overrides the configured checkpoint (tests, benchmarks)."""
         self.config = config
-        self.model = (
-            model if model is not None else load_checkpoint(config.checkpoint, preset=config.preset).model
-        ).eval()
+        # what the checkpoint carries besides the weights (noise model, training metadata); None
+        # when a model was handed in
+        self.checkpoint: LoadedCheckpoint | None = None
+        if model is None:
+            self.checkpoint = load_checkpoint(config.checkpoint, preset=config.preset)
+            model = self.checkpoint.model
+        self.model = model.eval()
         self.resolution: tuple[int, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Data flows one way: a source (:mod:`pipeline.sources`) is read by a :class:`CaptureStage`
 into a bounded :class:`RingBuffer`; an :class:`InferenceStage` (one per stream, each with its
 own engine and streaming state) denoises and hands frames to the :class:`PublishStage`, which
-sends them over ZeroMQ and to the configured sinks. :class:`Pipeline` wires it all up.
+sends them over ZeroMQ and to the configured sinks. ``build.build_pipeline`` builds the parts and
+``runner.Pipeline`` runs them.
 """
 
 from __future__ import annotations

@@ -8,23 +8,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engines import EngineError, create_engine
+from pipeline.build import BuildError, build_pipeline
 from pipeline.config import PipelineConfig, to_dict
 from pipeline.frame import FrameRecord
 from pipeline.metrics import MetricsServer
-from pipeline.profiling import LatencyProfiler, summarize, write_json
+from pipeline.profiling import summarize, write_json
 from pipeline.publish import PublishError, ZmqPublisher
-from pipeline.ring import OverflowPolicy, RingBuffer
-from pipeline.sinks import Sink, VideoFileSink
-from pipeline.sources import Source, SourceError, make_source
-from pipeline.stages import CaptureStage, Denoiser, InferenceStage, PublishStage, StreamState, StreamStatus
-from stbn.checkpoint import CheckpointError
-from stbn.streaming import StreamingDenoiser
-
-if TYPE_CHECKING:
-    from pipeline.adaptation import OnlineAdapter
+from pipeline.sources import Source
+from pipeline.stages import Denoiser, PublishStage, StreamStatus
 
 log = logging.getLogger("pipeline")
 PROGRESS_EVERY_S = 10.0
@@ -34,26 +27,9 @@ class PipelineError(RuntimeError):
     """A fatal pipeline error (bad source, engine, checkpoint, endpoint, failed stream)."""
 
 
-def _checkpoint_metadata(config: PipelineConfig) -> dict[str, Any]:
-    """What the engine's checkpoint says about its training (the loss online adaptation uses)."""
-    from stbn.checkpoint import read_checkpoint
-
-    return dict(read_checkpoint(config.engine.checkpoint).get("metadata", {}))
-
-
-class _Stream:
-    def __init__(self, source: Source, ring: RingBuffer[FrameRecord], capture: CaptureStage,
-                 inference: InferenceStage, state: StreamState, adapter: OnlineAdapter | None = None) -> None:
-        self.source = source
-        self.ring = ring
-        self.capture = capture
-        self.inference = inference
-        self.state = state
-        self.adapter = adapter
-
-
 class Pipeline:
-    """Capture -> ring -> inference -> publish for every configured source.
+    """Runs, supervises and stops what :func:`~pipeline.build.build_pipeline` built for every
+    configured source: capture -> ring -> inference -> publish.
 
     ``model`` (an ``stbn.STBN``) replaces the checkpoint, ``denoiser_factory(stream_id)`` replaces the
     engine + streaming denoiser (benchmarks), ``sources`` replaces configured sources by id.
@@ -63,58 +39,25 @@ class Pipeline:
         self, config: PipelineConfig, model: Any = None,
         denoiser_factory: Callable[[str], Denoiser] | None = None, sources: dict[str, Source] | None = None,
     ) -> None:
+        try:
+            parts = build_pipeline(config, model, denoiser_factory, sources)
+        except BuildError as exc:
+            raise PipelineError(str(exc)) from None
         self.config = config
-        self.streams: dict[str, _Stream] = {}
-        self.engines: list[Any] = []
+        self.streams = parts.streams
+        self.engines = parts.engines
+        self.out = parts.out
+        self.profiler = parts.profiler
+        self._sinks = parts.sinks
+        self._rtsp = parts.rtsp
+        self._engine_desc = parts.engine_description
         self.publisher: ZmqPublisher | None = None
         self.metrics: MetricsServer | None = None
-        self.out: RingBuffer[FrameRecord] = RingBuffer(8 * len(config.sources) + 8, OverflowPolicy.BLOCK, "out")
-        self.profiler = LatencyProfiler([s.id for s in config.sources], config.report.max_frames)
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self.report: dict[str, Any] | None = None
-        self._sinks: dict[str, list[Sink]] = {}
         self._publish: PublishStage | None = None
-        self._engine_desc = ""
         self._resources = contextlib.ExitStack()
-        try:
-            if config.adapt.enabled and denoiser_factory is not None:
-                raise PipelineError("adapt.enabled needs the configured engine, not a denoiser factory")
-            metadata = _checkpoint_metadata(config) if config.adapt.enabled and model is None else {}
-            for sc in config.sources:
-                source = (sources or {}).get(sc.id) or make_source(sc)
-                adapter = None
-                if denoiser_factory is not None:
-                    denoiser = denoiser_factory(sc.id)
-                else:
-                    engine = create_engine(config.engine, model)
-                    self.engines.append(engine)
-                    self._engine_desc = engine.describe()
-                    denoiser = StreamingDenoiser(engine, config.lookahead, config.noise)
-                state = StreamState(sc.id)
-                if config.adapt.enabled:
-                    from pipeline.adaptation import OnlineAdapter  # training code: loaded only when asked
-
-                    adapter = OnlineAdapter(sc.id, engine, config.adapt, state, metadata)
-                ring: RingBuffer[FrameRecord] = RingBuffer(sc.ring_slots, sc.ring_policy, f"ring-{sc.id}")
-                capture = CaptureStage(source, sc, ring, state)
-                inference = InferenceStage(sc.id, ring, denoiser, self.out, state, adapter)
-                self.streams[sc.id] = _Stream(source, ring, capture, inference, state, adapter)
-                if config.outputs.video_dir:
-                    path = Path(config.outputs.video_dir) / f"{sc.id}.mp4"
-                    self._sinks.setdefault(sc.id, []).append(VideoFileSink(path, sc.fps, config.outputs.video_codec))
-            if config.outputs.rtsp.enabled:
-                from pipeline.rtsp_server import RtspSink
-
-                rtsp = RtspSink(config.outputs.rtsp, {s.id: s.fps for s in config.sources})
-                for sc in config.sources:
-                    self._sinks.setdefault(sc.id, []).append(rtsp.sink(sc.id))
-                self._rtsp = rtsp
-            else:
-                self._rtsp = None
-        except (SourceError, CheckpointError, EngineError, FileNotFoundError, ImportError, OSError) as exc:
-            self._close_engines()
-            raise PipelineError(_clean(exc)) from None
 
     def _log_progress(self) -> None:
         """One line per stream every PROGRESS_EVERY_S: state, frames in and out, drops, reconnects."""
