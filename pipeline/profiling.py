@@ -63,7 +63,9 @@ class LatencyProfiler:
         col = {s: 1 + i for i, s in enumerate(STAGES)}
         return {name: (rows[:, col[b]] - rows[:, col[a]]) / 1e6 for name, a, b in INTERVALS}
 
-    def report(self, lookahead: int, stream_info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def report(self, lookaheads: dict[str, int], stream_info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Per stream and over all: latency percentiles per interval, frames/s while connected, the
+        look-ahead (frames, and ms at the source's frame interval)."""
         streams: dict[str, Any] = {}
         all_intervals: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in INTERVALS}
         total_frames = 0
@@ -92,8 +94,8 @@ class LatencyProfiler:
                 "fps": round((n - 1) / live_s, 3) if live_s > 0 else None,
                 "outage_s": round(outage_s, 3),
                 "source_frame_interval_ms": round(interval_ms, 3) if interval_ms else None,
-                "lookahead_frames": lookahead,
-                "lookahead_ms": round(lookahead * interval_ms, 3) if interval_ms else None,
+                "lookahead_frames": lookaheads[stream],
+                "lookahead_ms": round(lookaheads[stream] * interval_ms, 3) if interval_ms else None,
                 "compute_ms": summarize(compute),
                 "latency_ms": {name: summarize(v) for name, v in iv.items()},
             }
@@ -103,7 +105,7 @@ class LatencyProfiler:
             "intervals": [{"name": n, "from": a, "to": b} for n, a, b in INTERVALS],
             "frames_published": total_frames,
             "fps": round(total_frames / total_span, 3) if total_span > 0 else None,
-            "lookahead_frames": lookahead,
+            "lookahead_frames": max(lookaheads.values(), default=0),
             "latency_ms": {
                 name: summarize(np.concatenate(v) if v else np.zeros(0)) for name, v in all_intervals.items()
             },

@@ -58,9 +58,8 @@ def setup_curve_server(socket: zmq.Socket, context: zmq.Context, curve: CurveCon
 class ZmqPublisher:
     """An XPUB socket: small HWM for live viewers (drops), or ``lossless`` (XPUB_NODROP: waits)."""
 
-    def __init__(self, config: PublishConfig, lookahead: int = 0) -> None:
+    def __init__(self, config: PublishConfig) -> None:
         self.config = config
-        self.lookahead = lookahead
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = None
         self._auth: Any = None
@@ -118,8 +117,9 @@ class ZmqPublisher:
         """Stop waiting on slow subscribers in lossless mode (shutdown)."""
         self._stop.set()
 
-    def send(self, topic: str, record: FrameRecord) -> None:
-        """Encode and send one record as it is (the publish stage has stamped it ``published``)."""
+    def send(self, topic: str, record: FrameRecord, **header: Any) -> None:
+        """Encode and send one record as it is (the publish stage has stamped it ``published``);
+        ``header`` adds fields to its header (the stream's ``lookahead``)."""
         if self._socket is None:
             raise PublishError("publisher is not open")
         self._poll_subscriptions()
@@ -128,7 +128,7 @@ class ZmqPublisher:
             return
         try:
             parts = wire.encode(
-                topic, record, wire.Encoding(self.config.encoding), self.config.jpeg_quality, lookahead=self.lookahead
+                topic, record, wire.Encoding(self.config.encoding), self.config.jpeg_quality, **header
             )
         except wire.WireFormatError as exc:
             raise PublishError(str(exc)) from exc

@@ -51,6 +51,8 @@ class Pipeline:
         self._sinks = parts.sinks
         self._rtsp = parts.rtsp
         self._engine_desc = parts.engine_description
+        # each stream's look-ahead is its denoiser's (a denoiser factory may differ from the config)
+        self.lookaheads = {sid: st.inference.denoiser.lookahead for sid, st in self.streams.items()}
         self.publisher: ZmqPublisher | None = None
         self.metrics: MetricsServer | None = None
         self.started_at: float | None = None
@@ -117,13 +119,14 @@ class Pipeline:
         send = None
         try:
             if cfg.publish.enabled:
-                self.publisher = ZmqPublisher(cfg.publish, cfg.lookahead)
+                self.publisher = ZmqPublisher(cfg.publish)
                 self.publisher.open()
                 self._resources.callback(_quietly, self.publisher.close, "publisher")
                 log.info("publishing on %s (topics %s)", self.publisher.endpoint, [s.zmq_topic for s in cfg.sources])
                 topics = {s.id: s.zmq_topic for s in cfg.sources}
                 publisher = self.publisher
-                send = lambda rec: publisher.send(topics[rec.stream], rec)  # noqa: E731
+                lookaheads = self.lookaheads
+                send = lambda rec: publisher.send(topics[rec.stream], rec, lookahead=lookaheads[rec.stream])  # noqa: E731
                 if cfg.publish.wait_subscribers:
                     log.info("waiting for %d subscriber(s) on %s", cfg.publish.wait_subscribers, publisher.endpoint)
                     publisher.wait_for_subscribers(cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s, stop)
@@ -261,7 +264,7 @@ class Pipeline:
             sinks = [str(getattr(s, "path", "")) for s in self._sinks.get(sid, []) if getattr(s, "path", None)]
             snap["outputs"] = sinks
             info[sid] = snap
-        report = self.profiler.report(self.config.lookahead, info)
+        report = self.profiler.report(self.lookaheads, info)
         return {
             "ok": failure is None,
             "error": failure,

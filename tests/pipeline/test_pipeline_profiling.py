@@ -35,11 +35,11 @@ def _profiler() -> LatencyProfiler:
 
 
 def test_report_gives_percentiles_and_frames_per_second_while_connected() -> None:
-    report = _profiler().report(0, {"cam": {"gaps": [{"gap_s": 5.0}]}})
+    report = _profiler().report({"cam": 2}, {"cam": {"gaps": [{"gap_s": 5.0}]}})
     stream = report["streams"]["cam"]
     assert stream["latency_ms"]["end_to_end"]["p50"] == 50.0
     assert stream["latency_ms"]["end_to_end"]["max"] == 1500.0
-    assert stream["outage_s"] == 5.0
+    assert stream["outage_s"] == 5.0 and stream["lookahead_frames"] == 2 and stream["lookahead_ms"] == 200.0
     assert 9.0 < stream["fps"] < 11.0  # 39 intervals over ~3.9 s of connected time, not 8.9 s
 
 

@@ -30,7 +30,7 @@ def _image(k: int) -> np.ndarray:
 def _publish_process(endpoint: str, encoding: str, count: int, curve_secret: str) -> None:
     curve = CurveConfig(server_secret_file=curve_secret) if curve_secret else None
     pub = ZmqPublisher(PublishConfig(endpoint=endpoint, encoding=encoding, lossless=True, wait_subscribers=1,
-                                     curve=curve), lookahead=2)
+                                     curve=curve))
     pub.open()
     try:
         if not pub.wait_for_subscribers(1, timeout=20):
@@ -38,7 +38,7 @@ def _publish_process(endpoint: str, encoding: str, count: int, curve_secret: str
         for k in range(count):
             rec = FrameRecord("camA", 100 + k, k / 30, 1_000 + k, _image(k), epoch=1, sigma=12.5)
             rec = rec.stamped("captured", 1_000 + k).stamped("infer_end", 2_000 + k).stamped("published")
-            pub.send("camA", rec)
+            pub.send("camA", rec, lookahead=2)
     finally:
         pub.close()
 
