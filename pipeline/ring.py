@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class RingBuffer(Generic[T]):
         self.puts = 0
         self.gets = 0
         self.high_water = 0
+        self._wakeups = 0  # wake() calls: a consumer blocked in drain() looks up
 
     def __len__(self) -> int:
         with self._lock:
@@ -112,6 +114,46 @@ class RingBuffer(Generic[T]):
             self.gets += 1
             self._not_full.notify()
             return item
+
+    def wake(self) -> None:
+        """Wake the consumers blocked in :meth:`drain` (a stop request, a change they must see)."""
+        with self._lock:
+            self._wakeups += 1
+            self._not_empty.notify_all()
+
+    def drain(self, stop: threading.Event) -> Iterator[T | None]:
+        """Items as they arrive, blocking in between without polling; None once each time the ring
+        runs empty and after each :meth:`wake` (the consumer's moment to look at the world). Ends
+        when ``stop`` is set (give :meth:`wake` a call after setting it) or the ring is closed and
+        drained."""
+        idle_reported = False
+        with self._lock:
+            seen = self._wakeups  # wake() calls already answered by a yield
+        while not stop.is_set():
+            with self._lock:
+                while self._count == 0 and not self._closed and not stop.is_set():
+                    if self._wakeups != seen:  # woken (now or while the consumer was busy)
+                        idle_reported = False
+                    if not idle_reported:
+                        break
+                    self._not_empty.wait()
+                if stop.is_set():
+                    return
+                seen = self._wakeups
+                if self._count == 0:
+                    if self._closed:
+                        return
+                    item = None
+                    idle_reported = True
+                else:
+                    item = self._slots[self._head]
+                    self._slots[self._head] = None
+                    self._head = (self._head + 1) % self.capacity
+                    self._count -= 1
+                    self.gets += 1
+                    self._not_full.notify()
+                    idle_reported = False
+            yield item
 
     def close(self) -> None:
         """No more puts; consumers drain what is left, then get RingClosed."""

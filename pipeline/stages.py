@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.config import SourceConfig
 from pipeline.frame import FrameRecord, now_ns
-from pipeline.ring import OverflowPolicy, RingBuffer, RingClosed
+from pipeline.ring import OverflowPolicy, RingBuffer
 from pipeline.sinks import Sink
 from pipeline.sources import Source, SourceDisconnected, SourceError
 
@@ -215,7 +215,8 @@ class CaptureStage(Stage):
             except SourceDisconnected as exc:
                 lost_at = time.time()
                 log.warning("stream %s: connection lost: %s", self.config.id, exc)
-                self.state.set(StreamStatus.RECONNECTING, str(exc))  # now: the inference stage flushes on it
+                self.state.set(StreamStatus.RECONNECTING, str(exc))
+                self.ring.wake()  # now: the inference stage flushes its look-ahead frames on it
                 self.source.close()
                 attempt = 0  # the next failed open is retry 1
                 if not rc.enabled:
@@ -302,17 +303,18 @@ class InferenceStage(Stage):
         self._pending: deque[tuple[int, FrameRecord]] = deque()  # pushed, not yet denoised: outputs come in order
         self._local = 0
 
+    def stop(self) -> None:
+        super().stop()
+        self.ring.wake()  # it blocks in drain() between frames
+
     def run(self) -> None:
         epoch: int | None = None
         flushed = False  # the window was already flushed when the source went away
-        while not self.stop_event.is_set():
-            try:
-                record = self.ring.get(timeout=0.1)
-            except RingClosed:
-                break
+        for record in self.ring.drain(self.stop_event):
             if record is None:
                 # the source is gone and the ring is empty: the look-ahead frames go out now, not
                 # when (if ever) the source comes back, so nobody receives them seconds late
+                # (the capture stage wakes the ring when it loses the source)
                 if epoch is not None and not flushed and self.state.state is StreamStatus.RECONNECTING:
                     self._flush_and_reset()
                     flushed = True
@@ -368,12 +370,12 @@ class PublishStage(Stage):
         self.sinks = sinks
         self.on_published = on_published
 
+    def stop(self) -> None:
+        super().stop()
+        self.out.wake()
+
     def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                record = self.out.get(timeout=0.1)
-            except RingClosed:
-                break
+        for record in self.out.drain(self.stop_event):
             if record is None:
                 continue
             record = record.stamped("published")  # the one place a frame is stamped published

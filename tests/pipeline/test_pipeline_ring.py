@@ -112,3 +112,37 @@ def test_stream_states_move_only_along_the_written_transitions() -> None:
     with pytest.raises(RuntimeError, match="no transition failed -> ended"):
         state.set(StreamStatus.ENDED)  # a failure is never hidden by a later end
     assert state.snapshot()["state"] == "failed" and state.error == "gave up"
+
+
+def test_drain_blocks_between_items_and_answers_wake_stop_and_close() -> None:
+    ring: RingBuffer[int] = RingBuffer(4, "block")
+    stop = threading.Event()
+    seen: list[int | None] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        for item in ring.drain(stop):
+            seen.append(item)
+        done.set()
+
+    ring.put(1)
+    ring.put(2)
+    thread = threading.Thread(target=consume)
+    thread.start()
+    time.sleep(0.2)
+    assert seen == [1, 2, None]  # the items, then one "ran empty", then it blocks (no polling)
+    ring.wake()
+    time.sleep(0.1)
+    assert seen == [1, 2, None, None]  # a wake is answered once
+    ring.put(3)
+    time.sleep(0.1)
+    assert seen[-2:] == [3, None]
+    stop.set()
+    ring.wake()
+    assert done.wait(2)
+    thread.join()
+
+    closing: RingBuffer[int] = RingBuffer(4, "block")
+    closing.put(7)
+    closing.close()
+    assert [x for x in closing.drain(threading.Event()) if x is not None] == [7]  # drained, then ends
