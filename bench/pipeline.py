@@ -190,7 +190,7 @@ def bench_overhead(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def bench_glass_to_glass(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     w, h = args.g2g_size
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.rtsp_server", "--port", "0", "--width", str(w),
+    server = subprocess.Popen([sys.executable, "scripts/rtsp_test_server.py", "--port", "0", "--width", str(w),
                                "--height", str(h), "--fps", str(args.g2g_fps), "--noise", "0"],
                               cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -38,7 +38,7 @@ def proc_stats(pid: int) -> dict[str, int]:
 
 
 def start_server(port: int, width: int, height: int) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "pipeline.rtsp_server", "--port", str(port), "--width", str(width),
+    cmd = [sys.executable, "scripts/rtsp_test_server.py", "--port", str(port), "--width", str(width),
            "--height", str(height), "--fps", "15"]  # fmt: skip
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = server.stdout.readline() if server.stdout else ""

@@ -100,7 +100,7 @@ def video(tmp_path: Path) -> Path:
 
 
 class RtspServerProcess:
-    """``python -m pipeline.rtsp_server`` in a subprocess: stop() kills it, start() brings it back."""
+    """``scripts/rtsp_test_server.py`` in a subprocess: stop() kills it, start() brings it back."""
 
     def __init__(self, *args: str) -> None:
         self.args = list(args)
@@ -108,7 +108,7 @@ class RtspServerProcess:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
-        cmd = [sys.executable, "-m", "pipeline.rtsp_server", "--port", str(self.port), *self.args]
+        cmd = [sys.executable, "scripts/rtsp_test_server.py", "--port", str(self.port), *self.args]
         deadline = time.monotonic() + timeout
         while True:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,

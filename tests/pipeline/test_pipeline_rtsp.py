@@ -236,6 +236,6 @@ def test_the_test_rtsp_server_names_bad_arguments(args: list[str], named: str) -
 
     from .conftest import REPO, subprocess_env
 
-    done = subprocess.run([sys.executable, "-m", "pipeline.rtsp_server", *args], cwd=REPO, env=subprocess_env(),
+    done = subprocess.run([sys.executable, "scripts/rtsp_test_server.py", *args], cwd=REPO, env=subprocess_env(),
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
