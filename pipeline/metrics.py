@@ -11,11 +11,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from pipeline.stages import STATES
+from pipeline.stages import STATES, LiveStream
+
+Snapshot = Callable[[], dict[str, LiveStream]]
 
 
 class _Collector:
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Any:
@@ -29,18 +31,19 @@ class _Collector:
         adaptations = CounterMetricFamily(
             "stbn_adaptations", "online adaptation rounds per outcome", labels=["stream", "outcome"]
         )
-        for stream, s in snap["streams"].items():
+        for stream, live in snap.items():
+            s = live.status
             for name in STATES:
-                state.add_metric([stream, name], 1.0 if s["state"] == name else 0.0)
-            for stage in ("captured", "inferred", "published"):
-                frames.add_metric([stream, stage], s[stage])
-            for reason, n in s["ring"]["drops"].items():
+                state.add_metric([stream, name], 1.0 if s.state.value == name else 0.0)
+            for stage, n in (("captured", s.captured), ("inferred", s.inferred), ("published", s.published)):
+                frames.add_metric([stream, stage], n)
+            for reason, n in live.ring.drops.items():
                 drops.add_metric([stream, reason], n)
-            reconnects.add_metric([stream], s["reconnects"])
-            for outcome, n in s.get("adaptations", {}).items():
+            reconnects.add_metric([stream], s.reconnects)
+            for outcome, n in s.adaptations.items():
                 adaptations.add_metric([stream, outcome], n)
-            depth.add_metric([stream], s["ring"]["depth"])
-            for interval, qs in s.get("recent_latency_ms", {}).items():
+            depth.add_metric([stream], live.ring.depth)
+            for interval, qs in live.recent_latency_ms.items():
                 for q in ("p50", "p95", "p99"):
                     if q in qs:
                         latency.add_metric([stream, interval, q], qs[q])
@@ -50,7 +53,7 @@ class _Collector:
 class MetricsServer:
     """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 503 if a stream failed)."""
 
-    def __init__(self, host: str, port: int, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, host: str, port: int, snapshot: Snapshot) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(snapshot))
         registry = self.registry
@@ -60,8 +63,7 @@ class MetricsServer:
                 if self.path.startswith("/metrics"):
                     body, code, ctype = generate_latest(registry), 200, "text/plain; version=0.0.4"
                 elif self.path.startswith("/healthz"):
-                    snap = snapshot()
-                    states = {k: v["state"] for k, v in snap["streams"].items()}
+                    states = {k: v.status.state.value for k, v in snapshot().items()}
                     ok = all(s != "failed" for s in states.values())
                     body = json.dumps({"ok": ok, "streams": states}).encode()
                     code, ctype = (200 if ok else 503), "application/json"

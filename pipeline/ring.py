@@ -6,7 +6,8 @@ import enum
 import threading
 import time
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -19,6 +20,28 @@ class OverflowPolicy(str, enum.Enum):
 
 
 POLICIES = tuple(p.value for p in OverflowPolicy)
+
+
+@dataclass(frozen=True)
+class RingStats:
+    slots: int
+    policy: OverflowPolicy
+    depth: int  # items waiting now
+    high_water: int
+    puts: int
+    gets: int
+    drops: dict[str, int]  # per dropping policy
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "slots": self.slots,
+            "policy": self.policy.value,
+            "depth": self.depth,
+            "high_water": self.high_water,
+            "puts": self.puts,
+            "gets": self.gets,
+            "drops": dict(self.drops),
+        }
 
 
 class RingClosed(Exception):
@@ -162,14 +185,8 @@ class RingBuffer(Generic[T]):
             self._not_empty.notify_all()
             self._not_full.notify_all()
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> RingStats:
         with self._lock:
-            return {
-                "slots": self.capacity,
-                "policy": self.policy.value,
-                "depth": self._count,
-                "high_water": self.high_water,
-                "puts": self.puts,
-                "gets": self.gets,
-                "drops": dict(self.drops),
-            }
+            return RingStats(
+                self.capacity, self.policy, self._count, self.high_water, self.puts, self.gets, dict(self.drops)
+            )

@@ -17,7 +17,7 @@ from pipeline.metrics import MetricsServer
 from pipeline.profiling import summarize, write_json
 from pipeline.publish import PublishError, ZmqPublisher
 from pipeline.sources import Source
-from pipeline.stages import Denoiser, PublishStage, StreamStatus
+from pipeline.stages import Denoiser, LiveStream, PublishStage, StreamStatus
 
 log = logging.getLogger("pipeline")
 PROGRESS_EVERY_S = 10.0
@@ -65,10 +65,9 @@ class Pipeline:
         """One line per stream every PROGRESS_EVERY_S: state, frames in and out, drops, reconnects."""
         for sid, st in self.streams.items():
             s = st.state.snapshot()
-            drops = sum(st.ring.stats()["drops"].values())
             log.info(
                 "stream %s: %s, %d captured, %d published, %d dropped, %d reconnects",
-                sid, s["state"], s["captured"], s["published"], drops, s["reconnects"],
+                sid, s.state.value, s.captured, s.published, sum(st.ring.stats().drops.values()), s.reconnects,
             )  # fmt: skip
 
     def _prebuild_engines(self) -> None:
@@ -93,15 +92,13 @@ class Pipeline:
             engine.close()
 
     # -- introspection -------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        streams = {}
+    def snapshot(self) -> dict[str, LiveStream]:
+        """Every stream's state, ring and recent latency (for /metrics and /healthz)."""
+        live = {}
         for sid, st in self.streams.items():
-            snap = st.state.snapshot()
-            snap["ring"] = st.ring.stats()
-            iv = self.profiler.intervals_ms(sid)
-            snap["recent_latency_ms"] = {k: summarize(v[-300:]) for k, v in iv.items()}
-            streams[sid] = snap
-        return {"streams": streams}
+            recent = {k: summarize(v[-300:]) for k, v in self.profiler.intervals_ms(sid).items()}
+            live[sid] = LiveStream(st.state.snapshot(), st.ring.stats(), recent)
+        return live
 
     # -- running -------------------------------------------------------------------------------
     def run(
@@ -257,9 +254,10 @@ class Pipeline:
     def _build_report(self, failure: str | None) -> dict[str, Any]:
         info = {}
         for sid, st in self.streams.items():
-            snap = st.state.snapshot()
-            snap["ring"] = st.ring.stats()
-            snap["drops"] = st.ring.stats()["drops"]
+            ring = st.ring.stats()
+            snap = st.state.snapshot().to_json()
+            snap["ring"] = ring.to_json()
+            snap["drops"] = dict(ring.drops)
             snap["compute_ms"] = list(st.state.compute_ms)
             sinks = [str(getattr(s, "path", "")) for s in self._sinks.get(sid, []) if getattr(s, "path", None)]
             snap["outputs"] = sinks

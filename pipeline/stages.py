@@ -10,13 +10,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline.config import SourceConfig
 from pipeline.frame import FrameRecord, now_ns
-from pipeline.ring import OverflowPolicy, RingBuffer
+from pipeline.ring import OverflowPolicy, RingBuffer, RingStats
 from pipeline.sinks import Sink
 from pipeline.sources import Source, SourceDisconnected, SourceError
 
@@ -41,6 +42,54 @@ TRANSITIONS: dict[StreamStatus, frozenset[StreamStatus]] = {
     _S.FAILED: frozenset(),  # the first failure is what the report shows
 }
 STATES = tuple(s.value for s in StreamStatus)
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    """A stream's state at one moment (metrics, /healthz, progress lines, the report)."""
+
+    stream: str
+    state: StreamStatus
+    error: str | None
+    epoch: int
+    reconnects: int
+    captured: int
+    inferred: int
+    published: int
+    denoiser_resets: int
+    gaps: tuple[dict[str, Any], ...]
+    frame_size: tuple[int, int] | None
+    connected_once: bool
+    warnings: tuple[str, ...]
+    adaptations: dict[str, int]  # outcome -> rounds
+    last_adaptation: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "error": self.error,
+            "epoch": self.epoch,
+            "reconnects": self.reconnects,
+            "captured": self.captured,
+            "inferred": self.inferred,
+            "published": self.published,
+            "denoiser_resets": self.denoiser_resets,
+            "gaps": [dict(g) for g in self.gaps],
+            "frame_size": list(self.frame_size) if self.frame_size else None,
+            "connected_once": self.connected_once,
+            "warnings": list(self.warnings),
+            "adaptations": dict(self.adaptations),
+            "last_adaptation": self.last_adaptation,
+        }
+
+
+@dataclass(frozen=True)
+class LiveStream:
+    """What /metrics and /healthz read of one running stream."""
+
+    status: StreamSnapshot
+    ring: RingStats
+    recent_latency_ms: dict[str, dict[str, float]]  # interval -> percentiles of the last frames
 
 
 class StreamState:
@@ -84,24 +133,25 @@ class StreamState:
             if error is not None:
                 self.error = error
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> StreamSnapshot:
         with self._lock:
-            return {
-                "state": self.state.value,
-                "error": self.error,
-                "epoch": self.epoch,
-                "reconnects": self.reconnects,
-                "captured": self.captured,
-                "inferred": self.inferred,
-                "published": self.published,
-                "denoiser_resets": self.resets,
-                "gaps": list(self.gaps),
-                "frame_size": list(self.frame_size) if self.frame_size else None,
-                "connected_once": self.connected_once,
-                "warnings": list(self.warnings),
-                "adaptations": dict(self.adaptations),
-                "last_adaptation": self.last_adaptation,
-            }
+            return StreamSnapshot(
+                stream=self.stream,
+                state=self.state,
+                error=self.error,
+                epoch=self.epoch,
+                reconnects=self.reconnects,
+                captured=self.captured,
+                inferred=self.inferred,
+                published=self.published,
+                denoiser_resets=self.resets,
+                gaps=tuple(dict(g) for g in self.gaps),
+                frame_size=self.frame_size,
+                connected_once=self.connected_once,
+                warnings=tuple(self.warnings),
+                adaptations=dict(self.adaptations),
+                last_adaptation=self.last_adaptation,
+            )
 
 
 class Stage(abc.ABC):

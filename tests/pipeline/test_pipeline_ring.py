@@ -97,7 +97,7 @@ def test_frame_record_is_frozen_and_stamped_in_order() -> None:
 
 def test_policies_are_named_by_an_enum_and_strings_are_refused_by_name() -> None:
     ring: RingBuffer[int] = RingBuffer(1, "drop_newest")
-    assert ring.policy is OverflowPolicy.DROP_NEWEST and ring.stats()["policy"] == "drop_newest"
+    assert ring.policy is OverflowPolicy.DROP_NEWEST and ring.stats().to_json()["policy"] == "drop_newest"
     with pytest.raises(ValueError, match="unknown overflow policy 'latest'"):
         RingBuffer(1, "latest")
 
@@ -111,7 +111,9 @@ def test_stream_states_move_only_along_the_written_transitions() -> None:
     state.set(StreamStatus.FAILED, "gave up")
     with pytest.raises(RuntimeError, match="no transition failed -> ended"):
         state.set(StreamStatus.ENDED)  # a failure is never hidden by a later end
-    assert state.snapshot()["state"] == "failed" and state.error == "gave up"
+    snapshot = state.snapshot()
+    assert snapshot.state is StreamStatus.FAILED and snapshot.to_json()["state"] == "failed"
+    assert snapshot.error == "gave up"
 
 
 def test_drain_blocks_between_items_and_answers_wake_stop_and_close() -> None:
