@@ -130,13 +130,17 @@ class RingBuffer(Generic[T]):
                 if remaining is not None and remaining <= 0:
                     return None
                 self._not_empty.wait(remaining)
-            item = self._slots[self._head]
-            self._slots[self._head] = None
-            self._head = (self._head + 1) % self.capacity
-            self._count -= 1
-            self.gets += 1
-            self._not_full.notify()
-            return item
+            return self._take()
+
+    def _take(self) -> T | None:
+        """Remove and return the oldest item (the lock held, the ring not empty)."""
+        item = self._slots[self._head]
+        self._slots[self._head] = None
+        self._head = (self._head + 1) % self.capacity
+        self._count -= 1
+        self.gets += 1
+        self._not_full.notify()
+        return item
 
     def wake(self) -> None:
         """Wake the consumers blocked in :meth:`drain` (a stop request, a change they must see)."""
@@ -169,12 +173,7 @@ class RingBuffer(Generic[T]):
                     item = None
                     idle_reported = True
                 else:
-                    item = self._slots[self._head]
-                    self._slots[self._head] = None
-                    self._head = (self._head + 1) % self.capacity
-                    self._count -= 1
-                    self.gets += 1
-                    self._not_full.notify()
+                    item = self._take()
                     idle_reported = False
             yield item
 

@@ -59,6 +59,7 @@ class Pipeline:
         self.stopped_at: float | None = None
         self.report: dict[str, Any] | None = None
         self._publish: PublishStage | None = None
+        # what run() opens it closes (in reverse order, after the publish stage has stopped)
         self._resources = contextlib.ExitStack()
 
     def _log_progress(self) -> None:
@@ -111,8 +112,6 @@ class Pipeline:
         """
         stop = stop or threading.Event()
         cfg = self.config
-        # what run() opens, run() closes (in reverse order, after the publish stage has stopped)
-        self._resources = contextlib.ExitStack()
         send = None
         try:
             if cfg.publish.enabled:

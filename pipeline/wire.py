@@ -90,17 +90,13 @@ def decode(parts: list[Any], received_ns: int) -> ReceivedFrame:
         version = header.get("v") if isinstance(header, dict) else None
         raise WireFormatError(f"unsupported wire version {version!r} (this client speaks {WIRE_VERSION})")
     buf = payload.buffer if hasattr(payload, "buffer") else payload
+    name = bytes(topic).decode()
     try:
-        encoding = Encoding(header["encoding"])
-        if encoding is Encoding.JPEG:
-            bgr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise WireFormatError("the JPEG payload does not decode")
-            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        else:
-            image = np.frombuffer(buf, np.uint8).reshape(header["shape"])
+        if Encoding(header["encoding"]) is Encoding.RAW:
+            return ReceivedFrame(name, header, np.frombuffer(buf, np.uint8).reshape(header["shape"]), received_ns)
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, WireFormatError):
-            raise
         raise WireFormatError(f"the payload does not match its header: {exc}") from exc
-    return ReceivedFrame(bytes(topic).decode(), header, image, received_ns)
+    bgr = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise WireFormatError("the JPEG payload does not decode")
+    return ReceivedFrame(name, header, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), received_ns)

@@ -49,15 +49,10 @@ def declip(image: np.ndarray, a: float, b: float) -> np.ndarray:
 
 def declip_table(a: float, b: float) -> np.ndarray:
     """(256,) uint8 lookup table: denoised grey level -> grey level with the clipping bias removed."""
-    levels = np.arange(256, dtype=np.float64) / 255.0
     if a * 0.5 + b <= _NEGLIGIBLE_VARIANCE:
         return np.arange(256, dtype=np.uint8)
+    levels = np.arange(256, dtype=np.float64) / 255.0
     return np.clip(np.round(_inverse(levels, a, b) * 255.0), 0, 255).astype(np.uint8)
-
-
-def declip_uint8(image: np.ndarray, a: float, b: float) -> np.ndarray:
-    """A denoised (H, W, 3) uint8 image with the clipping bias removed (one table lookup per pixel)."""
-    return apply_table(image, declip_table(a, b))
 
 
 def apply_table(image: np.ndarray, table: np.ndarray) -> np.ndarray:

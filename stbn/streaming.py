@@ -59,7 +59,6 @@ class _Pending:
     x: Any  # (1, 3, H, W) float on the engine
     noise: Any  # (1, 2) variance model on the engine
     variance: tuple[float, float]  # the same (a, b) on the host: variance a*x + b
-    sigma: float
     flow_to_prev: Any | None  # flow(y_s, y_{s-1}); None for the first frame after a reset
     flow_to_next: Any | None = None  # flow(y_s, y_{s+1}); set when s+1 arrives
 
@@ -111,7 +110,7 @@ class StreamingDenoiser:
         (x,) = self.engine.run("prepare", self.engine.upload(frame))
         a, b = self.noise.update(frame)
         noise = self.engine.upload(np.array([[a, b]], np.float32))
-        entry = _Pending(seq, x, noise, (a, b), self.noise.level255(a, b), None)
+        entry = _Pending(seq, x, noise, (a, b), None)
         if self._last is not None:
             if self.lookahead == 0 or not self.engine.bidirectional:
                 # No backward step will read prev->cur: half the flow work.
@@ -165,7 +164,7 @@ class StreamingDenoiser:
         denoised = self.engine.download(image)
         if self.noise.config.clipped:
             denoised = apply_table(denoised, self._declip_table(oldest.variance))
-        return DenoisedFrame(oldest.seq, denoised, oldest.sigma)
+        return DenoisedFrame(oldest.seq, denoised, self.noise.level255(*oldest.variance))
 
     def _declip_table(self, variance: tuple[float, float]) -> np.ndarray:
         # the noise model changes every few frames at most: one table per model

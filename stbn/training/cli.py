@@ -52,10 +52,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     if args.time_limit_minutes is not None:
         optim["time_limit_minutes"] = args.time_limit_minutes
     if optim:
-        try:
-            changes["optim"] = dataclasses.replace(config.optim, **optim)
-        except ValueError as exc:  # the frozen config validates itself
-            raise ConfigError(str(exc)) from None
+        changes["optim"] = dataclasses.replace(config.optim, **optim)  # validates itself (ConfigError)
     return config.replace(**changes) if changes else config
 
 
