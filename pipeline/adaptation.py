@@ -79,8 +79,9 @@ class OnlineAdapter(Stage):
         c = self.config
         sigma = estimate_video_sigma(frames)
         settings = AdaptConfig(
-            steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size, objective=c.objective
-        )
+            steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size, objective=c.objective,
+            cosine_decay=False,  # each round is short and starts from swapped-in weights (bench/adapt_live.py)
+        )  # fmt: skip
         result = adapt(
             self.engine.model, frames.astype(np.float32) / 255.0, sigma, settings, self.loss, self.mean_l2,
             cancelled=self.stop_event.is_set,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseError, denoise_file, options_from_args
+from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseError, NoiseKind, denoise_file, options_from_args
 
 
 def add_denoise_parser(subparsers: Any) -> None:
@@ -20,7 +20,15 @@ def add_denoise_parser(subparsers: Any) -> None:
     )
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)
-    parser.add_argument("--sigma", type=float, help="noise level 0..255 (default: blind estimate)")
+    parser.add_argument(
+        "--noise", choices=[k.value for k in NoiseKind], default=NoiseKind.GAUSSIAN.value,
+        help="gaussian: one level everywhere; poisson-gaussian: a sensor's shot noise, stronger in bright "
+        "areas (denoised through a variance-stabilising transform)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sigma", type=float, help="noise level 0..255; poisson-gaussian: its constant part (default: estimated)"
+    )
+    parser.add_argument("--gain", type=float, help="poisson-gaussian: a of variance a*x + (sigma/255)^2, x in [0, 1]")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped CPU model")
     parser.add_argument(
         "--lookahead", type=int, help="stream causally with this look-ahead (default: offline, bidirectional)"
@@ -29,10 +37,11 @@ def add_denoise_parser(subparsers: Any) -> None:
     parser.add_argument("--chunk", type=int, default=16, help="offline: frames per chunk (memory bound)")
     parser.add_argument("--adapt", type=int, default=0, metavar="N", help="self-supervised steps on the input first")
     parser.add_argument("--adapt-time", type=float, metavar="SECONDS", help="adapt for this long (alone or with N)")
-    parser.add_argument("--adapt-lr", type=float, default=5e-4)
+    parser.add_argument("--adapt-lr", type=float, default=2e-3, help="peak of a cosine schedule")
     parser.add_argument(
-        "--adapt-objective", choices=["mean", "trained"], default="mean",
-        help="mean: blind-spot L2 of the prior mean (any noise); trained: the checkpoint's own loss (AWGN)",
+        "--adapt-objective", choices=["mean", "trained"], default="trained",
+        help="trained: the checkpoint's own loss (needs the right --noise); mean: blind-spot L2 of the prior "
+        "mean (any noise, weaker)",
     )  # fmt: skip
     parser.add_argument("--save-adapted", metavar="PATH", help="write the adapted checkpoint here")
     parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")

@@ -12,6 +12,7 @@ adaptation read its first HEAD_FRAMES frames).
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
 import shutil
 import time
@@ -87,17 +88,24 @@ class Clip:
     fps: float
 
 
+class NoiseKind(enum.Enum):
+    GAUSSIAN = "gaussian"  # one level everywhere (AWGN)
+    POISSON_GAUSSIAN = "poisson-gaussian"  # variance gain * x + (sigma / 255)^2: a sensor's shot noise
+
+
 @dataclass(frozen=True)
 class DenoiseOptions:
+    noise: NoiseKind = NoiseKind.GAUSSIAN
     sigma: float | None = None  # 0..255; None = blind estimate
+    gain: float | None = None  # poisson-gaussian: a of variance a * x + b on [0, 1]; None = estimated
     checkpoint: Path = DEFAULT_CHECKPOINT
     lookahead: int | None = None  # None = offline (whole clip, bidirectional, in chunks)
     backend: str = "auto"  # for streaming
     chunk: int = 16
     adapt_steps: int = 0
     adapt_seconds: float | None = None
-    adapt_lr: float = 5e-4
-    adapt_objective: str = "mean"
+    adapt_lr: float = 2e-3
+    adapt_objective: str = "trained"
     save_adapted: Path | None = None
     force: bool = False
     threads: int = 0
@@ -105,6 +113,10 @@ class DenoiseOptions:
     def __post_init__(self) -> None:
         if self.sigma is not None and not 0.0 <= self.sigma <= 255.0:
             raise ValueError(f"--sigma must be in 0..255, got {self.sigma}")
+        if self.gain is not None and (self.noise is not NoiseKind.POISSON_GAUSSIAN or self.gain < 0):
+            raise ValueError(f"--gain (>= 0) goes with --noise poisson-gaussian, got {self.gain} ({self.noise.value})")
+        if self.noise is NoiseKind.POISSON_GAUSSIAN and (self.sigma is None) != (self.gain is None):
+            raise ValueError("--noise poisson-gaussian: give both --gain and --sigma, or neither (estimated)")
         if self.adapt_steps < 0:
             raise ValueError(f"--adapt must be >= 0, got {self.adapt_steps}")
 
@@ -257,7 +269,9 @@ class DenoiseSummary:
     width: int
     height: int
     seconds: float
+    noise: NoiseKind
     sigma: float
+    gain: float
     sigma_estimated: bool
     mode: str
     adapt: dict[str, Any] | None
@@ -265,12 +279,15 @@ class DenoiseSummary:
 
     def line(self) -> str:
         fps = self.frames / max(self.seconds, 1e-9)
+        noise = f"sigma {self.sigma:.2f}"
+        if self.noise is NoiseKind.POISSON_GAUSSIAN:
+            noise = f"poisson-gaussian gain {self.gain:.4f} {noise}"
         adapt = ""
         if self.adapt is not None:
             adapt = f"; adapted {self.adapt['steps']} steps in {self.adapt['seconds']} s, kept {self.adapt['kept']}"
         return (
             f"denoised {self.frames} frames {self.width}x{self.height} in {self.seconds:.1f} s ({fps:.1f} frames/s), "
-            f"sigma {self.sigma:.2f} ({'estimated' if self.sigma_estimated else 'given'}), {self.mode}{adapt} "
+            f"{noise} ({'estimated' if self.sigma_estimated else 'given'}), {self.mode}{adapt} "
             f"-> {self.output}"
         )
 
@@ -286,7 +303,6 @@ def denoise_file(
 
     import stbn
     from stbn.checkpoint import CheckpointError, save_checkpoint
-    from stbn.training.run import estimate_video_sigma
 
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -299,16 +315,16 @@ def denoise_file(
             raise BadCheckpoint(f"{options.checkpoint}: {exc}") from exc
         model = loaded.model.eval()
         estimated = options.sigma is None
-        sigma = estimate_video_sigma(clip.head) if estimated else float(options.sigma)
+        gain, sigma = _noise_model(clip.head, options)
         start = time.time()
         adapt_summary = None
         if options.adapt_steps or options.adapt_seconds:
-            model, adapt_summary = _adapt(model, loaded.metadata, clip, sigma, options, progress)
+            model, adapt_summary = _adapt(model, loaded.metadata, clip, gain, sigma, options, progress)
             if options.save_adapted is not None:
                 metadata = dict(loaded.metadata) | {"adapted_on": str(input_path), "adaptation": adapt_summary}
                 save_checkpoint(options.save_adapted, model, loaded.preset, noise=loaded.noise, metadata=metadata)
         bar = progress("denoise", clip.count) if progress else None
-        for image in _denoised(model, clip, sigma, options):
+        for image in _denoised(model, clip, gain, sigma, options):
             output.write(image)
             if bar is not None:
                 bar.update(1)
@@ -320,12 +336,36 @@ def denoise_file(
         raise
     mode = "offline (bidirectional)" if options.lookahead is None else f"streaming L={options.lookahead}"
     h, w = clip.head.shape[1:3]
-    return DenoiseSummary(output.count, w, h, time.time() - start, sigma, estimated, mode, adapt_summary, output_path)
+    return DenoiseSummary(
+        output.count, w, h, time.time() - start, options.noise, sigma, gain, estimated, mode, adapt_summary, output_path
+    )
+
+
+def _noise_model(head: np.ndarray, options: DenoiseOptions) -> tuple[float, float]:
+    """(gain, sigma 0..255): variance gain * x + (sigma / 255)^2, given or estimated on the first frames."""
+    if options.noise is NoiseKind.GAUSSIAN:
+        from stbn.training.run import estimate_video_sigma
+
+        return 0.0, estimate_video_sigma(head) if options.sigma is None else float(options.sigma)
+    if options.sigma is not None and options.gain is not None:
+        return float(options.gain), float(options.sigma)
+    from stbn.stabilize import estimate_clip_noise
+
+    a, b = estimate_clip_noise(head)
+    return a, float(np.sqrt(b) * 255.0)
 
 
 def _adapt(
-    model: Any, metadata: dict[str, Any], clip: VideoInput, sigma: float, options: DenoiseOptions, progress: Any
+    model: Any,
+    metadata: dict[str, Any],
+    clip: VideoInput,
+    gain: float,
+    sigma: float,
+    options: DenoiseOptions,
+    progress: Any,
 ) -> tuple[Any, dict[str, Any]]:
+    from stbn.noise_estimation import NoiseTracker
+    from stbn.stabilize import VarianceStabilizer
     from stbn.training.adapt import AdaptConfig, adapt, trained_loss
 
     steps = options.adapt_steps if options.adapt_steps else 10**9  # --adapt-time alone: the clock ends it
@@ -334,18 +374,27 @@ def _adapt(
     )
     loss, mean_l2 = trained_loss(metadata)
     bar = progress("adapt", options.adapt_steps or None) if progress else None
-    frames = clip.head.astype(np.float32) / 255.0  # the first HEAD_FRAMES frames: a memory bound
-    result = adapt(model, frames, sigma, config, loss, mean_l2, progress=(lambda *_: bar.update(1)) if bar else None)
+    # the first HEAD_FRAMES frames (a memory bound) as the model will see them: stabilised offline,
+    # at the mid-grey level when streaming (stbn.streaming's handling of signal-dependent noise)
+    if options.lookahead is None:
+        noise = VarianceStabilizer(gain, (sigma / 255.0) ** 2)
+        frames, level = noise.forward(clip.head), noise.level255
+    else:
+        frames, level = clip.head.astype(np.float32) / 255.0, NoiseTracker.level255(gain, (sigma / 255.0) ** 2)
+    tick = (lambda *_: bar.update(1)) if bar else None
+    result = adapt(model, frames, level, config, loss, mean_l2, progress=tick)
     if bar is not None:
         bar.close()
     return result.model, result.summary()
 
 
-def _denoised(model: Any, clip: VideoInput, sigma: float, options: DenoiseOptions) -> Iterator[np.ndarray]:
+def _denoised(
+    model: Any, clip: VideoInput, gain: float, sigma: float, options: DenoiseOptions
+) -> Iterator[np.ndarray]:
     if options.lookahead is None:
         from stbn.offline import denoise_frames
 
-        yield from denoise_frames(model, clip.frames(), sigma, chunk=options.chunk)
+        yield from denoise_frames(model, clip.frames(), sigma, chunk=options.chunk, gain=gain)
         return
     from engines import EngineConfig, create_engine
     from stbn.noise_estimation import NoiseConfig
@@ -354,7 +403,7 @@ def _denoised(model: Any, clip: VideoInput, sigma: float, options: DenoiseOption
     config = EngineConfig(backend=options.backend, threads=options.threads)
     with create_engine(config, model=model) as engine:
         engine.build(*clip.head.shape[1:3])
-        denoiser = StreamingDenoiser(engine, options.lookahead, NoiseConfig("fixed", sigma))
+        denoiser = StreamingDenoiser(engine, options.lookahead, NoiseConfig("fixed", sigma, gain))
         for seq, frame in enumerate(clip.frames()):
             for ready in denoiser.push(frame, seq):
                 yield ready.image
@@ -364,7 +413,9 @@ def _denoised(model: Any, clip: VideoInput, sigma: float, options: DenoiseOption
 
 def options_from_args(args: Any) -> DenoiseOptions:
     return DenoiseOptions(
+        noise=NoiseKind(args.noise),
         sigma=args.sigma,
+        gain=args.gain,
         checkpoint=Path(args.checkpoint),
         lookahead=args.lookahead,
         backend=args.backend,

@@ -4,6 +4,8 @@ Each chunk of ``chunk`` frames is denoised with ``overlap`` extra frames on eith
 context (they are computed and dropped), so memory stays bounded whatever the clip length and
 frames next to a chunk border still see both temporal directions. The frames are 8-bit, so their
 noise was clipped: the output's clipping bias is removed (stbn.clipping) unless ``clipped=False``.
+Signal-dependent noise (``gain`` a > 0: variance a*x + (sigma/255)^2) is denoised through a
+variance-stabilising transform (stbn.stabilize), the model seeing the AWGN it was trained on.
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from stbn.clipping import declip
 from stbn.model import STBN, sigma_tensor
 from stbn.posterior import posterior_mean
+from stbn.stabilize import VarianceStabilizer
 
 
 def denoise_clip(
-    model: STBN, frames: np.ndarray, sigma255: float, chunk: int = 16, overlap: int = 4, clipped: bool = True
+    model: STBN,
+    frames: np.ndarray,
+    sigma255: float,
+    chunk: int = 16,
+    overlap: int = 4,
+    clipped: bool = True,
+    gain: float = 0.0,
 ) -> Iterator[np.ndarray]:
     """(N, H, W, 3) uint8 -> yields N denoised (H, W, 3) uint8 frames in order."""
-    return denoise_frames(model, iter(frames), sigma255, chunk, overlap, clipped)
+    return denoise_frames(model, iter(frames), sigma255, chunk, overlap, clipped, gain)
 
 
 def denoise_frames(
@@ -32,11 +40,14 @@ def denoise_frames(
     chunk: int = 16,
     overlap: int = 4,
     clipped: bool = True,
+    gain: float = 0.0,
 ) -> Iterator[np.ndarray]:
     """Denoise a stream of (H, W, 3) uint8 frames of unknown length, holding at most
-    chunk + 2 x overlap of them; yields the denoised frames in order."""
+    chunk + 2 x overlap of them; yields the denoised frames in order. The noise variance is
+    ``gain`` * x + (``sigma255`` / 255)^2 at intensity x in [0, 1] (AWGN: gain 0)."""
     if chunk < 1 or overlap < 0:
         raise ValueError(f"chunk must be >= 1 and overlap >= 0, got {chunk}, {overlap}")
+    noise = VarianceStabilizer(gain, (sigma255 / 255.0) ** 2, clipped)
     source = iter(frames)
     window: list[np.ndarray] = []  # frames first - len(left context) ...
     left = 0  # how many frames at the start of `window` are context only (already emitted)
@@ -51,24 +62,22 @@ def denoise_frames(
         if len(window) <= left:
             return
         keep = min(chunk, len(window) - left)
-        yield from _denoise_window(model, np.stack(window), sigma255, left, keep, clipped)
+        yield from _denoise_window(model, np.stack(window), noise, left, keep)
         window = window[left + keep - overlap if overlap else left + keep :]
         left = min(overlap, left + keep)
 
 
 @torch.no_grad()
 def _denoise_window(
-    model: STBN, frames: np.ndarray, sigma255: float, start: int, count: int, clipped: bool
+    model: STBN, frames: np.ndarray, noise: VarianceStabilizer, start: int, count: int
 ) -> list[np.ndarray]:
     model.eval()
     device = next(model.parameters()).device
-    sigma = sigma255 / 255.0
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).unsqueeze(0).float() / 255.0
+    sigma = noise.sigma
+    x = torch.from_numpy(noise.forward(frames)).to(device).permute(0, 3, 1, 2).unsqueeze(0)
     if model.config.blind_spot:
         out = posterior_mean(model.prior(x, sigma), x, sigma_tensor(sigma, x))
     else:  # a student predicts the clean frame directly
         out = model.prior(x, sigma)
-    keep = out[0, start : start + count].clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu().numpy()
-    if clipped:
-        keep = declip(keep, 0.0, sigma * sigma)
+    keep = noise.inverse(out[0, start : start + count].permute(0, 2, 3, 1).cpu().numpy())
     return list((keep * 255.0 + 0.5).astype(np.uint8))

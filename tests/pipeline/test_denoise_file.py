@@ -178,3 +178,29 @@ def test_a_folder_longer_than_the_read_ahead_is_denoised_a_chunk_at_a_time(tmp_p
     summary = denoise_file(tmp_path / "in", tmp_path / "out", DenoiseOptions(sigma=SIGMA, chunk=8, threads=1))
     assert summary.frames == HEAD_FRAMES + 6
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"f{i:04d}.png" for i in range(HEAD_FRAMES + 6)]
+
+
+def test_shot_noise_is_denoised_and_adapted_through_the_stabilising_transform(tmp_path: Path, clean, capsys) -> None:
+    rng = np.random.default_rng(2)
+    x = clean / 255.0
+    shot = np.clip(np.round((x + np.sqrt(0.03 * x + (4 / 255) ** 2) * rng.standard_normal(x.shape)) * 255), 0, 255)
+    _write_folder(tmp_path / "in", shot.astype(np.uint8))
+    out = tmp_path / "out"
+    args = ["denoise", str(tmp_path / "in"), str(out), "--noise", "poisson-gaussian", "--adapt", "2", "--no-progress"]
+    assert main([*args, "--gain", "0.03", "--sigma", "4", "--threads", "1"]) == 0  # (estimated: test_stabilize)
+    line = capsys.readouterr().out
+    assert "poisson-gaussian gain 0.0300 sigma 4.00 (given)" in line and "adapted 2 steps" in line
+    assert _psnr(read_input(out).frames, clean) > _psnr(read_input(tmp_path / "in").frames, clean) + 3.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--gain", "0.02"], "--gain (>= 0) goes with --noise poisson-gaussian"),
+        (["--noise", "poisson-gaussian", "--sigma", "5"], "give both --gain and --sigma, or neither"),
+    ],
+)
+def test_a_noise_model_half_given_is_refused(tmp_path: Path, noisy, capsys, extra: list[str], message: str) -> None:
+    _write_folder(tmp_path / "in", noisy[:3])
+    assert main(["denoise", str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress", *extra]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
