@@ -39,9 +39,9 @@ def add_denoise_parser(subparsers: Any) -> None:
     parser.add_argument("--adapt-time", type=float, metavar="SECONDS", help="adapt for this long (alone or with N)")
     parser.add_argument("--adapt-lr", type=float, default=2e-3, help="peak of a cosine schedule")
     parser.add_argument(
-        "--adapt-objective", choices=["mean", "trained"], default="trained",
+        "--adapt-objective", choices=["auto", "mean", "trained"], default="auto",
         help="trained: the checkpoint's own loss (needs the right --noise); mean: blind-spot L2 of the prior "
-        "mean (any noise, weaker)",
+        "mean (any noise, weaker); auto: trained unless the noise looks signal-dependent under --noise gaussian",
     )  # fmt: skip
     parser.add_argument("--save-adapted", metavar="PATH", help="write the adapted checkpoint here")
     parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")

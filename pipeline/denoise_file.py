@@ -105,7 +105,7 @@ class DenoiseOptions:
     adapt_steps: int = 0
     adapt_seconds: float | None = None
     adapt_lr: float = 2e-3
-    adapt_objective: str = "trained"
+    adapt_objective: str = "auto"  # auto: stbn.training.adapt.choose_objective
     save_adapted: Path | None = None
     force: bool = False
     threads: int = 0
@@ -284,7 +284,8 @@ class DenoiseSummary:
             noise = f"poisson-gaussian gain {self.gain:.4f} {noise}"
         adapt = ""
         if self.adapt is not None:
-            adapt = f"; adapted {self.adapt['steps']} steps in {self.adapt['seconds']} s, kept {self.adapt['kept']}"
+            a = self.adapt
+            adapt = f"; adapted {a['steps']} steps ({a['objective']}) in {a['seconds']} s, kept {a['kept']}"
         return (
             f"denoised {self.frames} frames {self.width}x{self.height} in {self.seconds:.1f} s ({fps:.1f} frames/s), "
             f"{noise} ({'estimated' if self.sigma_estimated else 'given'}), {self.mode}{adapt} "
@@ -366,12 +367,14 @@ def _adapt(
 ) -> tuple[Any, dict[str, Any]]:
     from stbn.noise_estimation import NoiseTracker
     from stbn.stabilize import VarianceStabilizer
-    from stbn.training.adapt import AdaptConfig, adapt, trained_loss
+    from stbn.training.adapt import AdaptConfig, adapt, choose_objective, trained_loss
 
     steps = options.adapt_steps if options.adapt_steps else 10**9  # --adapt-time alone: the clock ends it
-    config = AdaptConfig(
-        steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr, objective=options.adapt_objective
-    )
+    stabilised = options.lookahead is None and options.noise is NoiseKind.POISSON_GAUSSIAN
+    objective = options.adapt_objective
+    if objective == "auto":
+        objective = choose_objective(clip.head, stabilised)
+    config = AdaptConfig(steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr, objective=objective)
     loss, mean_l2 = trained_loss(metadata)
     bar = progress("adapt", options.adapt_steps or None) if progress else None
     # the first HEAD_FRAMES frames (a memory bound) as the model will see them: stabilised offline,
@@ -385,7 +388,7 @@ def _adapt(
     result = adapt(model, frames, level, config, loss, mean_l2, progress=tick)
     if bar is not None:
         bar.close()
-    return result.model, result.summary()
+    return result.model, result.summary() | {"objective": objective}
 
 
 def _denoised(

@@ -103,10 +103,17 @@ def estimate_poisson_gaussian(frame: np.ndarray, block: int = 16, bins: int = 8)
         variances.append(level[ok] ** 2)
     m, v = np.concatenate(means), np.concatenate(variances)
     # blocks within two noise deviations of black or white have clipped, shrunken noise: they bend
-    # the line (halved a on a photo with 7 % near white); left in where too few others remain
+    # the line (halved a on a photo with 7 % near white, a made up at AWGN sigma 70). Where too few
+    # others remain, no signal dependence is measurable: one level, the fit's at mid-grey.
     unclipped = (m > 2.0 * np.sqrt(v)) & (m < 1.0 - 2.0 * np.sqrt(v))
-    if unclipped.sum() >= 3 * bins:
-        m, v = m[unclipped], v[unclipped]
+    if unclipped.sum() < 3 * bins:
+        a, b = _line(m, v, bins)
+        return 0.0, max(a * 0.5 + b, 0.0)
+    return _line(m[unclipped], v[unclipped], bins)
+
+
+def _line(m: np.ndarray, v: np.ndarray, bins: int) -> tuple[float, float]:
+    """(a, b) of variance v = a * m + b through per-bin medians of block (mean, variance) pairs."""
     if m.size < bins:
         return 0.0, float(np.median(v)) if v.size else 0.0
     edges = np.quantile(m, np.linspace(0, 1, bins + 1))

@@ -16,8 +16,8 @@ import numpy as np
 
 from stbn.clipping import declip
 
-_GRID = 4097  # tabulation of the expectation over x in [0, 1]
-_HERMITE_NODES = 81
+_GRID = 1025  # tabulation of the expectation over x in [0, 1]: a quarter grey level
+_HERMITE_NODES = 41
 _GAUSSIAN = 1e-9  # a gain below this is AWGN
 
 
@@ -66,6 +66,18 @@ class VarianceStabilizer:
             return np.clip(out, 0.0, 1.0).astype(np.float32)
         # below (above) the expectation of a black (white) pixel: np.interp clamps to the ends
         return np.interp(np.asarray(denoised, np.float64), self._expected, self._xs).astype(np.float32)
+
+
+def forward_table(stabilizer: VarianceStabilizer) -> np.ndarray:
+    """(256,) uint8 lookup table of ``forward`` for 8-bit frames (the streaming loop's input)."""
+    levels = stabilizer.forward(np.arange(256, dtype=np.uint8))
+    return np.clip(np.round(levels * 255.0), 0, 255).astype(np.uint8)
+
+
+def inverse_table(stabilizer: VarianceStabilizer) -> np.ndarray:
+    """(256,) uint8 lookup table of ``inverse`` for 8-bit denoised frames (the streaming loop's output)."""
+    levels = stabilizer.inverse(np.arange(256, dtype=np.float64) / 255.0)
+    return np.clip(np.round(levels * 255.0), 0, 255).astype(np.uint8)
 
 
 def estimate_clip_noise(frames: np.ndarray, every: int = 4) -> tuple[float, float]:

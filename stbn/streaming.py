@@ -8,6 +8,11 @@ With look-ahead L, frame t-L is emitted when frame t arrives:
   and kept with the frames of the window;
 - ``flush`` emits the last L frames at end of stream; a sequence gap flushes and resets.
 Memory holds at most L+1 frames with their flows, whatever the stream length.
+
+Noise: each frame's variance model a*x + b comes from the tracker. AWGN (a = 0) goes to the graphs
+as it is and the output loses its clipping bias (stbn.clipping); signal-dependent noise (a > 0) is
+stabilised first (stbn.stabilize: the graphs see AWGN of one level, the output is mapped back),
+both as 256-entry tables on the 8-bit frames.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 
 from stbn.clipping import apply_table, declip_table
 from stbn.noise_estimation import NoiseConfig, NoiseTracker
+from stbn.stabilize import VarianceStabilizer, forward_table, inverse_table
 
 MAX_LOOKAHEAD = 8
 log = logging.getLogger("stbn.streaming")
@@ -57,8 +63,8 @@ class DenoisedFrame:
 class _Pending:
     seq: int
     x: Any  # (1, 3, H, W) float on the engine
-    noise: Any  # (1, 2) variance model on the engine
-    variance: tuple[float, float]  # the same (a, b) on the host: variance a*x + b
+    noise: Any  # (1, 2) variance model the graphs see (stabilised: (0, sigma^2)) on the engine
+    variance: tuple[float, float]  # the frame's own (a, b) on the host: variance a*x + b
     flow_to_prev: Any | None  # flow(y_s, y_{s-1}); None for the first frame after a reset
     flow_to_next: Any | None = None  # flow(y_s, y_{s+1}); set when s+1 arrives
 
@@ -76,7 +82,7 @@ class StreamingDenoiser:
         self._h_forward: Any | None = None
         self._last: tuple[int, Any] | None = None  # (seq, x) of the newest pushed frame
         self.resets = 0
-        self._declip: tuple[tuple[float, float], np.ndarray] | None = None  # (a, b) -> lookup table
+        self._tables: dict[tuple[float, float], _NoiseTables] = {}  # a few recent noise models
 
     @property
     def pending(self) -> int:
@@ -107,10 +113,13 @@ class StreamingDenoiser:
             self.engine.build(h, w)
             # an export or compile can take seconds: say so, it is no stall of the stream
             log.info("engine %s built for %dx%d in %.1f s", self.engine.name, w, h, time.perf_counter() - start)
+        variance = self.noise.update(frame)
+        tables = self._noise_tables(variance)
+        if tables.forward is not None:
+            frame = apply_table(frame, tables.forward)
         (x,) = self.engine.run("prepare", self.engine.upload(frame))
-        a, b = self.noise.update(frame)
-        noise = self.engine.upload(np.array([[a, b]], np.float32))
-        entry = _Pending(seq, x, noise, (a, b), None)
+        noise = self.engine.upload(np.array([tables.graph_variance], np.float32))
+        entry = _Pending(seq, x, noise, variance, None)
         if self._last is not None:
             if self.lookahead == 0 or not self.engine.bidirectional:
                 # No backward step will read prev->cur: half the flow work.
@@ -162,12 +171,29 @@ class StreamingDenoiser:
         self._h_forward = h_f
         self._window.popleft()
         denoised = self.engine.download(image)
-        if self.noise.config.clipped:
-            denoised = apply_table(denoised, self._declip_table(oldest.variance))
+        tables = self._noise_tables(oldest.variance)
+        if tables.inverse is not None:
+            denoised = apply_table(denoised, tables.inverse)
         return DenoisedFrame(oldest.seq, denoised, self.noise.level255(*oldest.variance))
 
-    def _declip_table(self, variance: tuple[float, float]) -> np.ndarray:
-        # the noise model changes every few frames at most: one table per model
-        if self._declip is None or self._declip[0] != variance:
-            self._declip = (variance, declip_table(*variance))
-        return self._declip[1]
+    def _noise_tables(self, variance: tuple[float, float]) -> _NoiseTables:
+        # the noise model changes every few frames at most, and a window spans few of them
+        if variance not in self._tables:
+            if len(self._tables) >= 2 * (MAX_LOOKAHEAD + 1):
+                self._tables.pop(next(iter(self._tables)))
+            self._tables[variance] = _NoiseTables.build(*variance, clipped=self.noise.config.clipped)
+        return self._tables[variance]
+
+
+@dataclass(frozen=True)
+class _NoiseTables:
+    forward: np.ndarray | None  # uint8 frame -> stabilised uint8 frame; None: AWGN, as it is
+    inverse: np.ndarray | None  # denoised uint8 -> output uint8; None: nothing to undo
+    graph_variance: tuple[float, float]  # (a, b) the graphs are given
+
+    @staticmethod
+    def build(a: float, b: float, clipped: bool) -> _NoiseTables:
+        stabilizer = VarianceStabilizer(a, b, clipped)
+        if stabilizer.gaussian:
+            return _NoiseTables(None, declip_table(0.0, b) if clipped else None, (0.0, b))
+        return _NoiseTables(forward_table(stabilizer), inverse_table(stabilizer), (0.0, stabilizer.sigma**2))
