@@ -93,8 +93,11 @@ def main() -> int:
         "|---|---|---|---:|" + "---:|" * len(args.steps) + "---:|---:|---:|---|",
     ]
     gains = []
-    runs = [(*clip, Treatment.GIVEN_SIGMA if clip[3] else Treatment.POISSON_GAUSSIAN) for clip in clips(args.frames)]
-    runs += [(*runs[1][:4], Treatment.BLIND_GAUSSIAN)]  # what the Path clip gets without --noise: not in the mean
+    runs = [
+        (*clip, Treatment.POISSON_GAUSSIAN if clip[3] is None else Treatment.GIVEN_SIGMA) for clip in clips(args.frames)
+    ]
+    # what the shot-noise clip gets without --noise: not in the mean
+    runs += [(*run[:4], Treatment.BLIND_GAUSSIAN) for run in runs if run[4] is Treatment.POISSON_GAUSSIAN]
     for name, clean, noisy, sigma, treatment in runs:
         if treatment is Treatment.GIVEN_SIGMA:
             gain, level = 0.0, sigma
@@ -112,7 +115,7 @@ def main() -> int:
                 start = time.time()
                 result = adapt(
                     model,
-                    noise.forward(noisy),
+                    noise.model_input(noisy, streamed=False),
                     noise.level255,
                     AdaptConfig(steps=steps, lr=args.lr, objective=objective),
                     loss,

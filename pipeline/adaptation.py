@@ -20,6 +20,8 @@ import numpy as np
 from engines import Engine, EngineError
 from pipeline.config import OnlineAdaptConfig
 from pipeline.stages import Stage, StreamState
+from stbn.noise_estimation import NoiseConfig
+from stbn.stabilize import VarianceStabilizer, estimate_clip_noise
 from stbn.training.adapt import AdaptConfig, adapt, trained_loss
 from stbn.training.run import estimate_video_sigma
 
@@ -28,11 +30,18 @@ log = logging.getLogger("pipeline.adapt")
 
 class OnlineAdapter(Stage):
     def __init__(
-        self, stream: str, engine: Engine, config: OnlineAdaptConfig, state: StreamState, metadata: dict[str, Any]
+        self,
+        stream: str,
+        engine: Engine,
+        config: OnlineAdaptConfig,
+        noise: NoiseConfig,
+        state: StreamState,
+        metadata: dict[str, Any],
     ) -> None:
         super().__init__(f"adapt-{stream}")
         self.engine = engine
         self.config = config
+        self.noise = noise
         self.state = state
         self.loss, self.mean_l2 = trained_loss(metadata)
         self._history: deque[np.ndarray] = deque(maxlen=config.history_frames)
@@ -75,15 +84,27 @@ class OnlineAdapter(Stage):
             last = time.monotonic()
             self._round(np.stack(history))
 
+    def _noise_model(self, frames: np.ndarray) -> VarianceStabilizer:
+        """The history's noise as the streaming loop treats it (stabilised where it has a gain)."""
+        n = self.noise
+        if n.mode == "fixed":
+            a, b = n.gain, (n.sigma / 255.0) ** 2
+        elif n.mode == "estimate-poisson-gaussian":
+            a, b = estimate_clip_noise(frames)
+        else:
+            a, b = 0.0, (estimate_video_sigma(frames) / 255.0) ** 2
+        return VarianceStabilizer(a, b, clipped=n.clipped)
+
     def _round(self, frames: np.ndarray) -> None:
         c = self.config
-        sigma = estimate_video_sigma(frames)
+        noise = self._noise_model(frames)
+        sigma = noise.level255
         settings = AdaptConfig(
             steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size, objective=c.objective,
             cosine_decay=False,  # each round is short and starts from swapped-in weights (bench/adapt_live.py)
         )  # fmt: skip
         result = adapt(
-            self.engine.model, frames.astype(np.float32) / 255.0, sigma, settings, self.loss, self.mean_l2,
+            self.engine.model, noise.model_input(frames, streamed=True), sigma, settings, self.loss, self.mean_l2,
             cancelled=self.stop_event.is_set,
         )  # fmt: skip
         if self.stop_event.is_set():

@@ -80,7 +80,7 @@ def build_pipeline(
                     from pipeline.adaptation import OnlineAdapter  # training code: loaded only when asked
 
                     metadata = engine.checkpoint.metadata if engine.checkpoint is not None else {}
-                    adapter = OnlineAdapter(sc.id, engine, config.adapt, state, metadata)
+                    adapter = OnlineAdapter(sc.id, engine, config.adapt, config.noise, state, metadata)
             ring: RingBuffer[FrameRecord] = RingBuffer(sc.ring_slots, sc.ring_policy, f"ring-{sc.id}")
             capture = CaptureStage(source, sc, ring, state)
             inference = InferenceStage(sc.id, ring, denoiser, out, state, adapter)

@@ -113,8 +113,8 @@ class DenoiseOptions:
     def __post_init__(self) -> None:
         if self.sigma is not None and not 0.0 <= self.sigma <= 255.0:
             raise ValueError(f"--sigma must be in 0..255, got {self.sigma}")
-        if self.gain is not None and (self.noise is not NoiseKind.POISSON_GAUSSIAN or self.gain < 0):
-            raise ValueError(f"--gain (>= 0) goes with --noise poisson-gaussian, got {self.gain} ({self.noise.value})")
+        if self.gain is not None and (self.noise is not NoiseKind.POISSON_GAUSSIAN or not 0.0 <= self.gain < 1.0):
+            raise ValueError(f"--gain (0..1) goes with --noise poisson-gaussian, got {self.gain} ({self.noise.value})")
         if self.noise is NoiseKind.POISSON_GAUSSIAN and (self.sigma is None) != (self.gain is None):
             raise ValueError("--noise poisson-gaussian: give both --gain and --sigma, or neither (estimated)")
         if self.adapt_steps < 0:
@@ -365,27 +365,22 @@ def _adapt(
     options: DenoiseOptions,
     progress: Any,
 ) -> tuple[Any, dict[str, Any]]:
-    from stbn.noise_estimation import NoiseTracker
     from stbn.stabilize import VarianceStabilizer
     from stbn.training.adapt import AdaptConfig, adapt, choose_objective, trained_loss
 
     steps = options.adapt_steps if options.adapt_steps else 10**9  # --adapt-time alone: the clock ends it
-    stabilised = options.lookahead is None and options.noise is NoiseKind.POISSON_GAUSSIAN
+    # the first HEAD_FRAMES frames (a memory bound) as the model will see them: stabilised where the
+    # noise has a gain, through the streaming loop's 8-bit tables when streaming
+    noise = VarianceStabilizer(gain, (sigma / 255.0) ** 2)
+    frames = noise.model_input(clip.head, streamed=options.lookahead is not None)
     objective = options.adapt_objective
     if objective == "auto":
-        objective = choose_objective(clip.head, stabilised)
+        objective = choose_objective(clip.head, stabilised=options.noise is NoiseKind.POISSON_GAUSSIAN)
     config = AdaptConfig(steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr, objective=objective)
     loss, mean_l2 = trained_loss(metadata)
     bar = progress("adapt", options.adapt_steps or None) if progress else None
-    # the first HEAD_FRAMES frames (a memory bound) as the model will see them: stabilised offline,
-    # at the mid-grey level when streaming (stbn.streaming's handling of signal-dependent noise)
-    if options.lookahead is None:
-        noise = VarianceStabilizer(gain, (sigma / 255.0) ** 2)
-        frames, level = noise.forward(clip.head), noise.level255
-    else:
-        frames, level = clip.head.astype(np.float32) / 255.0, NoiseTracker.level255(gain, (sigma / 255.0) ** 2)
     tick = (lambda *_: bar.update(1)) if bar else None
-    result = adapt(model, frames, level, config, loss, mean_l2, progress=tick)
+    result = adapt(model, frames, noise.level255, config, loss, mean_l2, progress=tick)
     if bar is not None:
         bar.close()
     return result.model, result.summary() | {"objective": objective}

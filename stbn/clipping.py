@@ -8,8 +8,9 @@ z = E[clip(x + n)] = f(x) instead of x in flat dark areas. f is increasing in x 
 model, so x = f^-1(z) undoes the bias: measured on the dark content group at sigma 50, 26.1 dB
 before and 31.2 dB after, against 31.5 on unclipped input (docs/training.md).
 
-Noise is the streaming loop's variance model: variance a*x + b at intensity x in [0, 1]
-(AWGN: a = 0, b = sigma^2).
+Noise is the variance model a*x + b at intensity x in [0, 1] (AWGN: a = 0, b = sigma^2); the
+streaming loop and offline denoising use it for AWGN, stbn.stabilize (which folds the same
+correction into its inverse) for noise with a gain.
 """
 
 from __future__ import annotations

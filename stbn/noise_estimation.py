@@ -123,7 +123,7 @@ def _line(m: np.ndarray, v: np.ndarray, bins: int) -> tuple[float, float]:
         if sel.sum() >= 3:
             xs.append(float(np.median(m[sel])))
             ys.append(float(np.quantile(v[sel], 0.5)))
-    if len(xs) < 2:
+    if len(set(xs)) < 2:  # one intensity (a black or flat frame): no line to fit
         return 0.0, float(np.median(v))
     a, b = np.polyfit(np.array(xs), np.array(ys), 1)
     if a < 0:  # no signal dependence measurable: plain Gaussian

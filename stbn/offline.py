@@ -47,7 +47,7 @@ def denoise_frames(
     ``gain`` * x + (``sigma255`` / 255)^2 at intensity x in [0, 1] (AWGN: gain 0)."""
     if chunk < 1 or overlap < 0:
         raise ValueError(f"chunk must be >= 1 and overlap >= 0, got {chunk}, {overlap}")
-    noise = VarianceStabilizer(gain, (sigma255 / 255.0) ** 2, clipped)
+    noise = VarianceStabilizer(gain, (sigma255 / 255.0) ** 2, clipped=clipped)
     source = iter(frames)
     window: list[np.ndarray] = []  # frames first - len(left context) ...
     left = 0  # how many frames at the start of `window` are context only (already emitted)

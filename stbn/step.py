@@ -9,7 +9,9 @@ Noise is given per frame as ``noise = (a, b)`` of shape (1, 2): variance(x) = a*
 [0, 1] scale. AWGN is a = 0, b = sigma^2; Poisson-Gaussian has a > 0. The network's noise map
 is the frame's level sqrt(a * mean(frame) + b) (a constant map, so it cannot carry the centre
 pixel around the blind spot) and the posterior uses a*clamp(mu)+b at each pixel, evaluated at
-the prior mean, which never sees the pixel it explains.
+the prior mean, which never sees the pixel it explains. The streaming loop itself passes a = 0:
+signal-dependent noise is stabilised to one level before the graphs (stbn.stabilize), which
+measured better than the per-pixel variance (+0.4 dB on a shot-noise clip).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import numpy as np
 
 from stbn.clipping import apply_table, declip_table
 from stbn.noise_estimation import NoiseConfig, NoiseTracker
-from stbn.stabilize import VarianceStabilizer, forward_table, inverse_table
+from stbn.stabilize import VarianceStabilizer
 
 MAX_LOOKAHEAD = 8
 log = logging.getLogger("stbn.streaming")
@@ -193,7 +193,8 @@ class _NoiseTables:
 
     @staticmethod
     def build(a: float, b: float, clipped: bool) -> _NoiseTables:
-        stabilizer = VarianceStabilizer(a, b, clipped)
+        stabilizer = VarianceStabilizer(a, b, clipped=clipped)
+        variance = (0.0, stabilizer.sigma**2)
         if stabilizer.gaussian:
-            return _NoiseTables(None, declip_table(0.0, b) if clipped else None, (0.0, b))
-        return _NoiseTables(forward_table(stabilizer), inverse_table(stabilizer), (0.0, stabilizer.sigma**2))
+            return _NoiseTables(None, declip_table(*variance) if clipped else None, variance)
+        return _NoiseTables(stabilizer.forward_table(), stabilizer.inverse_table(), variance)

@@ -107,3 +107,26 @@ def test_the_streaming_loop_stabilises_shot_noise_too(shot_noise_clip) -> None:
     as_gaussian = stream(NoiseConfig(mode="fixed", sigma=mid_grey))
     stabilised = stream(NoiseConfig(mode="fixed", sigma=5.0, gain=0.03))
     assert _psnr(stabilised, clean) > _psnr(as_gaussian, clean) + 0.2
+
+
+def test_black_frames_and_bad_noise_models_give_answers_or_clear_errors() -> None:
+    from stbn.noise_estimation import estimate_poisson_gaussian
+    from stbn.training.adapt import choose_objective
+
+    black = np.zeros((4, 64, 96, 3), np.uint8)  # a fade-in: no intensity spread to fit a line to
+    assert estimate_poisson_gaussian(black[0]) == (0.0, 0.0)
+    assert choose_objective(black, stabilised=False) == "trained"
+    for a, b in [(float("nan"), B), (A, float("inf")), (-0.01, B)]:
+        with pytest.raises(ValueError, match="finite a, b >= 0"):
+            VarianceStabilizer(a, b)
+    with pytest.raises(ValueError, match="at least one frame"):
+        estimate_clip_noise(black[:0])
+
+
+def test_what_the_streaming_loop_feeds_its_graphs_is_what_adaptation_trains_on() -> None:
+    stabilizer = VarianceStabilizer(A, B)
+    frames = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    streamed = stabilizer.model_input(frames, streamed=True)
+    np.testing.assert_array_equal(streamed * 255.0, stabilizer.forward_table()[frames].astype(np.float32))
+    assert np.abs(streamed - stabilizer.forward(frames)).max() <= 0.5 / 255 + 1e-6  # the tables' rounding
+    assert VarianceStabilizer(0.001, (25 / 255) ** 2).gaussian  # an estimate's stray gain on AWGN: one level

@@ -189,14 +189,20 @@ def test_shot_noise_is_denoised_and_adapted_through_the_stabilising_transform(tm
     args = ["denoise", str(tmp_path / "in"), str(out), "--noise", "poisson-gaussian", "--adapt", "2", "--no-progress"]
     assert main([*args, "--gain", "0.03", "--sigma", "4", "--threads", "1"]) == 0  # (estimated: test_stabilize)
     line = capsys.readouterr().out
-    assert "poisson-gaussian gain 0.0300 sigma 4.00 (given)" in line and "adapted 2 steps" in line
+    assert "poisson-gaussian gain 0.0300 sigma 4.00 (given)" in line and "adapted 2 steps (trained)" in line
     assert _psnr(read_input(out).frames, clean) > _psnr(read_input(tmp_path / "in").frames, clean) + 3.0
+    streamed = tmp_path / "streamed"  # adapted on the frames as the streaming loop's tables give them
+    args = [*args[:2], str(streamed), *args[3:], "--gain", "0.03", "--sigma", "4", "--lookahead", "1"]
+    assert main([*args, "--backend", "torch", "--threads", "1"]) == 0
+    assert "streaming L=1; adapted 2 steps (trained)" in capsys.readouterr().out
+    assert _psnr(read_input(streamed).frames, clean) > _psnr(read_input(tmp_path / "in").frames, clean) + 3.0
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--gain", "0.02"], "--gain (>= 0) goes with --noise poisson-gaussian"),
+        (["--gain", "0.02"], "--gain (0..1) goes with --noise poisson-gaussian"),
+        (["--noise", "poisson-gaussian", "--gain", "nan", "--sigma", "5"], "--gain (0..1)"),
         (["--noise", "poisson-gaussian", "--sigma", "5"], "give both --gain and --sigma, or neither"),
     ],
 )
