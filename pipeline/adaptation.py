@@ -22,7 +22,7 @@ from pipeline.config import OnlineAdaptConfig
 from pipeline.stages import Stage, StreamState
 from stbn.noise_estimation import NoiseConfig
 from stbn.stabilize import VarianceStabilizer, estimate_clip_noise
-from stbn.training.adapt import AdaptConfig, adapt, trained_loss
+from stbn.training.adapt import AdaptConfig, Objective, adapt, trained_loss
 from stbn.training.run import estimate_video_sigma
 
 log = logging.getLogger("pipeline.adapt")
@@ -100,7 +100,8 @@ class OnlineAdapter(Stage):
         noise = self._noise_model(frames)
         sigma = noise.level255
         settings = AdaptConfig(
-            steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size, objective=c.objective,
+            steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size,
+            objective=Objective(c.objective),
             cosine_decay=False,  # each round is short and starts from swapped-in weights (bench/adapt_live.py)
         )  # fmt: skip
         result = adapt(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseError, NoiseKind, denoise_file, options_from_args
+from stbn.training.adapt import Objective
 
 
 def add_denoise_parser(subparsers: Any) -> None:
@@ -39,7 +40,7 @@ def add_denoise_parser(subparsers: Any) -> None:
     parser.add_argument("--adapt-time", type=float, metavar="SECONDS", help="adapt for this long (alone or with N)")
     parser.add_argument("--adapt-lr", type=float, default=2e-3, help="peak of a cosine schedule")
     parser.add_argument(
-        "--adapt-objective", choices=["auto", "mean", "trained"], default="auto",
+        "--adapt-objective", choices=["auto", *(o.value for o in Objective)], default="auto",
         help="trained: the checkpoint's own loss (needs the right --noise); mean: blind-spot L2 of the prior "
         "mean (any noise, weaker); auto: trained unless the noise looks signal-dependent under --noise gaussian",
     )  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from stbn.training.adapt import Objective
 from stbn.training.data import IMAGE_SUFFIXES
 
 WRITABLE_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")  # containers that take H.264
@@ -105,7 +106,7 @@ class DenoiseOptions:
     adapt_steps: int = 0
     adapt_seconds: float | None = None
     adapt_lr: float = 2e-3
-    adapt_objective: str = "auto"  # auto: stbn.training.adapt.choose_objective
+    adapt_objective: Objective | None = None  # None: stbn.training.adapt.choose_objective
     save_adapted: Path | None = None
     force: bool = False
     threads: int = 0
@@ -373,9 +374,9 @@ def _adapt(
     # noise has a gain, through the streaming loop's 8-bit tables when streaming
     noise = VarianceStabilizer(gain, (sigma / 255.0) ** 2)
     frames = noise.model_input(clip.head, streamed=options.lookahead is not None)
-    objective = options.adapt_objective
-    if objective == "auto":
-        objective = choose_objective(clip.head, stabilised=options.noise is NoiseKind.POISSON_GAUSSIAN)
+    objective = options.adapt_objective or choose_objective(
+        clip.head, stabilised=options.noise is NoiseKind.POISSON_GAUSSIAN
+    )
     config = AdaptConfig(steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr, objective=objective)
     loss, mean_l2 = trained_loss(metadata)
     bar = progress("adapt", options.adapt_steps or None) if progress else None
@@ -383,7 +384,7 @@ def _adapt(
     result = adapt(model, frames, noise.level255, config, loss, mean_l2, progress=tick)
     if bar is not None:
         bar.close()
-    return result.model, result.summary() | {"objective": objective}
+    return result.model, result.summary() | {"objective": objective.value}
 
 
 def _denoised(
@@ -421,7 +422,7 @@ def options_from_args(args: Any) -> DenoiseOptions:
         adapt_steps=args.adapt,
         adapt_seconds=args.adapt_time,
         adapt_lr=args.adapt_lr,
-        adapt_objective=args.adapt_objective,
+        adapt_objective=None if args.adapt_objective == "auto" else Objective(args.adapt_objective),
         save_adapted=Path(args.save_adapted) if args.save_adapted else None,
         force=args.force,
         threads=args.threads,

@@ -81,13 +81,13 @@ def test_shot_noise_is_denoised_better_through_the_transform(shot_noise_clip) ->
 
 
 def test_adaptation_keeps_the_awgn_likelihood_only_where_it_fits(shot_noise_clip) -> None:
-    from stbn.training.adapt import choose_objective
+    from stbn.training.adapt import Objective, choose_objective
 
     clean, shot = shot_noise_clip
     awgn = np.clip(np.round(clean + 25.0 * np.random.default_rng(7).standard_normal(clean.shape)), 0, 255)
-    assert choose_objective(awgn.astype(np.uint8), stabilised=False) == "trained"
-    assert choose_objective(shot, stabilised=False) == "mean"  # AWGN's likelihood would be wrong here
-    assert choose_objective(shot, stabilised=True) == "trained"  # but not after the transform
+    assert choose_objective(awgn.astype(np.uint8), stabilised=False) is Objective.TRAINED
+    assert choose_objective(shot, stabilised=False) is Objective.MEAN  # AWGN's likelihood would be wrong here
+    assert choose_objective(shot, stabilised=True) is Objective.TRAINED  # but not after the transform
 
 
 def test_the_streaming_loop_stabilises_shot_noise_too(shot_noise_clip) -> None:
@@ -111,11 +111,11 @@ def test_the_streaming_loop_stabilises_shot_noise_too(shot_noise_clip) -> None:
 
 def test_black_frames_and_bad_noise_models_give_answers_or_clear_errors() -> None:
     from stbn.noise_estimation import estimate_poisson_gaussian
-    from stbn.training.adapt import choose_objective
+    from stbn.training.adapt import Objective, choose_objective
 
     black = np.zeros((4, 64, 96, 3), np.uint8)  # a fade-in: no intensity spread to fit a line to
     assert estimate_poisson_gaussian(black[0]) == (0.0, 0.0)
-    assert choose_objective(black, stabilised=False) == "trained"
+    assert choose_objective(black, stabilised=False) is Objective.TRAINED
     for a, b in [(float("nan"), B), (A, float("inf")), (-0.01, B)]:
         with pytest.raises(ValueError, match="finite a, b >= 0"):
             VarianceStabilizer(a, b)

@@ -19,6 +19,7 @@ stbn.stabilize) and ``mean`` where the clip's noise looks signal-dependent (benc
 from __future__ import annotations
 
 import copy
+import enum
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,10 @@ from stbn.training.config import DataConfig
 from stbn.training.sources import NoisyVideoSource
 from stbn.training.trainer import LossModule
 
-OBJECTIVES = ("mean", "trained")
+
+class Objective(enum.Enum):
+    MEAN = "mean"  # the prior mean's blind-spot L2: any zero-mean noise
+    TRAINED = "trained"  # the checkpoint's own loss: AWGN of the given level
 
 
 class AdaptationError(ValueError):
@@ -51,12 +55,12 @@ class AdaptConfig:
     guard_crops: int = 8
     min_gain: float = 0.0  # the held-back loss must fall by more than this to keep the new weights
     seed: int = 0
-    objective: str = "mean"  # "mean" (noise-model free) or "trained" (the checkpoint's own loss)
+    objective: Objective = Objective.MEAN
     cosine_decay: bool = True  # lr falls from ``lr`` to 0 over ``steps`` (+0.1 dB over a constant lr)
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise AdaptationError(f"adapt: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if not isinstance(self.objective, Objective):
+            raise AdaptationError(f"adapt: objective must be an Objective, got {self.objective!r}")
         if self.steps < 0 or self.lr < 0 or self.batch_size < 1 or self.frames < 2 or self.crop < 16:
             raise AdaptationError("adapt: steps and lr >= 0, batch_size >= 1, frames >= 2, crop >= 16")
         if self.seconds is not None and self.seconds <= 0:
@@ -84,14 +88,14 @@ class AdaptResult:
         }
 
 
-def choose_objective(noisy: np.ndarray, stabilised: bool) -> str:
+def choose_objective(noisy: np.ndarray, stabilised: bool) -> Objective:
     """``trained`` where the checkpoint's AWGN likelihood fits the clip ((N, H, W, 3) uint8):
     stabilised noise, or noise whose blind Poisson-Gaussian estimate is not dominated by its
     signal-dependent part at mid-grey; ``mean`` (safe for any noise) otherwise."""
     if stabilised:
-        return "trained"
+        return Objective.TRAINED
     a, b = estimate_clip_noise(noisy)
-    return "mean" if a * 0.5 > b else "trained"
+    return Objective.MEAN if a * 0.5 > b else Objective.TRAINED
 
 
 def trained_loss(metadata: dict[str, Any]) -> tuple[str, float]:
@@ -147,7 +151,7 @@ def adapt(
             "test-time adaptation needs a blind-spot model (its loss reads only noisy frames); adapt the "
             "student's teacher instead"
         )
-    if config.objective == "mean":
+    if config.objective is Objective.MEAN:
         loss, mean_l2 = "l2", 0.0
     if loss not in ("nll", "l2"):
         raise AdaptationError(f"adaptation supports the nll and l2 losses, not {loss!r}")
