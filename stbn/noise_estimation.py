@@ -131,6 +131,31 @@ def _line(m: np.ndarray, v: np.ndarray, bins: int) -> tuple[float, float]:
     return float(a), float(max(b, 0.0))
 
 
+def estimate_video_sigma(frames: np.ndarray, samples: int = 8) -> float:
+    """Median Immerkaer estimate (0..255) over up to ``samples`` frames of a uint8 clip."""
+    idx = np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int)
+    return float(np.median([estimate_sigma(frames[i]) for i in idx]))
+
+
+def estimate_clip_noise(frames: np.ndarray, every: int = 4) -> tuple[float, float]:
+    """(a, b) of a clip's Poisson-Gaussian noise from every ``every``-th (H, W, 3) uint8 frame
+    (medians of the per-frame estimates: one frame's flat blocks are few)."""
+    if len(frames) == 0:
+        raise ValueError("estimate_clip_noise needs at least one frame")
+    estimates = np.array([estimate_poisson_gaussian(frame) for frame in frames[::every]])
+    return float(np.median(estimates[:, 0])), float(np.median(estimates[:, 1]))
+
+
+def clip_variance(frames: np.ndarray, config: NoiseConfig) -> tuple[float, float]:
+    """(a, b) of a whole uint8 clip (or a history of frames) as ``config`` asks: its fixed model, or
+    estimated once over the frames (the clip counterpart of :class:`NoiseTracker`)."""
+    if config.mode == "fixed":
+        return config.gain, (config.sigma / 255.0) ** 2
+    if config.mode == "estimate":
+        return 0.0, (estimate_video_sigma(frames) / 255.0) ** 2
+    return estimate_clip_noise(frames)
+
+
 class NoiseTracker:
     """Per-frame (a, b) for the streaming denoiser: fixed, or estimated and smoothed."""
 

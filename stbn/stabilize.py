@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from stbn.clipping import declip
-from stbn.noise_estimation import estimate_poisson_gaussian
 
 _GRID = 1025  # tabulation of the expectation over x in [0, 1]: a quarter grey level
 _HERMITE_NODES = 41
@@ -98,12 +97,3 @@ class VarianceStabilizer:
         if streamed:
             return self.forward_table()[frames].astype(np.float32) / 255.0
         return self.forward(frames)
-
-
-def estimate_clip_noise(frames: np.ndarray, every: int = 4) -> tuple[float, float]:
-    """(a, b) of a clip's Poisson-Gaussian noise from every ``every``-th (H, W, 3) uint8 frame
-    (medians of the per-frame estimates: one frame's flat blocks are few)."""
-    if len(frames) == 0:
-        raise ValueError("estimate_clip_noise needs at least one frame")
-    estimates = np.array([estimate_poisson_gaussian(frame) for frame in frames[::every]])
-    return float(np.median(estimates[:, 0])), float(np.median(estimates[:, 1]))

@@ -118,7 +118,7 @@ class StreamingDenoiser:
         if tables.forward is not None:
             frame = apply_table(frame, tables.forward)
         (x,) = self.engine.run("prepare", self.engine.upload(frame))
-        noise = self.engine.upload(np.array([tables.graph_variance], np.float32))
+        noise = self.engine.upload(tables.graph_noise)
         entry = _Pending(seq, x, noise, variance, None)
         if self._last is not None:
             if self.lookahead == 0 or not self.engine.bidirectional:
@@ -189,12 +189,13 @@ class StreamingDenoiser:
 class _NoiseTables:
     forward: np.ndarray | None  # uint8 frame -> stabilised uint8 frame; None: AWGN, as it is
     inverse: np.ndarray | None  # denoised uint8 -> output uint8; None: nothing to undo
-    graph_variance: tuple[float, float]  # (a, b) the graphs are given
+    graph_noise: np.ndarray  # (1, 2) float32 (a, b) the graphs are given, made once per noise model
 
     @staticmethod
     def build(a: float, b: float, clipped: bool) -> _NoiseTables:
         stabilizer = VarianceStabilizer(a, b, clipped=clipped)
         variance = (0.0, stabilizer.sigma**2)
+        graph_noise = np.array([variance], np.float32)
         if stabilizer.gaussian:
-            return _NoiseTables(None, declip_table(*variance) if clipped else None, variance)
-        return _NoiseTables(stabilizer.forward_table(), stabilizer.inverse_table(), variance)
+            return _NoiseTables(None, declip_table(*variance) if clipped else None, graph_noise)
+        return _NoiseTables(stabilizer.forward_table(), stabilizer.inverse_table(), graph_noise)

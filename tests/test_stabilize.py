@@ -11,8 +11,9 @@ import pytest
 
 import stbn
 from stbn.clipping import declip
+from stbn.noise_estimation import estimate_clip_noise
 from stbn.offline import denoise_clip
-from stbn.stabilize import VarianceStabilizer, estimate_clip_noise
+from stbn.stabilize import VarianceStabilizer
 from stbn.training.data import HELDOUT_PHOTOS, load_photos, synthetic_clip
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "stbn-cpu-rt.pt"

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from stbn.model import STBN
-from stbn.stabilize import estimate_clip_noise
+from stbn.noise_estimation import estimate_clip_noise
 from stbn.training.config import DataConfig
 from stbn.training.sources import NoisyVideoSource
 from stbn.training.trainer import LossModule

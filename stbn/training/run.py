@@ -6,10 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from stbn.checkpoint import NoiseModel
-from stbn.noise_estimation import estimate_sigma
+from stbn.noise_estimation import estimate_video_sigma
 from stbn.training.config import TrainConfig
 from stbn.training.data import read_clip, to_float
 from stbn.training.sources import CleanClipSampler, NoisyVideoSource, SyntheticNoiseSource, training_photos
@@ -26,12 +24,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         print(f"resumed {config.output_dir} at iteration {trainer.iteration}")
     needs_photos = not trainer.flow_pretrained
     return trainer.fit(training_photos(config.data) if needs_photos else None)
-
-
-def estimate_video_sigma(frames: np.ndarray, samples: int = 8) -> float:
-    """Median Immerkaer estimate (0..255) over up to ``samples`` frames of a uint8 clip."""
-    idx = np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int)
-    return float(np.median([estimate_sigma(frames[i]) for i in idx]))
 
 
 def train_on_video(
