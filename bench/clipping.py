@@ -23,7 +23,8 @@ import stbn
 from stbn.clipping import declip
 from stbn.evaluation.datasets import CONTENT_GROUPS, content_group
 from stbn.evaluation.metrics import psnr, to_uint8
-from stbn.evaluation.protocol import add_noise, stbn_offline, stbn_streaming
+from stbn.evaluation.noise import add_noise
+from stbn.evaluation.protocol import stbn_offline, stbn_streaming
 from stbn.noise_estimation import NoiseConfig
 
 COLUMNS = ("float input", "uint8", "uint8 + declip", "L=0 uint8", "L=0 + declip")

@@ -20,7 +20,8 @@ import numpy as np
 from engines import Engine, EngineError
 from pipeline.config import OnlineAdaptConfig
 from pipeline.stages import Stage, StreamState
-from stbn.noise_estimation import NoiseConfig, clip_variance
+from stbn.noise_estimation import NoiseConfig, clip_noise
+from stbn.phases import PhaseTiling
 from stbn.stabilize import VarianceStabilizer
 from stbn.training.adapt import AdaptConfig, Objective, adapt, trained_loss
 
@@ -86,15 +87,19 @@ class OnlineAdapter(Stage):
     def _round(self, frames: np.ndarray) -> None:
         c = self.config
         # the history's noise as the streaming loop treats it (stabilised where it has a gain)
-        noise = VarianceStabilizer(*clip_variance(frames, self.noise), clipped=self.noise.clipped)
+        frame_noise = clip_noise(frames, self.noise)
+        noise = VarianceStabilizer(frame_noise.a, frame_noise.b, clipped=self.noise.clipped)
         sigma = noise.level255
+        inputs = noise.model_input(frames, streamed=True)
+        if frame_noise.correlated:  # the streaming loop runs the model on the phases: adapt on them
+            inputs = PhaseTiling(*frames.shape[1:3]).tile(inputs)
         settings = AdaptConfig(
             steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size,
             objective=Objective(c.objective),
             cosine_decay=False,  # each round is short and starts from swapped-in weights (bench/adapt_live.py)
         )  # fmt: skip
         result = adapt(
-            self.engine.model, noise.model_input(frames, streamed=True), sigma, settings, self.loss, self.mean_l2,
+            self.engine.model, inputs, sigma, settings, self.loss, self.mean_l2,
             cancelled=self.stop_event.is_set,
         )  # fmt: skip
         if self.stop_event.is_set():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseError, NoiseKind, denoise_file, options_from_args
+from stbn.noise_estimation import Correlation
 from stbn.training.adapt import Objective
 
 
@@ -30,6 +31,11 @@ def add_denoise_parser(subparsers: Any) -> None:
         "--sigma", type=float, help="noise level 0..255; poisson-gaussian: its constant part (default: estimated)"
     )
     parser.add_argument("--gain", type=float, help="poisson-gaussian: a of variance a*x + (sigma/255)^2, x in [0, 1]")
+    parser.add_argument(
+        "--correlation", choices=[c.value for c in Correlation], default=Correlation.AUTO.value,
+        help="correlated: a camera's noise (demosaiced, encoded), denoised on the 2x2 pixel phases at the level "
+        "the model needs there; white: independent per pixel; auto: measured on the first frames",
+    )  # fmt: skip
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped CPU model")
     parser.add_argument(
         "--lookahead", type=int, help="stream causally with this look-ahead (default: offline, bidirectional)"

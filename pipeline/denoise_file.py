@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from stbn.noise_estimation import Correlation, FrameNoise
+from stbn.phases import PhaseTiling
 from stbn.training.adapt import Objective
 from stbn.training.data import IMAGE_SUFFIXES
 
@@ -99,6 +101,7 @@ class DenoiseOptions:
     noise: NoiseKind = NoiseKind.GAUSSIAN
     sigma: float | None = None  # 0..255; None = blind estimate
     gain: float | None = None  # poisson-gaussian: a of variance a * x + b on [0, 1]; None = estimated
+    correlation: Correlation = Correlation.AUTO  # correlated: a camera's noise, denoised on the 2x2 phases
     checkpoint: Path = DEFAULT_CHECKPOINT
     lookahead: int | None = None  # None = offline (whole clip, bidirectional, in chunks)
     backend: str = "auto"  # for streaming
@@ -273,6 +276,7 @@ class DenoiseSummary:
     noise: NoiseKind
     sigma: float
     gain: float
+    correlated: bool
     sigma_estimated: bool
     mode: str
     adapt: dict[str, Any] | None
@@ -281,8 +285,10 @@ class DenoiseSummary:
     def line(self) -> str:
         fps = self.frames / max(self.seconds, 1e-9)
         noise = f"sigma {self.sigma:.2f}"
-        if self.noise is NoiseKind.POISSON_GAUSSIAN:
+        if self.noise is NoiseKind.POISSON_GAUSSIAN and not self.correlated:
             noise = f"poisson-gaussian gain {self.gain:.4f} {noise}"
+        if self.correlated:
+            noise = f"correlated (camera) noise, {noise} on the 2x2 phases"
         adapt = ""
         if self.adapt is not None:
             a = self.adapt
@@ -317,16 +323,16 @@ def denoise_file(
             raise BadCheckpoint(f"{options.checkpoint}: {exc}") from exc
         model = loaded.model.eval()
         estimated = options.sigma is None
-        gain, sigma = _noise_model(clip.head, options)
+        noise = _noise_model(clip.head, options)
         start = time.time()
         adapt_summary = None
         if options.adapt_steps or options.adapt_seconds:
-            model, adapt_summary = _adapt(model, loaded.metadata, clip, gain, sigma, options, progress)
+            model, adapt_summary = _adapt(model, loaded.metadata, clip, noise, options, progress)
             if options.save_adapted is not None:
                 metadata = dict(loaded.metadata) | {"adapted_on": str(input_path), "adaptation": adapt_summary}
                 save_checkpoint(options.save_adapted, model, loaded.preset, noise=loaded.noise, metadata=metadata)
         bar = progress("denoise", clip.count) if progress else None
-        for image in _denoised(model, clip, gain, sigma, options):
+        for image in _denoised(model, clip, noise, options):
             output.write(image)
             if bar is not None:
                 bar.update(1)
@@ -339,28 +345,28 @@ def denoise_file(
     mode = "offline (bidirectional)" if options.lookahead is None else f"streaming L={options.lookahead}"
     h, w = clip.head.shape[1:3]
     return DenoiseSummary(
-        output.count, w, h, time.time() - start, options.noise, sigma, gain, estimated, mode, adapt_summary, output_path
-    )
+        output.count, w, h, time.time() - start, options.noise, float(np.sqrt(noise.b) * 255.0), noise.a,
+        noise.correlated, estimated, mode, adapt_summary, output_path,
+    )  # fmt: skip
 
 
-def _noise_model(head: np.ndarray, options: DenoiseOptions) -> tuple[float, float]:
-    """(gain, sigma 0..255): variance gain * x + (sigma / 255)^2, given or estimated on the first frames."""
-    from stbn.noise_estimation import NoiseConfig, clip_variance
+def _noise_model(head: np.ndarray, options: DenoiseOptions) -> FrameNoise:
+    """Variance gain * x + (sigma / 255)^2, white or correlated: given or estimated on the first frames."""
+    from stbn.noise_estimation import NoiseConfig, clip_noise
 
     if options.sigma is not None:
-        config = NoiseConfig("fixed", options.sigma, options.gain or 0.0)
+        config = NoiseConfig("fixed", options.sigma, options.gain or 0.0, correlation=options.correlation)
     else:
-        config = NoiseConfig("estimate" if options.noise is NoiseKind.GAUSSIAN else "estimate-poisson-gaussian")
-    a, b = clip_variance(head, config)
-    return a, float(np.sqrt(b) * 255.0)
+        mode = "estimate" if options.noise is NoiseKind.GAUSSIAN else "estimate-poisson-gaussian"
+        config = NoiseConfig(mode, correlation=options.correlation)
+    return clip_noise(head, config)
 
 
 def _adapt(
     model: Any,
     metadata: dict[str, Any],
     clip: VideoInput,
-    gain: float,
-    sigma: float,
+    frame_noise: FrameNoise,
     options: DenoiseOptions,
     progress: Any,
 ) -> tuple[Any, dict[str, Any]]:
@@ -370,8 +376,10 @@ def _adapt(
     steps = options.adapt_steps if options.adapt_steps else 10**9  # --adapt-time alone: the clock ends it
     # the first HEAD_FRAMES frames (a memory bound) as the model will see them: stabilised where the
     # noise has a gain, through the streaming loop's 8-bit tables when streaming
-    noise = VarianceStabilizer(gain, (sigma / 255.0) ** 2)
+    noise = VarianceStabilizer(frame_noise.a, frame_noise.b)
     frames = noise.model_input(clip.head, streamed=options.lookahead is not None)
+    if frame_noise.correlated:  # the model works on the phases: it adapts to them
+        frames = PhaseTiling(*frames.shape[1:3]).tile(frames)
     objective = options.adapt_objective or choose_objective(
         clip.head, stabilised=options.noise is NoiseKind.POISSON_GAUSSIAN
     )
@@ -385,13 +393,14 @@ def _adapt(
     return result.model, result.summary() | {"objective": objective.value}
 
 
-def _denoised(
-    model: Any, clip: VideoInput, gain: float, sigma: float, options: DenoiseOptions
-) -> Iterator[np.ndarray]:
+def _denoised(model: Any, clip: VideoInput, noise: FrameNoise, options: DenoiseOptions) -> Iterator[np.ndarray]:
     if options.lookahead is None:
         from stbn.offline import denoise_frames
 
-        yield from denoise_frames(model, clip.frames(), sigma, chunk=options.chunk, gain=gain)
+        sigma = float(np.sqrt(noise.b) * 255.0)
+        yield from denoise_frames(
+            model, clip.frames(), sigma, chunk=options.chunk, gain=noise.a, correlated=noise.correlated
+        )
         return
     from engines import EngineConfig, create_engine
     from stbn.noise_estimation import NoiseConfig
@@ -400,7 +409,8 @@ def _denoised(
     config = EngineConfig(backend=options.backend, threads=options.threads)
     with create_engine(config, model=model) as engine:
         engine.build(*clip.head.shape[1:3])
-        denoiser = StreamingDenoiser(engine, options.lookahead, NoiseConfig("fixed", sigma, gain))
+        fixed = NoiseConfig("fixed", float(np.sqrt(noise.b) * 255.0), noise.a, correlation=_layout(noise))
+        denoiser = StreamingDenoiser(engine, options.lookahead, fixed)
         for seq, frame in enumerate(clip.frames()):
             for ready in denoiser.push(frame, seq):
                 yield ready.image
@@ -408,9 +418,14 @@ def _denoised(
             yield ready.image
 
 
+def _layout(noise: FrameNoise) -> Correlation:
+    return Correlation.CORRELATED if noise.correlated else Correlation.WHITE
+
+
 def options_from_args(args: Any) -> DenoiseOptions:
     return DenoiseOptions(
         noise=NoiseKind(args.noise),
+        correlation=Correlation(args.correlation),
         sigma=args.sigma,
         gain=args.gain,
         checkpoint=Path(args.checkpoint),

@@ -19,7 +19,8 @@ import numpy as np
 import stbn
 from stbn.evaluation import baselines, datasets
 from stbn.evaluation.metrics import psnr, to_uint8
-from stbn.evaluation.protocol import EvalSettings, Evaluator, add_noise, stbn_offline, stbn_streaming
+from stbn.evaluation.noise import add_noise
+from stbn.evaluation.protocol import EvalSettings, Evaluator, stbn_offline, stbn_streaming
 
 FRAME = 6
 CROP = (96, 128)  # (H, W) of the centre crop, shown at 2x

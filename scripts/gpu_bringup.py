@@ -42,7 +42,8 @@ import stbn  # noqa: E402
 from engines import BackendUnavailable, EngineConfig, create_engine  # noqa: E402
 from stbn.evaluation.datasets import CONTENT_GROUPS, bikes  # noqa: E402
 from stbn.evaluation.metrics import psnr, to_uint8  # noqa: E402
-from stbn.evaluation.protocol import add_noise, stbn_offline, stbn_streaming  # noqa: E402
+from stbn.evaluation.noise import add_noise  # noqa: E402
+from stbn.evaluation.protocol import stbn_offline, stbn_streaming  # noqa: E402
 from stbn.noise_estimation import NoiseConfig  # noqa: E402
 from stbn.streaming import StreamingDenoiser  # noqa: E402
 from stbn.training.config import load_train_config  # noqa: E402

@@ -16,11 +16,31 @@ Estimates are smoothed over time with an exponential moving average on (a, b).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import cv2
 import numpy as np
 
 NOISE_MODES = ("fixed", "estimate", "estimate-poisson-gaussian")
+
+
+
+class Correlation(Enum):
+    """Whether the noise is white or spatially correlated (a camera's: demosaiced, encoded)."""
+
+    AUTO = "auto"  # measured per stream from the frames (ScaleLevels.correlation); "fixed" mode: white
+    WHITE = "white"
+    CORRELATED = "correlated"  # the model denoises the four 2x2 phases (stbn.phases)
+
+
+# ScaleLevels.correlation on simulated clips: 1.00-1.18 for AWGN, 2.2-3.0 for camera noise. A stream
+# turns correlated above the upper threshold and white again below the lower (hysteresis: a switch
+# restarts the stream's propagation).
+CORRELATED_ABOVE, WHITE_BELOW = 1.7, 1.4
+# The level the checkpoint does best with on correlated noise (phases tiled, streaming L=2), as
+# exp(c0 + c1 log full + c2 log phase + c3 log phase4 + c4 log area2) of ScaleLevels: fitted by
+# scripts/fit_camera_level.py for weights/stbn-cpu-rt.pt on simulated cameras over training photos.
+CAMERA_LEVEL = (0.0, 0.0, 0.0, 0.0, 1.0)
 
 _LAPLACIAN_DIFF = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 _EDGE_FRACTION = 0.10
@@ -39,6 +59,7 @@ class NoiseConfig:
     # that leaves in dark and bright areas of the output (stbn.clipping). Off only for frames whose
     # noise was added after clipping.
     clipped: bool = True
+    correlation: Correlation = Correlation.AUTO
 
     def __post_init__(self) -> None:
         if self.mode not in NOISE_MODES:
@@ -53,6 +74,28 @@ class NoiseConfig:
             raise ValueError(f"noise.interval must be an int >= 1, got {self.interval!r}")
         if not isinstance(self.clipped, bool):
             raise ValueError(f"noise.clipped must be true or false, got {self.clipped!r}")
+        if not isinstance(self.correlation, Correlation):
+            choices = ", ".join(c.value for c in Correlation)
+            raise ValueError(f"noise.correlation must be one of {choices}, got {self.correlation!r}")
+
+
+@dataclass(frozen=True)
+class FrameNoise:
+    """The noise model of a frame: variance a*x + b at intensity x in [0, 1]; ``correlated``: the
+    model runs on the frame's 2x2 phases and b is the level it needs there (not the noise's own)."""
+
+    a: float
+    b: float
+    correlated: bool = False
+
+    @property
+    def level255(self) -> float:
+        """The noise level at mid-grey on the 0..255 scale."""
+        return float(np.sqrt(max(self.a * 0.5 + self.b, 0.0)) * 255.0)
+
+    @classmethod
+    def gaussian(cls, level255: float, correlated: bool = False) -> FrameNoise:
+        return cls(0.0, (level255 / 255.0) ** 2, correlated)
 
 
 def _laplacian_residual(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +128,47 @@ def estimate_sigma(frame: np.ndarray) -> float:
                 sigma = np.sqrt(np.pi / 2.0) * float(residual[unclipped].mean()) / 6.0
         sigmas.append(sigma)
     return float(np.mean(sigmas))
+
+
+@dataclass(frozen=True)
+class ScaleLevels:
+    """Immerkaer levels (0..255) of one frame at several scales, the signature of correlated noise.
+
+    White noise reads the same at every scale. A camera's noise does not: demosaicing and the
+    encoder correlate neighbours, so the full-resolution Laplacian sees only a fraction of it
+    (a third to a fifth on simulated camera clips), one 2x2 phase (pixels two apart) about twice
+    as much, and the 2x2-averaged frame (times 2) about its whole standard deviation.
+    """
+
+    full: float
+    phase: float  # one 2x2 phase: every second row and column
+    phase4: float  # every fourth row and column
+    area2: float  # 2x2 box-averaged frame, times 2 (what white noise of the full-resolution level would read)
+
+    @property
+    def correlation(self) -> float:
+        """phase / full: ~1 for white noise (1.0-1.2 measured), 2-3 for camera noise."""
+        return self.phase / max(self.full, 1e-3)
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.full, self.phase, self.phase4, self.area2])
+
+
+def scale_levels(frame: np.ndarray) -> ScaleLevels:
+    """:class:`ScaleLevels` of an (H, W, 3) uint8 frame (~10 ms at 640x360)."""
+    half = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return ScaleLevels(
+        estimate_sigma(frame),
+        estimate_sigma(np.ascontiguousarray(frame[::2, ::2])),
+        estimate_sigma(np.ascontiguousarray(frame[::4, ::4])),
+        2.0 * estimate_sigma(half),
+    )
+
+
+def camera_level(levels: ScaleLevels) -> float:
+    """The level (0..255) to give the model on correlated noise (:data:`CAMERA_LEVEL`)."""
+    logs = np.log(np.maximum(levels.as_array(), 0.05))
+    return float(np.clip(np.exp(CAMERA_LEVEL[0] + np.dot(CAMERA_LEVEL[1:], logs)), 0.0, 255.0))
 
 
 def estimate_poisson_gaussian(frame: np.ndarray, block: int = 16, bins: int = 8) -> tuple[float, float]:
@@ -131,10 +215,20 @@ def _line(m: np.ndarray, v: np.ndarray, bins: int) -> tuple[float, float]:
     return float(a), float(max(b, 0.0))
 
 
+def _sampled(frames: np.ndarray, samples: int) -> np.ndarray:
+    return frames[np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int)]
+
+
 def estimate_video_sigma(frames: np.ndarray, samples: int = 8) -> float:
     """Median Immerkaer estimate (0..255) over up to ``samples`` frames of a uint8 clip."""
-    idx = np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int)
-    return float(np.median([estimate_sigma(frames[i]) for i in idx]))
+    return float(np.median([estimate_sigma(frame) for frame in _sampled(frames, samples)]))
+
+
+def clip_scale_levels(frames: np.ndarray, samples: int = 8) -> ScaleLevels:
+    """Median :class:`ScaleLevels` over up to ``samples`` frames of a uint8 clip."""
+    if len(frames) == 0:
+        raise ValueError("clip_scale_levels needs at least one frame")
+    return ScaleLevels(*np.median([scale_levels(f).as_array() for f in _sampled(frames, samples)], axis=0))
 
 
 def estimate_clip_noise(frames: np.ndarray, every: int = 4) -> tuple[float, float]:
@@ -146,48 +240,64 @@ def estimate_clip_noise(frames: np.ndarray, every: int = 4) -> tuple[float, floa
     return float(np.median(estimates[:, 0])), float(np.median(estimates[:, 1]))
 
 
-def clip_variance(frames: np.ndarray, config: NoiseConfig) -> tuple[float, float]:
-    """(a, b) of a whole uint8 clip (or a history of frames) as ``config`` asks: its fixed model, or
-    estimated once over the frames (the clip counterpart of :class:`NoiseTracker`)."""
+def clip_noise(frames: np.ndarray, config: NoiseConfig) -> FrameNoise:
+    """The noise model of a whole uint8 clip (or a history of frames) as ``config`` asks: its fixed
+    model, or estimated once over the frames (the clip counterpart of :class:`NoiseTracker`)."""
     if config.mode == "fixed":
-        return config.gain, (config.sigma / 255.0) ** 2
+        return FrameNoise(config.gain, (config.sigma / 255.0) ** 2, config.correlation is Correlation.CORRELATED)
+    levels = clip_scale_levels(frames)
+    if _is_correlated(config.correlation, levels.correlation > CORRELATED_ABOVE):
+        return FrameNoise.gaussian(camera_level(levels), correlated=True)
     if config.mode == "estimate":
-        return 0.0, (estimate_video_sigma(frames) / 255.0) ** 2
-    return estimate_clip_noise(frames)
+        return FrameNoise.gaussian(levels.full)
+    return FrameNoise(*estimate_clip_noise(frames))
+
+
+def _is_correlated(setting: Correlation, measured: bool) -> bool:
+    return measured if setting is Correlation.AUTO else setting is Correlation.CORRELATED
 
 
 class NoiseTracker:
-    """Per-frame (a, b) for the streaming denoiser: fixed, or estimated and smoothed."""
+    """Per-frame :class:`FrameNoise` for the streaming denoiser: fixed, or estimated and smoothed.
+
+    Estimated: the frame's :class:`ScaleLevels` every ``interval`` frames; their correlation,
+    smoothed, decides white or correlated (with hysteresis); white noise gets the Immerkaer level
+    (or the Poisson-Gaussian fit), correlated noise :func:`camera_level`, both smoothed.
+    """
 
     def __init__(self, config: NoiseConfig) -> None:
         self.config = config
-        self._state: tuple[float, float] | None = None
+        self._state: FrameNoise | None = None
+        self._correlation = 1.0  # smoothed ScaleLevels.correlation
         self._frames = 0
 
     def reset(self) -> None:
         self._state = None
         self._frames = 0
 
-    def update(self, frame: np.ndarray) -> tuple[float, float]:
+    def update(self, frame: np.ndarray) -> FrameNoise:
         cfg = self.config
         if cfg.mode == "fixed":
-            return cfg.gain, (cfg.sigma / 255.0) ** 2
+            return FrameNoise(cfg.gain, (cfg.sigma / 255.0) ** 2, cfg.correlation is Correlation.CORRELATED)
         due = self._frames % cfg.interval == 0
         self._frames += 1
         if not due and self._state is not None:
             return self._state
-        if cfg.mode == "estimate":
-            current = (0.0, (estimate_sigma(frame) / 255.0) ** 2)
+        levels = scale_levels(frame)
+        w = cfg.smoothing**cfg.interval if self._state is not None else 0.0  # the same time constant in frames
+        self._correlation = w * self._correlation + (1 - w) * levels.correlation
+        was = self._state.correlated if self._state is not None else None
+        threshold = {None: 0.5 * (CORRELATED_ABOVE + WHITE_BELOW), True: WHITE_BELOW, False: CORRELATED_ABOVE}[was]
+        correlated = _is_correlated(cfg.correlation, self._correlation > threshold)
+        if correlated:
+            current = FrameNoise.gaussian(camera_level(levels), correlated=True)
+        elif cfg.mode == "estimate":
+            current = FrameNoise.gaussian(levels.full)
         else:
-            current = estimate_poisson_gaussian(frame)
-        if self._state is None:
-            self._state = current
+            current = FrameNoise(*estimate_poisson_gaussian(frame))
+        if self._state is None or self._state.correlated != correlated:
+            self._state = current  # a new family of noise: its own level from the start
         else:
-            w = cfg.smoothing**cfg.interval  # the same time constant in frames whatever the interval
-            self._state = (w * self._state[0] + (1 - w) * current[0], w * self._state[1] + (1 - w) * current[1])
+            self._state = FrameNoise(w * self._state.a + (1 - w) * current.a,
+                                     w * self._state.b + (1 - w) * current.b, correlated)  # fmt: skip
         return self._state
-
-    @staticmethod
-    def level255(a: float, b: float) -> float:
-        """The noise level at mid-grey on the 0..255 scale."""
-        return float(np.sqrt(max(a * 0.5 + b, 0.0)) * 255.0)

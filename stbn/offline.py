@@ -6,6 +6,8 @@ frames next to a chunk border still see both temporal directions. The frames are
 noise was clipped: the output's clipping bias is removed (stbn.clipping) unless ``clipped=False``.
 Signal-dependent noise (``gain`` a > 0: variance a*x + (sigma/255)^2) is denoised through a
 variance-stabilising transform (stbn.stabilize), the model seeing the AWGN it was trained on.
+Spatially correlated noise (``correlated``: a camera's) is denoised on the frames' 2x2 phases
+(stbn.phases), ``sigma255`` then being the level the model needs there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from stbn.model import STBN, sigma_tensor
+from stbn.phases import PhaseTiling
 from stbn.posterior import posterior_mean
 from stbn.stabilize import VarianceStabilizer
 
@@ -28,9 +31,10 @@ def denoise_clip(
     overlap: int = 4,
     clipped: bool = True,
     gain: float = 0.0,
+    correlated: bool = False,
 ) -> Iterator[np.ndarray]:
     """(N, H, W, 3) uint8 -> yields N denoised (H, W, 3) uint8 frames in order."""
-    return denoise_frames(model, iter(frames), sigma255, chunk, overlap, clipped, gain)
+    return denoise_frames(model, iter(frames), sigma255, chunk, overlap, clipped, gain, correlated)
 
 
 def denoise_frames(
@@ -41,6 +45,7 @@ def denoise_frames(
     overlap: int = 4,
     clipped: bool = True,
     gain: float = 0.0,
+    correlated: bool = False,
 ) -> Iterator[np.ndarray]:
     """Denoise a stream of (H, W, 3) uint8 frames of unknown length, holding at most
     chunk + 2 x overlap of them; yields the denoised frames in order. The noise variance is
@@ -62,16 +67,19 @@ def denoise_frames(
         if len(window) <= left:
             return
         keep = min(chunk, len(window) - left)
-        yield from _denoise_window(model, np.stack(window), noise, left, keep)
+        yield from _denoise_window(model, np.stack(window), noise, left, keep, correlated)
         window = window[left + keep - overlap if overlap else left + keep :]
         left = min(overlap, left + keep)
 
 
 @torch.no_grad()
 def _denoise_window(
-    model: STBN, frames: np.ndarray, noise: VarianceStabilizer, start: int, count: int
+    model: STBN, frames: np.ndarray, noise: VarianceStabilizer, start: int, count: int, correlated: bool
 ) -> list[np.ndarray]:
     model.eval()
+    tiling = PhaseTiling(*frames.shape[1:3]) if correlated else None
+    if tiling is not None:
+        frames = tiling.tile(frames)
     device = next(model.parameters()).device
     sigma = noise.sigma
     x = torch.from_numpy(noise.forward(frames)).to(device).permute(0, 3, 1, 2).unsqueeze(0)
@@ -80,4 +88,6 @@ def _denoise_window(
     else:  # a student predicts the clean frame directly
         out = model.prior(x, sigma)
     keep = noise.inverse(out[0, start : start + count].permute(0, 2, 3, 1).cpu().numpy())
+    if tiling is not None:
+        keep = tiling.untile(keep)
     return list((keep * 255.0 + 0.5).astype(np.uint8))

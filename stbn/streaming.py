@@ -12,7 +12,9 @@ Memory holds at most L+1 frames with their flows, whatever the stream length.
 Noise: each frame's variance model a*x + b comes from the tracker. AWGN (a = 0) goes to the graphs
 as it is and the output loses its clipping bias (stbn.clipping); signal-dependent noise (a > 0) is
 stabilised first (stbn.stabilize: the graphs see AWGN of one level, the output is mapped back),
-both as 256-entry tables on the 8-bit frames.
+both as 256-entry tables on the 8-bit frames. Spatially correlated noise (a camera's) is denoised
+on the frame's four 2x2 phases tiled into one frame (stbn.phases); a stream whose noise changes
+between white and correlated is flushed and restarted in the other layout.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from stbn.clipping import apply_table, declip_table
-from stbn.noise_estimation import NoiseConfig, NoiseTracker
+from stbn.noise_estimation import FrameNoise, NoiseConfig, NoiseTracker
+from stbn.phases import PhaseTiling
 from stbn.stabilize import VarianceStabilizer
 
 MAX_LOOKAHEAD = 8
@@ -57,14 +60,15 @@ class DenoisedFrame:
     seq: int
     image: np.ndarray  # (H, W, 3) uint8
     sigma: float  # noise level used, 0..255 scale (for Poisson-Gaussian: the level at mid-grey)
+    correlated: bool = False  # denoised on the 2x2 phases (correlated noise)
 
 
 @dataclass
 class _Pending:
     seq: int
-    x: Any  # (1, 3, H, W) float on the engine
-    noise: Any  # (1, 2) variance model the graphs see (stabilised: (0, sigma^2)) on the engine
-    variance: tuple[float, float]  # the frame's own (a, b) on the host: variance a*x + b
+    x: Any  # (1, 3, H, W) float on the engine (phases tiled where the noise is correlated)
+    graph_noise: Any  # (1, 2) variance model the graphs see (stabilised: (0, sigma^2)) on the engine
+    noise: FrameNoise  # the frame's own noise model on the host
     flow_to_prev: Any | None  # flow(y_s, y_{s-1}); None for the first frame after a reset
     flow_to_next: Any | None = None  # flow(y_s, y_{s+1}); set when s+1 arrives
 
@@ -83,6 +87,8 @@ class StreamingDenoiser:
         self._last: tuple[int, Any] | None = None  # (seq, x) of the newest pushed frame
         self.resets = 0
         self._tables: dict[tuple[float, float], _NoiseTables] = {}  # a few recent noise models
+        self._tiling: PhaseTiling | None = None
+        self._correlated = False  # the layout of the state: the frames' phases tiled
 
     @property
     def pending(self) -> int:
@@ -91,11 +97,14 @@ class StreamingDenoiser:
 
     def reset(self) -> None:
         """Forget all state (pending frames are dropped: call ``flush`` first to keep them)."""
+        self._restart()
+        self.noise.reset()
+        self.resets += 1
+
+    def _restart(self) -> None:
         self._window.clear()
         self._h_forward = None
         self._last = None
-        self.noise.reset()
-        self.resets += 1
 
     def push(self, frame: np.ndarray, seq: int) -> list[DenoisedFrame]:
         """Add frame ``seq`` ((H, W, 3) uint8); returns the frames that became ready, in order.
@@ -113,13 +122,21 @@ class StreamingDenoiser:
             self.engine.build(h, w)
             # an export or compile can take seconds: say so, it is no stall of the stream
             log.info("engine %s built for %dx%d in %.1f s", self.engine.name, w, h, time.perf_counter() - start)
-        variance = self.noise.update(frame)
-        tables = self._noise_tables(variance)
+        noise = self.noise.update(frame)
+        if self._last is not None and self._correlated != noise.correlated:
+            # the hidden state is in the other layout: finish what is pending, start afresh
+            turned = "correlated" if noise.correlated else "white"
+            log.info("noise turned %s: restarting the stream's propagation", turned)
+            ready += self.flush()
+            self._restart()
+        tables = self._noise_tables(noise)
         if tables.forward is not None:
             frame = apply_table(frame, tables.forward)
+        if noise.correlated:
+            frame = self._phase_tiling(frame).tile(frame)
         (x,) = self.engine.run("prepare", self.engine.upload(frame))
-        noise = self.engine.upload(tables.graph_noise)
-        entry = _Pending(seq, x, noise, variance, None)
+        entry = _Pending(seq, x, self.engine.upload(tables.graph_noise), noise, None)
+        self._correlated = noise.correlated
         if self._last is not None:
             if self.lookahead == 0 or not self.engine.bidirectional:
                 # No backward step will read prev->cur: half the flow work.
@@ -156,28 +173,36 @@ class StreamingDenoiser:
         run = self.engine.run
         oldest = self._window[0]
         if self._h_forward is None or oldest.flow_to_prev is None:
-            (h_f,) = run("forward_start", oldest.x, oldest.noise)
+            (h_f,) = run("forward_start", oldest.x, oldest.graph_noise)
         else:
-            (h_f,) = run("forward", oldest.x, oldest.noise, self._h_forward, oldest.flow_to_prev)
+            (h_f,) = run("forward", oldest.x, oldest.graph_noise, self._h_forward, oldest.flow_to_prev)
         hidden = [h_f]
         if self.engine.bidirectional:
             newest = self._window[-1]
-            (h_b,) = run("backward_start", newest.x, newest.noise)
+            (h_b,) = run("backward_start", newest.x, newest.graph_noise)
             for k in range(len(self._window) - 2, -1, -1):
                 entry = self._window[k]
-                (h_b,) = run("backward", entry.x, entry.noise, h_b, entry.flow_to_next)
+                (h_b,) = run("backward", entry.x, entry.graph_noise, h_b, entry.flow_to_next)
             hidden.append(h_b)
-        (image,) = run("fuse", oldest.x, oldest.noise, *hidden)
+        (image,) = run("fuse", oldest.x, oldest.graph_noise, *hidden)
         self._h_forward = h_f
         self._window.popleft()
         denoised = self.engine.download(image)
-        tables = self._noise_tables(oldest.variance)
+        if oldest.noise.correlated:
+            denoised = self._phase_tiling(denoised).untile(denoised)
+        tables = self._noise_tables(oldest.noise)
         if tables.inverse is not None:
             denoised = apply_table(denoised, tables.inverse)
-        return DenoisedFrame(oldest.seq, denoised, self.noise.level255(*oldest.variance))
+        return DenoisedFrame(oldest.seq, denoised, oldest.noise.level255, oldest.noise.correlated)
 
-    def _noise_tables(self, variance: tuple[float, float]) -> _NoiseTables:
+    def _phase_tiling(self, frame: np.ndarray) -> PhaseTiling:
+        if self._tiling is None or self._tiling.shape != frame.shape[:2]:
+            self._tiling = PhaseTiling(*frame.shape[:2])
+        return self._tiling
+
+    def _noise_tables(self, noise: FrameNoise) -> _NoiseTables:
         # the noise model changes every few frames at most, and a window spans few of them
+        variance = (noise.a, noise.b)
         if variance not in self._tables:
             if len(self._tables) >= 2 * (MAX_LOOKAHEAD + 1):
                 self._tables.pop(next(iter(self._tables)))

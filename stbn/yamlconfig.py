@@ -7,6 +7,7 @@ Every error names the dotted key it is about (``unknown key 'sources[0].urll'``,
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from pathlib import Path
@@ -53,6 +54,14 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         if len(value) != len(args):
             raise ConfigError(f"key '{key}' must have {len(args)} entries, got {value!r}")
         return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, tp):
+            return value
+        try:
+            return tp(value)
+        except ValueError:
+            choices = ", ".join(str(m.value) for m in tp)
+            raise ConfigError(f"key '{key}' must be one of {choices}, got {value!r}") from None
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -164,4 +173,6 @@ def to_dict(config: Any) -> Any:
         return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
     if isinstance(config, tuple):
         return [to_dict(v) for v in config]
+    if isinstance(config, enum.Enum):
+        return config.value
     return config

@@ -3,6 +3,7 @@
 stbn eval --checkpoint weights/stbn-cpu-rt.pt --dataset groups --dataset bikes --json out.json
 stbn eval --checkpoint ... --video clean.mp4 --sigmas 20 30
 stbn eval --checkpoint ... --frames clean_frames/ --methods noisy,stbn,hqdn3d
+stbn eval --checkpoint ... --dataset groups --cameras all --sigmas   # camera noise only
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stbn.camera import camera_grid
 from stbn.evaluation import datasets
 from stbn.evaluation.datasets import GROUP_NAMES
 from stbn.evaluation.protocol import (
@@ -60,7 +62,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=30, help="frames scored per video/folder/bikes")
     parser.add_argument("--synthetic-frames", type=int, default=20, help="frames per synthetic clip")
     parser.add_argument("--crop", type=_size, help="centre crop HxW of real clips")
-    parser.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS), help="AWGN levels, 0..255")
+    parser.add_argument("--sigmas", type=float, nargs="*", default=list(SIGMAS), help="AWGN levels, 0..255")
+    names = [c.name for c in camera_grid()]
+    parser.add_argument(
+        "--cameras", default="", help=f"simulated camera noise (stbn.camera), comma list from {','.join(names)}, "
+        "or 'all'; scored against the camera's noiseless output",
+    )  # fmt: skip
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
     parser.add_argument("--lookaheads", type=int, nargs="+", default=[0, 2], help="look-aheads L of the streaming rows")
     parser.add_argument("--bm3d-frames", default="6", help="frame indices scored for BM3D (slow)")
@@ -76,9 +83,17 @@ def run(args: argparse.Namespace) -> int:
     import stbn
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    grid = {c.name: c for c in camera_grid()}
+    wanted = list(grid) if args.cameras.strip() == "all" else [c.strip() for c in args.cameras.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in grid]
+    if unknown or not (wanted or args.sigmas):
+        problem = f"unknown camera settings {unknown}; choose from {list(grid)} or all" if unknown else "no noise"
+        print(f"stbn eval: {problem} (give --sigmas and/or --cameras)", file=sys.stderr)
+        return 2
     try:
         settings = EvalSettings(
             sigmas=tuple(args.sigmas),
+            cameras=tuple(grid[c] for c in wanted),
             methods=methods,
             seed=args.seed,
             lookaheads=tuple(args.lookaheads),

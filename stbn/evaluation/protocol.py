@@ -7,7 +7,12 @@ PSNR/SSIM per frame -> per sequence -> mean over sequences (metrics.py).
 
 Streaming mode feeds uint8 frames (the noisy input clipped and rounded, as a camera would deliver)
 through stbn.streaming.StreamingDenoiser with look-ahead L and the true sigma as a fixed noise
-level; offline mode runs the whole clip at once on float input.
+level; offline mode runs the whole clip at once on float input. "stbn-live" runs the live default
+(blind estimate, white or correlated noise measured per stream); "stbn-best" the same path at the
+best fixed level of a sweep scored against the reference: the upper bound of what an estimate reaches.
+
+Noise settings (stbn.evaluation.noise): AWGN at sigma, or a simulated camera (stbn.camera) at an
+ISO-like gain with or without H.264, scored against what the camera shows of the noiseless scene.
 """
 
 from __future__ import annotations
@@ -24,14 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from stbn.camera import CameraCondition
 from stbn.evaluation import baselines
-from stbn.evaluation.metrics import mean, sequence_scores, to_uint8
+from stbn.evaluation.metrics import mean, psnr, sequence_scores, to_uint8
+from stbn.evaluation.noise import Awgn, Camera, NoiseSetting, Noisy
 from stbn.model import STBN, sigma_tensor
-from stbn.noise_estimation import NoiseConfig
+from stbn.noise_estimation import Correlation, NoiseConfig
 from stbn.posterior import posterior_mean
 
 SIGMAS = (10.0, 20.0, 30.0, 40.0, 50.0)
-METHODS = ("noisy", "gauss", "hqdn3d", "nlm", "bm3d", "stbn", "stbn-stream")
+METHODS = ("noisy", "gauss", "hqdn3d", "nlm", "bm3d", "stbn", "stbn-stream", "stbn-live", "stbn-best")
+BEST_LEVEL_FACTORS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0)  # stbn-best: levels swept, factors of the true/oracle level
 TUNED = ("gauss", "hqdn3d", "nlm")  # strengths tuned per dataset and sigma on a clip that is not scored
 
 
@@ -44,6 +52,10 @@ def method_rows(methods: Sequence[str], lookaheads: Sequence[int]) -> list[str]:
             rows += ["stbn", "stbn-prior"]
         elif m == "stbn-stream":
             rows += [f"stbn-L{la}" for la in lookaheads]
+        elif m == "stbn-live":
+            rows += [f"stbn-live-L{la}" for la in lookaheads]
+        elif m == "stbn-best":
+            rows.append(f"stbn-best-L{max(lookaheads)}")
         else:
             rows.append(m)
     return rows
@@ -66,6 +78,7 @@ class Dataset:
 @dataclass(frozen=True)
 class EvalSettings:
     sigmas: tuple[float, ...] = SIGMAS
+    cameras: tuple[CameraCondition, ...] = ()  # camera settings scored after the AWGN ones
     methods: tuple[str, ...] = METHODS
     seed: int = 0
     lookaheads: tuple[int, ...] = (0, 2)
@@ -78,6 +91,10 @@ class EvalSettings:
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown evaluation methods {unknown}; choose from {METHODS}")
+
+    @property
+    def noises(self) -> tuple[NoiseSetting, ...]:
+        return tuple(Awgn(s) for s in self.sigmas) + tuple(Camera(c) for c in self.cameras)
 
 
 @dataclass
@@ -108,12 +125,7 @@ class MethodResult:
         }
 
 
-def add_noise(clean: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
-    """(N, H, W, 3) clean -> noisy float32, unclipped; the generator is seeded per sequence."""
-    gen = torch.Generator().manual_seed(seed)
-    seq = torch.from_numpy(np.ascontiguousarray(clean)).permute(0, 3, 1, 2)
-    noise = torch.randn(seq.shape, generator=gen, dtype=torch.float32) * (sigma255 / 255.0)
-    return (seq + noise).permute(0, 2, 3, 1).numpy()
+Results = dict[NoiseSetting, dict[str, MethodResult]]  # per noise setting, per table row
 
 
 # --- STBN --------------------------------------------------------------------------------------------
@@ -168,9 +180,26 @@ def stbn_streaming(
 # --- the run -----------------------------------------------------------------------------------------
 
 
-def _cache_key(dataset: str, seq: Clip, sigma: float, method: str, extra: Any) -> str:
+def stbn_best_level(
+    model: STBN, noisy: Noisy, lookahead: int, correlated: bool
+) -> tuple[np.ndarray, float]:
+    """The streaming output at the level (of :data:`BEST_LEVEL_FACTORS` x the true/oracle level)
+    that scores best against the reference, and that level: an oracle, the bound for an estimate."""
+    best: tuple[float, np.ndarray, float] | None = None
+    layout = Correlation.CORRELATED if correlated else Correlation.WHITE
+    for factor in BEST_LEVEL_FACTORS:
+        level = float(np.clip(noisy.level * factor, 0.5, 255.0))
+        est = stbn_streaming(model, noisy.noisy, level, lookahead, NoiseConfig("fixed", level, correlation=layout))
+        score = mean([psnr(est[i], noisy.reference[i]) for i in range(len(est))])
+        if best is None or score > best[0]:
+            best = (score, est, level)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _cache_key(dataset: str, seq: Clip, noise: NoiseSetting, method: str, extra: Any) -> str:
     h = hashlib.sha1()
-    h.update(f"{dataset}|{seq.name}|{seq.clean.shape}|{sigma}|{method}|{extra}".encode())
+    h.update(f"{dataset}|{seq.name}|{seq.clean.shape}|{noise.label}|{method}|{extra}".encode())
     h.update(np.ascontiguousarray(seq.clean[:, ::7, ::7]).tobytes())
     return h.hexdigest()[:20]
 
@@ -182,7 +211,7 @@ class Evaluator:
         self.settings = settings
         self.model = model
         self.log = log
-        self.tuned: dict[tuple[str, str, float], float] = {}  # (dataset, method, sigma) -> strength
+        self.tuned: dict[tuple[str, str, NoiseSetting], float] = {}  # (dataset, method, noise) -> strength
 
     def _cached(self, key: str) -> dict[str, Any] | None:
         if not self.settings.cache_dir:
@@ -196,30 +225,34 @@ class Evaluator:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value))
 
-    def tuned_strength(self, dataset: Dataset, method: str, sigma: float) -> float:
-        if (dataset.name, method, sigma) in self.tuned:
-            return self.tuned[dataset.name, method, sigma]
+    def tuned_strength(self, dataset: Dataset, method: str, noise: NoiseSetting | float) -> float:
+        noise = Awgn(noise) if isinstance(noise, float | int) else noise
+        if (dataset.name, method, noise) in self.tuned:
+            return self.tuned[dataset.name, method, noise]
         if dataset.tuning is None:
             raise ValueError(f"dataset {dataset.name} has no tuning clip for {method}")
-        key = _cache_key(dataset.name, dataset.tuning, sigma, f"tune-{method}", _TUNABLE[method][1])
+        key = _cache_key(dataset.name, dataset.tuning, noise, f"tune-{method}", _TUNABLE[method][1])
         hit = self._cached(key)
         if hit is not None:
             best = hit["best"]
         else:
-            noisy = add_noise(dataset.tuning.clean, sigma, self.settings.seed + 1)
+            tuning = noise.apply(dataset.tuning.clean, self.settings.seed + 1)
             run, candidates = _TUNABLE[method]
-            clean = dataset.tuning.clean
-            best, scores = baselines.tune_strength(lambda y, v: run(y, v, sigma), candidates, noisy, clean)
+            best, scores = baselines.tune_strength(
+                lambda y, v: run(y, v, tuning.level), candidates, tuning.noisy, tuning.reference
+            )
             self._store(key, {"best": best, "scores": {str(k): v for k, v in scores.items()}})
-        self.tuned[dataset.name, method, sigma] = best
+        self.tuned[dataset.name, method, noise] = best
         return best
 
     def _run_method(
-        self, dataset: Dataset, noisy: np.ndarray, sigma: float, method: str
+        self, dataset: Dataset, given: Noisy, noise: NoiseSetting, method: str
     ) -> list[tuple[str, np.ndarray | dict[int, np.ndarray], float, int, str]]:
         """[(row, estimate (N,H,W,3) or {frame: estimate}, seconds, frames processed, note)]."""
         s = self.settings
+        noisy, sigma = given.noisy, given.level
         n = len(noisy)
+        level_note = "oracle level" if noise.camera else "true sigma"
         if method == "noisy":
             return [("noisy", np.clip(noisy, 0.0, 1.0), 0.0, n, "noisy input clipped to [0,1]")]
         if method == "stbn":
@@ -235,44 +268,61 @@ class Evaluator:
             for la in s.lookaheads:
                 t = time.perf_counter()
                 est = stbn_streaming(self.model, noisy, sigma, la)  # type: ignore[arg-type]
-                rows.append((f"stbn-L{la}", est, time.perf_counter() - t, n, f"streaming L={la}, uint8 in/out"))
+                note = f"streaming L={la}, uint8 in/out, {level_note}"
+                rows.append((f"stbn-L{la}", est, time.perf_counter() - t, n, note))
             return rows
+        if method == "stbn-live":
+            rows = []
+            for la in s.lookaheads:
+                t = time.perf_counter()
+                est = stbn_streaming(self.model, noisy, sigma, la, NoiseConfig())  # type: ignore[arg-type]
+                note = f"the live default: streaming L={la}, blind"
+                rows.append((f"stbn-live-L{la}", est, time.perf_counter() - t, n, note))
+            return rows
+        if method == "stbn-best":
+            la = max(s.lookaheads)
+            t = time.perf_counter()
+            est, level = stbn_best_level(self.model, given, la, noise.camera)  # type: ignore[arg-type]
+            layout = "phases" if noise.camera else "full frame"
+            note = f"L={la}, {layout}, best fixed level (oracle sweep): {level:.1f}"
+            return [(f"stbn-best-L{la}", est, time.perf_counter() - t, n * len(BEST_LEVEL_FACTORS), note)]
         if method == "bm3d":
             frames = [i for i in s.bm3d_frames if i < n]
             t = time.perf_counter()
             est = baselines.bm3d_frames(noisy, sigma, frames)
-            return [("bm3d", est, time.perf_counter() - t, len(frames), f"per-frame, true sigma, frames {frames}")]
+            return [("bm3d", est, time.perf_counter() - t, len(frames), f"per-frame, {level_note}, frames {frames}")]
         if method in _TUNABLE:
-            value = self.tuned_strength(dataset, method, sigma)
+            value = self.tuned_strength(dataset, method, noise)
             run, _ = _TUNABLE[method]
             t = time.perf_counter()
             est = run(noisy, value, sigma)
             return [(method, est, time.perf_counter() - t, n, _TUNED_NOTE[method].format(value))]
         raise ValueError(f"unknown method {method!r}")
 
-    def evaluate(self, dataset: Dataset) -> dict[float, dict[str, MethodResult]]:
+    def evaluate(self, dataset: Dataset) -> Results:
         s = self.settings
-        results: dict[float, dict[str, MethodResult]] = {}
+        results: Results = {}
         if s.threads:
             import cv2
 
             torch.set_num_threads(s.threads)
             cv2.setNumThreads(s.threads)  # NL-means runs on OpenCV's own thread pool
-        for sigma in s.sigmas:
+        for noise in s.noises:
             per_row = {r: MethodResult() for r in method_rows(s.methods, s.lookaheads)}
-            for seq in dataset.sequences:
-                noisy = add_noise(seq.clean, sigma, s.seed)
+            for index, seq in enumerate(dataset.sequences):
+                given = noise.apply(seq.clean, s.seed, index)
                 for method in s.methods:
                     cacheable = method in ("bm3d", "noisy", *TUNED)
                     # A tuned baseline's result is keyed by the strength it ran with.
                     extra = s.bm3d_frames if method == "bm3d" else 0
                     if method in TUNED:
-                        extra = self.tuned_strength(dataset, method, sigma)
-                    key = _cache_key(dataset.name, seq, sigma, method, (s.seed, extra))
+                        extra = self.tuned_strength(dataset, method, noise)
+                    key = _cache_key(dataset.name, seq, noise, method, (s.seed, extra))
                     hit = self._cached(key) if cacheable else None
                     if hit is None:
-                        runs = self._run_method(dataset, noisy, sigma, method)
-                        hit = {row: _scored(est, seq, sec, count, note, s.ssim) for row, est, sec, count, note in runs}
+                        runs = self._run_method(dataset, given, noise, method)
+                        hit = {row: _scored(est, given.reference, sec, count, note, s.ssim)
+                               for row, est, sec, count, note in runs}  # fmt: skip
                         if cacheable:
                             self._store(key, hit)
                     for row, scored in hit.items():
@@ -284,23 +334,24 @@ class Evaluator:
                         res.seconds += scored["seconds"]
                         res.n_frames += scored["count"]
                         res.note = scored["note"]
-                        self.log(f"  {dataset.name} sigma {sigma:g} {seq.name} {row}: {mean(scored['psnr']):.2f} dB")
-            results[sigma] = per_row
+                        self.log(f"  {dataset.name} {noise.label} {seq.name} {row}: {mean(scored['psnr']):.2f} dB")
+            results[noise] = per_row
         return results
 
 
 def _scored(
-    est: np.ndarray | dict[int, np.ndarray], seq: Clip, seconds: float, count: int, note: str, with_ssim: bool
-) -> dict[str, Any]:
+    est: np.ndarray | dict[int, np.ndarray], reference: np.ndarray, seconds: float, count: int, note: str,
+    with_ssim: bool,
+) -> dict[str, Any]:  # fmt: skip
     if isinstance(est, dict):
         frames = sorted(est)
-        full = np.zeros_like(seq.clean)
+        full = np.zeros_like(reference)
         for i in frames:
             full[i] = est[i]
-        scores = sequence_scores(full, seq.clean, frames, with_ssim)
+        scores = sequence_scores(full, reference, frames, with_ssim)
     else:
-        frames = list(range(len(seq.clean)))
-        scores = sequence_scores(est, seq.clean, None, with_ssim)
+        frames = list(range(len(reference)))
+        scores = sequence_scores(est, reference, None, with_ssim)
     return {"psnr": scores["psnr"], "ssim": scores.get("ssim", []), "frames": frames, "seconds": seconds,
             "count": count, "note": note}  # fmt: skip
 
@@ -337,10 +388,10 @@ def subset_psnr(result: MethodResult, subset: dict[str, list[int]]) -> float:
     return mean(per_seq)
 
 
-def markdown_table(dataset: Dataset, results: dict[float, dict[str, MethodResult]], methods: Sequence[str]) -> str:
-    """One dataset: PSNR/SSIM per sigma for every row (``methods`` are row names, method_rows)."""
+def markdown_table(dataset: Dataset, results: Results, methods: Sequence[str]) -> str:
+    """One dataset: PSNR/SSIM per noise setting for every row (``methods`` are row names, method_rows)."""
     sigmas = list(results)
-    head = "| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " | ms/frame | notes |"
+    head = "| method | " + " | ".join(s.label for s in sigmas) + " | ms/frame | notes |"
     lines = [f"**{dataset.name}** — {dataset.description}", "", "PSNR (dB) / SSIM", "", head,
              "|---|" + "---:|" * len(sigmas) + "---:|---|"]  # fmt: skip
     for m in methods:
@@ -349,32 +400,32 @@ def markdown_table(dataset: Dataset, results: dict[float, dict[str, MethodResult
         note = (
             results[sigmas[-1]][m].note
             if m not in TUNED
-            else ", ".join(f"σ{s:g}: {results[s][m].note.split(', ')[-1]}" for s in sigmas)
+            else ", ".join(f"{s.label}: {results[s][m].note.split(', ')[-1]}" for s in sigmas)
         )
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(ms, 1)} | {note} |")
     if "bm3d" in methods:
         subset = results[sigmas[0]]["bm3d"].frames
         lines += ["", "PSNR (dB) on the BM3D frames only (same frames for every method)", "",
-                  "| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " |",
+                  "| method | " + " | ".join(s.label for s in sigmas) + " |",
                   "|---|" + "---:|" * len(sigmas)]  # fmt: skip
         for m in methods:
             lines.append(f"| {m} | " + " | ".join(_fmt(subset_psnr(results[s][m], subset)) for s in sigmas) + " |")
     return "\n".join(lines)
 
 
-def results_json(dataset: Dataset, results: dict[float, dict[str, MethodResult]]) -> dict[str, Any]:
+def results_json(dataset: Dataset, results: Results) -> dict[str, Any]:
+    def key(noise: NoiseSetting) -> str:
+        return f"{noise.sigma:g}" if isinstance(noise, Awgn) else noise.label
+
     return {
         "dataset": dataset.name,
         "description": dataset.description,
         "sequences": {s.name: list(s.clean.shape) for s in dataset.sequences},
-        "results": {f"{sigma:g}": {m: r.to_dict() for m, r in per.items()} for sigma, per in results.items()},
+        "results": {key(noise): {m: r.to_dict() for m, r in per.items()} for noise, per in results.items()},
     }
 
 
-Results = dict[float, dict[str, MethodResult]]
-
-
-def _scores(results: Results, row: str, sigma: float, on_bm3d_frames: bool) -> float:
+def _scores(results: Results, row: str, sigma: NoiseSetting, on_bm3d_frames: bool) -> float:
     res = results[sigma][row]
     if on_bm3d_frames and "bm3d" in results[sigma]:
         return subset_psnr(res, results[sigma]["bm3d"].frames)
@@ -394,7 +445,7 @@ def summary_tables(evaluated: Sequence[tuple[Dataset, Results]], rows: Sequence[
     for subset, label in variants:
         names = [d.name for d, _ in evaluated]
         lines += [f"**Overall, mean over {len(evaluated)} datasets** — PSNR (dB), {label}", "",
-                  "| method | " + " | ".join(f"σ={s:g}" for s in sigmas) + " | avg | "
+                  "| method | " + " | ".join(s.label for s in sigmas) + " | avg | "
                   + " | ".join(names) + " |",
                   "|---|" + "---:|" * (len(sigmas) + 1 + len(names))]  # fmt: skip
         for row in rows:

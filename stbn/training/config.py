@@ -65,6 +65,10 @@ class NoiseSettings:
     kind: str = "gaussian"
     sigma_range: tuple[float, float] = (5.0, 55.0)  # 0..255 scale, per sample
     gain_range: tuple[float, float] = (0.0, 0.02)  # Poisson gain a (variance a*x + sigma^2, x in [0,1])
+    # share of the clips made by the camera simulator (stbn.camera: random sensor, ISP, no codec or
+    # JPEG) and given to the model as their 2x2 phases tiled, the layout the live path uses on
+    # correlated noise (stbn.phases); their level is the simulated noise's own standard deviation
+    camera_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in NOISE_KINDS:
@@ -73,6 +77,8 @@ class NoiseSettings:
             raise ConfigError(f"noise.sigma_range must be ordered within 0..255, got {self.sigma_range}")
         if not 0.0 <= self.gain_range[0] <= self.gain_range[1]:
             raise ConfigError(f"noise.gain_range must be ordered and >= 0, got {self.gain_range}")
+        if not 0.0 <= self.camera_fraction <= 1.0:
+            raise ConfigError(f"noise.camera_fraction must be in [0, 1], got {self.camera_fraction}")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import torch
 
+from stbn.camera import CameraModel, Codec
+from stbn.phases import PhaseTiling
 from stbn.training.config import DataConfig, NoiseSettings, VideoSource
 from stbn.training.data import (
     TRAIN_PHOTOS,
@@ -139,11 +141,27 @@ class SyntheticNoiseSource:
         b = clean.shape[0]
         sigma = sample_sigmas(b, self.noise.sigma_range, generator)
         if self.noise.kind == "gaussian":
-            return Batch(add_gaussian(clean, sigma, generator), sigma, clean)
+            noisy = add_gaussian(clean, sigma, generator)
+            if self.noise.camera_fraction > 0:
+                for i in np.flatnonzero(rng.random(b) < self.noise.camera_fraction):
+                    noisy[i], clean[i], sigma[i] = _camera_sample(clean_np[i], rng)
+            return Batch(noisy, sigma, clean)
         lo, hi = self.noise.gain_range
         gain = lo + (hi - lo) * torch.rand(b, generator=generator)
         noisy = add_poisson_gaussian(clean, gain, sigma, generator)
         return Batch(noisy, poisson_gaussian_sigma_map(noisy, gain, sigma), clean)
+
+
+def _camera_sample(clean: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One (T, H, W, 3) clean clip through a random camera (no codec or JPEG: H.264's P-frames carry
+    noise from frame to frame, which a blind-spot model would learn to keep), as the phases the
+    model sees on correlated noise: (noisy, reference) as (T, 3, H, W) and the noise's std."""
+    camera = CameraModel.sample(rng, codecs=(Codec.NONE, Codec.JPEG))
+    noisy = camera.simulate(clean, rng).astype(np.float32) / 255.0
+    reference = camera.reference(clean)
+    tiling = PhaseTiling(*clean.shape[1:3])
+    as_t = lambda a: torch.from_numpy(tiling.tile(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    return as_t(noisy), as_t(reference), torch.tensor(float(np.std(noisy - reference)))
 
 
 class NoisyVideoSource:

@@ -139,3 +139,45 @@ def test_memory_does_not_grow_with_stream_length(tiny_model: stbn.STBN) -> None:
     growth = _rss_bytes() - level
     # One 32x40 frame with its flows and hidden states is ~0.15 MB: 450 kept frames would be ~65 MB.
     assert growth < 8 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 450 frames"
+
+
+def test_correlated_noise_runs_on_the_tiled_phases_and_a_switch_restarts_the_stream() -> None:
+    from stbn.camera import CameraModel
+    from stbn.noise_estimation import Correlation
+    from stbn.phases import PhaseTiling
+
+    model = responsive_model()
+    clip = moving_clip(4, 16, 22, SIGMA)
+    tiling = PhaseTiling(16, 22)
+    engine = TorchEngine(EngineConfig(backend="torch"), model=model)
+    correlated = _stream_with(engine, clip, 1, NoiseConfig("fixed", SIGMA, correlation=Correlation.CORRELATED))
+    engine = TorchEngine(EngineConfig(backend="torch"), model=model)
+    on_tiles = _stream_with(engine, tiling.tile(clip), 1, NoiseConfig("fixed", SIGMA))
+    for a, b in zip(correlated, on_tiles, strict=True):
+        assert np.array_equal(a.image, tiling.untile(b.image))
+    assert not np.array_equal(correlated[2].image, _stream(engine, clip, 1)[2].image)  # the layout matters
+
+    # blind: white noise, then a camera's; every frame comes out once, in order, after one restart
+    camera = CameraModel(shot=8e-3, read=CameraModel.read_for(8e-3))
+    flat = np.full((4, 48, 64, 3), 0.45, np.float32)
+    white = np.stack([np.clip(128 + np.random.default_rng(k).normal(0, 20, (48, 64, 3)), 0, 255) for k in range(4)])
+    frames = np.concatenate([white.round().astype(np.uint8), camera.simulate(flat, np.random.default_rng(9))])
+    engine = TorchEngine(EngineConfig(backend="torch"), model=model)
+    denoiser = StreamingDenoiser(engine, 2, NoiseConfig("estimate", smoothing=0.0, interval=1))
+    out = []
+    for seq, frame in enumerate(frames):
+        out += denoiser.push(frame, seq)
+        if seq == 3:
+            assert len(out) == 2 and denoiser.pending == 2
+    out += denoiser.flush()
+    assert [f.seq for f in out] == list(range(8))
+    assert [f.correlated for f in out] == [False] * 4 + [True] * 4
+    assert denoiser.resets == 0  # a layout switch keeps the noise tracker (no reset of the stream)
+
+
+def _stream_with(engine: Any, clip: np.ndarray, lookahead: int, noise: NoiseConfig) -> list[Any]:
+    denoiser = StreamingDenoiser(engine, lookahead, noise)
+    out = []
+    for seq, frame in enumerate(clip):
+        out += denoiser.push(frame, seq)
+    return out + denoiser.flush()

@@ -9,7 +9,7 @@ from skimage import data as skdata
 
 from engines.base import EngineConfig
 from engines.torch_engine import TorchEngine
-from stbn.noise_estimation import NoiseConfig, NoiseTracker, estimate_poisson_gaussian, estimate_sigma
+from stbn.noise_estimation import FrameNoise, NoiseConfig, NoiseTracker, estimate_poisson_gaussian, estimate_sigma
 from stbn.streaming import StreamingDenoiser
 
 SIGMAS = [10, 20, 30, 40, 50]
@@ -58,17 +58,17 @@ def test_poisson_gaussian_fit_recovers_the_level_at_mid_grey(bikes_frames: list[
 def test_tracker_smooths_over_time_and_fixed_mode_is_exact() -> None:
     clean = _generated_clip(1)[0]
     tracker = NoiseTracker(NoiseConfig("estimate", smoothing=0.9, interval=1))
-    levels = [tracker.level255(*tracker.update(_noisy_uint8(clean, s, seed=s))) for s in (20, 40)]
+    levels = [tracker.update(_noisy_uint8(clean, s, seed=s)).level255 for s in (20, 40)]
     assert abs(levels[0] - 20) < 2 and 20 < levels[1] < 30  # one frame at 40 moves it only a little
     # Every 4th frame: the frames between hold the level; the 4th moves it as 4 frames would.
     sparse = NoiseTracker(NoiseConfig("estimate", smoothing=0.9, interval=4))
-    held = [sparse.level255(*sparse.update(_noisy_uint8(clean, s, seed=s))) for s in (20, 40, 40, 40, 40)]
+    held = [sparse.update(_noisy_uint8(clean, s, seed=s)).level255 for s in (20, 40, 40, 40, 40)]
     assert held[0] == held[1] == held[2] == held[3] and abs(held[0] - 20) < 2
     assert 25 < held[4] < 32  # variance EMA: sqrt(0.9**4 * 20**2 + (1 - 0.9**4) * 40**2) = 28.5
     with pytest.raises(ValueError, match=r"noise\.interval"):
         NoiseConfig("estimate", interval=0)
     fixed = NoiseTracker(NoiseConfig("fixed", sigma=25.0))
-    assert fixed.update(clean) == (0.0, (25 / 255) ** 2)
+    assert fixed.update(clean) == FrameNoise(0.0, (25 / 255) ** 2, correlated=False)
     with pytest.raises(ValueError, match=r"noise\.mode"):
         NoiseConfig("guess")
     with pytest.raises(ValueError, match=r"0\.\.255"):

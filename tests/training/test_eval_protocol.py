@@ -13,12 +13,12 @@ import stbn
 from stbn.clipping import declip
 from stbn.evaluation.cli import main as eval_main
 from stbn.evaluation.metrics import mean, psnr, sequence_scores, ssim, to_uint8
+from stbn.evaluation.noise import Awgn, add_noise
 from stbn.evaluation.protocol import (
     Clip,
     Dataset,
     EvalSettings,
     Evaluator,
-    add_noise,
     markdown_table,
     method_rows,
     stbn_offline,
@@ -102,7 +102,7 @@ def test_eval_table_with_baselines_and_cache(tmp_path: Path) -> None:
     assert rows == ["noisy", "gauss", "stbn", "stbn-prior", "stbn-L0", "stbn-L2", "bm3d", "nlm", "hqdn3d"]
     results = Evaluator(settings, model, log=lambda _m: None).evaluate(dataset)
     for sigma in (20.0, 40.0):
-        r = results[sigma]
+        r = results[Awgn(sigma)]
         assert set(r) == set(rows)
         assert r["noisy"].mean_psnr() == pytest.approx(20 * np.log10(255 / sigma), abs=0.3)
         for m in ("bm3d", "nlm", "hqdn3d", "gauss"):
@@ -113,7 +113,7 @@ def test_eval_table_with_baselines_and_cache(tmp_path: Path) -> None:
     table = markdown_table(dataset, results, rows)
     assert table.count("\n| ") >= 2 * len(rows) and "ms/frame" in table and "BM3D frames" in table
     again = Evaluator(settings, model, log=lambda _m: None).evaluate(dataset)  # baselines from the cache
-    assert again[20.0]["nlm"].psnr == results[20.0]["nlm"].psnr
+    assert again[Awgn(20.0)]["nlm"].psnr == results[Awgn(20.0)]["nlm"].psnr
     assert len(list((tmp_path / "c").glob("*.json"))) >= 2 * 2 * 5
     other = Dataset("other", dataset.sequences, dataset.tuning)
     summary = summary_tables([(dataset, results), (other, again)], rows)

@@ -1,0 +1,117 @@
+"""Fit the level that the model is given on camera noise, from the frame's multi-scale noise levels.
+
+On correlated (camera) noise the streaming loop denoises the four 2x2 phases (stbn.phases); the
+level the model does best with there is neither the full-resolution Immerkaer estimate (a third
+to a fifth of the noise) nor the noise's standard deviation (the codec removes part of it, and the
+phases keep part of its correlation). This script draws camera clips from the simulator
+(stbn.camera, random cameras and codecs) over synthetic-motion clips of the *training* photos,
+sweeps the level given to the checkpoint on the live path (phase tiling, streaming L=2, uint8 in
+and out), finds each clip's best level, and fits log(best) as a linear function of the logs of
+stbn.noise_estimation.ScaleLevels. It prints the coefficients for stbn.noise_estimation.CAMERA_LEVEL
+and how much PSNR the fitted level loses against each clip's best, on clips left out of the fit.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_camera_level.py --clips 96 --json runs/camera-level.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import stbn
+from stbn.camera import CameraModel
+from stbn.evaluation.metrics import psnr
+from stbn.evaluation.protocol import stbn_streaming
+from stbn.noise_estimation import NoiseConfig, scale_levels
+from stbn.phases import PhaseTiling
+from stbn.training.data import TRAIN_PHOTOS, WALLPAPER_TRAIN_PHOTOS, load_photos, synthetic_clip
+
+MULTIPLIERS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)  # of the clip's 2x2-averaged estimate
+
+
+def tiled_streaming(model: stbn.STBN, noisy: np.ndarray, level: float, lookahead: int) -> np.ndarray:
+    """The live path on correlated noise: phases tiled, streamed at a fixed level, untiled."""
+    tiling = PhaseTiling(*noisy.shape[1:3])
+    tiled = tiling.tile(noisy).astype(np.float32) / 255.0
+    out = stbn_streaming(model, tiled, level, lookahead, NoiseConfig(mode="fixed", sigma=level))
+    return tiling.untile(out)
+
+
+def best_level(levels: np.ndarray, scores: np.ndarray) -> float:
+    """Peak of a parabola through the best score and its neighbours in log(level)."""
+    i = int(np.argmax(scores))
+    if i == 0 or i == len(levels) - 1:
+        return float(levels[i])
+    x = np.log(levels[i - 1 : i + 2])
+    a, b, _ = np.polyfit(x, scores[i - 1 : i + 2], 2)
+    return float(np.exp(np.clip(-b / (2 * a), x[0], x[2]))) if a < 0 else float(levels[i])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=str(Path(__file__).resolve().parents[1] / "weights/stbn-cpu-rt.pt"))
+    parser.add_argument("--clips", type=int, default=96)
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--size", type=int, nargs=2, default=(128, 192))
+    parser.add_argument("--lookahead", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the per-clip sweep here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = stbn.load_checkpoint(args.checkpoint).model.eval()
+    photos = load_photos(TRAIN_PHOTOS + WALLPAPER_TRAIN_PHOTOS)
+    rows = []
+    start = time.time()
+    for k in range(args.clips):
+        rng = np.random.default_rng([args.seed, k])
+        camera = CameraModel.sample(rng)
+        clean = synthetic_clip(photos, args.frames, tuple(args.size), rng).frames
+        clean = clean * (rng.uniform(0.25, 1.0) if rng.random() < 0.3 else 1.0)  # dark scenes too
+        noisy = camera.simulate(clean, rng)
+        ref = camera.reference(clean)
+        feats = np.median([scale_levels(f).as_array() for f in noisy], axis=0)
+        levels = feats[3] * np.array(MULTIPLIERS)
+        scores = []
+        for level in levels:
+            out = tiled_streaming(model, noisy, float(np.clip(level, 0.5, 254.0)), args.lookahead)
+            scores.append(float(np.mean([psnr(out[i], ref[i]) for i in range(len(ref))])))
+        scores = np.array(scores)
+        best = best_level(levels, scores)
+        rows.append({"camera": camera.label(), "features": feats.tolist(), "levels": levels.tolist(),
+                     "scores": scores.tolist(), "best": best,
+                     "input": float(np.mean([psnr(noisy[i] / 255.0, ref[i]) for i in range(len(ref))]))})  # fmt: skip
+        seconds = time.time() - start
+        print(f"{k:3d} {camera.label():60s} levels {np.round(feats, 1)} best {best:5.1f} "
+              f"({scores.max():.2f} dB, input {rows[-1]['input']:.2f}) {seconds:.0f} s", flush=True)  # fmt: skip
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+    fit(rows)
+
+
+def fit(rows: list[dict]) -> None:
+    x = np.log(np.maximum(np.array([r["features"] for r in rows]), 0.05))
+    design = np.hstack([np.ones((len(x), 1)), x])
+    y = np.log(np.array([r["best"] for r in rows]))
+    held = np.arange(len(rows)) % 4 == 3
+    coef, *_ = np.linalg.lstsq(design[~held], y[~held], rcond=None)
+    for name, part in (("fit", ~held), ("held out", held)):
+        pred = design[part] @ coef
+        losses = []
+        for r, level in zip([r for r, p in zip(rows, part) if p], np.exp(pred)):
+            curve = np.interp(np.log(level), np.log(r["levels"]), r["scores"])
+            losses.append(max(r["scores"]) - curve)
+        rms = np.sqrt(np.mean((pred - y[part]) ** 2))
+        lost = f"mean {np.mean(losses):.2f} dB, max {np.max(losses):.2f}"
+        print(f"{name}: rms log error {rms:.3f}, PSNR lost vs each clip's best level: {lost}")
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    print("CAMERA_LEVEL = (" + ", ".join(f"{c:.4f}" for c in coef) + ")  # intercept, log full, phase, phase4, area2")
+
+
+if __name__ == "__main__":
+    main()
