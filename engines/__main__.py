@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt")
         p.add_argument("--device", default="auto")
         p.add_argument("--precision", default="fp32")
-        p.add_argument("--cache-dir", default="cache/engines")
+        p.add_argument("--cache-dir", help="default: $STBN_CACHE/engines or ~/.cache/stbn/engines")
         p.add_argument("--height", type=int, default=360)
         p.add_argument("--width", type=int, default=640)
         p.set_defaults(func=func)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,10 @@ class EngineConfig:
     channels_last: bool = False
     compile: bool = False  # torch.compile (PyTorch backend)
     threads: int = 0  # intra-op threads on the CPU; 0 = library default
-    cache_dir: str = "cache/engines"
+    # exported/compiled graphs; None: $STBN_CACHE/engines, else the user's cache directory
+    # ($XDG_CACHE_HOME or ~/.cache)/stbn/engines. Never relative to the working directory of a later
+    # process: a relative path is made absolute where the engine is created.
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -183,7 +187,15 @@ def download_tensor(handle: torch.Tensor) -> np.ndarray:
     return handle.detach().cpu().numpy()
 
 
+def default_cache_dir() -> Path:
+    """Where engines cache their graphs unless configured: see :attr:`EngineConfig.cache_dir`."""
+    if os.environ.get("STBN_CACHE"):
+        return Path(os.environ["STBN_CACHE"]).expanduser() / "engines"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "stbn" / "engines"
+
+
 def cache_path(config: EngineConfig, key: str, suffix: str) -> Path:
-    path = Path(config.cache_dir) / f"{key}{suffix}"
+    base = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    path = base.resolve() / f"{key}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

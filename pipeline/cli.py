@@ -4,6 +4,7 @@ and ``denoise``, which needs the engines and the video writer of this layer."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,16 +64,28 @@ def _bar(stage: str, total: int | None) -> Any:
     return tqdm(total=total, desc=stage, unit="frame" if stage == "denoise" else "step", dynamic_ncols=True)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, Docker, Kubernetes stopping the job): handled like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
 def run_denoise(args: argparse.Namespace) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         options = options_from_args(args)
         summary = denoise_file(args.input, args.output, options, progress=None if args.no_progress else _bar)
     except (DenoiseError, ValueError) as exc:
         print(f"stbn denoise: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("stbn denoise: interrupted; no output written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"stbn denoise: {'terminated' if terminated else 'interrupted'}; no output written", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(summary.line())
     return 0
 

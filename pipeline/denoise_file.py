@@ -123,6 +123,8 @@ class DenoiseOptions:
             raise ValueError("--noise poisson-gaussian: give both --gain and --sigma, or neither (estimated)")
         if self.adapt_steps < 0:
             raise ValueError(f"--adapt must be >= 0, got {self.adapt_steps}")
+        if self.threads < 0:
+            raise ValueError(f"--threads must be >= 0 (0: the library default), got {self.threads}")
 
 
 # --- input ------------------------------------------------------------------------------------------
@@ -314,6 +316,8 @@ def denoise_file(
 
     if options.threads:
         torch.set_num_threads(options.threads)
+    if output_path.resolve() == input_path.resolve():
+        raise OutputExists(f"{output_path} is the input itself: choose another output (--force never overwrites it)")
     clip = open_input(input_path)
     output = _Output(output_path, clip, options.force)
     try:

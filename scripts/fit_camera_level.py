@@ -42,6 +42,17 @@ def tiled_streaming(model: stbn.STBN, noisy: np.ndarray, level: float, lookahead
     return tiling.untile(out)
 
 
+def camera_clip(
+    photos: list[np.ndarray], args: argparse.Namespace, k: int
+) -> tuple[np.ndarray, np.ndarray, CameraModel]:
+    """Clip ``k`` of the sweep (the same for the same seed): noisy uint8, reference, camera."""
+    rng = np.random.default_rng([args.seed, k])
+    camera = CameraModel.sample(rng)
+    clean = synthetic_clip(photos, args.frames, tuple(args.size), rng).frames
+    clean = clean * (rng.uniform(0.25, 1.0) if rng.random() < 0.3 else 1.0)  # dark scenes too
+    return camera.simulate(clean, rng), camera.reference(clean), camera
+
+
 def best_level(levels: np.ndarray, scores: np.ndarray) -> float:
     """Peak of a parabola through the best score and its neighbours in log(level)."""
     i = int(np.argmax(scores))
@@ -61,21 +72,25 @@ def main() -> None:
     parser.add_argument("--lookahead", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the per-clip sweep here")
+    parser.add_argument("--refit", help="a sweep's JSON: recompute the levels of its (regenerated) clips and fit")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = stbn.load_checkpoint(args.checkpoint).model.eval()
     photos = load_photos(TRAIN_PHOTOS + WALLPAPER_TRAIN_PHOTOS)
+    if args.refit:
+        rows = json.loads(Path(args.refit).read_text())
+        for k, row in enumerate(rows):
+            noisy, _, _ = camera_clip(photos, args, k)
+            row["features"] = np.median([scale_levels(f).as_array() for f in noisy], axis=0).tolist()
+        fit(rows)
+        return
+    model = stbn.load_checkpoint(args.checkpoint).model.eval()
     rows = []
     start = time.time()
     for k in range(args.clips):
-        rng = np.random.default_rng([args.seed, k])
-        camera = CameraModel.sample(rng)
-        clean = synthetic_clip(photos, args.frames, tuple(args.size), rng).frames
-        clean = clean * (rng.uniform(0.25, 1.0) if rng.random() < 0.3 else 1.0)  # dark scenes too
-        noisy = camera.simulate(clean, rng)
-        ref = camera.reference(clean)
+        noisy, ref, camera = camera_clip(photos, args, k)
         feats = np.median([scale_levels(f).as_array() for f in noisy], axis=0)
-        levels = feats[3] * np.array(MULTIPLIERS)
+        sweep_base = float(np.median([scale_levels(f).mean[3] for f in noisy]))  # the 2x2-averaged level
+        levels = sweep_base * np.array(MULTIPLIERS)
         scores = []
         for level in levels:
             out = tiled_streaming(model, noisy, float(np.clip(level, 0.5, 254.0)), args.lookahead)
@@ -94,23 +109,48 @@ def main() -> None:
     fit(rows)
 
 
+def _score_at(row: dict, level: float) -> float:
+    """The clip's PSNR at ``level``: interpolated in log(level), extended linearly past the sweep."""
+    x, y = np.log(row["levels"]), np.array(row["scores"])
+    t = np.log(max(level, 1e-3))
+    if t < x[0]:
+        return float(y[0] + (t - x[0]) * (y[1] - y[0]) / (x[1] - x[0]))
+    if t > x[-1]:
+        return float(y[-1] + (t - x[-1]) * (y[-1] - y[-2]) / (x[-1] - x[-2]))
+    return float(np.interp(t, x, y))
+
+
 def fit(rows: list[dict]) -> None:
+    """Coefficients minimising the mean PSNR lost against each clip's best level (log-linear model,
+    least squares on log(best) as the start), on 3 of 4 clips; the 4th are held out."""
+    from scipy.optimize import minimize
+
     x = np.log(np.maximum(np.array([r["features"] for r in rows]), 0.05))
     design = np.hstack([np.ones((len(x), 1)), x])
     y = np.log(np.array([r["best"] for r in rows]))
     held = np.arange(len(rows)) % 4 == 3
-    coef, *_ = np.linalg.lstsq(design[~held], y[~held], rcond=None)
-    for name, part in (("fit", ~held), ("held out", held)):
-        pred = design[part] @ coef
-        losses = []
-        for r, level in zip([r for r, p in zip(rows, part) if p], np.exp(pred)):
-            curve = np.interp(np.log(level), np.log(r["levels"]), r["scores"])
-            losses.append(max(r["scores"]) - curve)
-        rms = np.sqrt(np.mean((pred - y[part]) ** 2))
-        lost = f"mean {np.mean(losses):.2f} dB, max {np.max(losses):.2f}"
-        print(f"{name}: rms log error {rms:.3f}, PSNR lost vs each clip's best level: {lost}")
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    print("CAMERA_LEVEL = (" + ", ".join(f"{c:.4f}" for c in coef) + ")  # intercept, log full, phase, phase4, area2")
+
+    def lost(coef: np.ndarray, part: np.ndarray) -> np.ndarray:
+        levels = np.exp(design[part] @ coef)
+        chosen = [r for r, p in zip(rows, part) if p]
+        return np.array([max(r["scores"]) - _score_at(r, v) for r, v in zip(chosen, levels)])
+
+    def report(coef: np.ndarray, label: str) -> None:
+        for name, part in (("fit", ~held), ("held out", held)):
+            loss = lost(coef, part)
+            print(f"{label} {name}: PSNR lost vs each clip's best level: mean {loss.mean():.2f} dB, "
+                  f"90th percentile {np.quantile(loss, 0.9):.2f}, max {loss.max():.2f}")  # fmt: skip
+
+    start, *_ = np.linalg.lstsq(design[~held], y[~held], rcond=None)
+    report(start, "least squares")
+    ridge = 0.01
+    result = minimize(lambda c: lost(c, ~held).mean() + ridge * np.sum(c[1:] ** 2), start, method="Powell",
+                      options={"maxiter": 20000, "xtol": 1e-4, "ftol": 1e-6})  # fmt: skip
+    report(result.x, "PSNR-optimal")
+    every = np.ones(len(rows), bool)
+    final = minimize(lambda c: lost(c, every).mean() + ridge * np.sum(c[1:] ** 2), result.x, method="Powell",
+                     options={"maxiter": 20000, "xtol": 1e-4, "ftol": 1e-6}).x  # fmt: skip
+    print("CAMERA_LEVEL = (" + ", ".join(f"{c:.4f}" for c in final) + ")")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ guard keeps the starting weights when adapting cannot help."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,8 @@ def test_denoise_a_video_file_offline_and_streaming(tmp_path: Path, noisy) -> No
         ("unwritable", "UnwritableOutput"),
         ("exists", "OutputExists"),
         ("checkpoint", "BadCheckpoint"),
+        ("itself", "OutputExists"),
+        ("threads", "ValueError"),
     ],
 )
 def test_bad_inputs_give_named_errors_and_leave_nothing(tmp_path: Path, noisy, capsys, case: str, error: str) -> None:
@@ -117,6 +120,11 @@ def test_bad_inputs_give_named_errors_and_leave_nothing(tmp_path: Path, noisy, c
             output = tmp_path / "a_file" / "out.mp4"  # a file where a folder must be
         elif case == "exists":
             output.write_bytes(b"keep me")
+        elif case == "itself":
+            output = source  # --force must not overwrite the input
+            extra = ["--force"]
+        elif case == "threads":
+            extra = ["--threads", "-1"]
         else:
             bad = tmp_path / "bad.pt"
             bad.write_bytes(b"random bytes, not a checkpoint")
@@ -125,6 +133,8 @@ def test_bad_inputs_give_named_errors_and_leave_nothing(tmp_path: Path, noisy, c
     assert f"stbn denoise: {error}:" in capsys.readouterr().err
     if case == "exists":
         assert output.read_bytes() == b"keep me"
+    elif case == "itself":
+        assert len(list(source.iterdir())) == 3  # the input is untouched
     else:
         assert not output.exists()
     assert not list(tmp_path.glob("*.partial*"))
@@ -210,3 +220,47 @@ def test_a_noise_model_half_given_is_refused(tmp_path: Path, noisy, capsys, extr
     _write_folder(tmp_path / "in", noisy[:3])
     assert main(["denoise", str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress", *extra]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_streaming_with_onnxruntime_works_from_any_working_directory(tmp_path: Path, noisy) -> None:
+    """The exported graphs go to an absolute cache (here $STBN_CACHE), whatever the working directory."""
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    _write_folder(elsewhere / "in", noisy[:4])
+    env = {**os.environ, "STBN_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "denoise", "in", "out", "--lookahead", "2", "--backend", "onnxruntime",
+         "--sigma", str(SIGMA), "--no-progress"],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300, env=env | {"PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list((elsewhere / "out").iterdir())) == 4
+    assert any((tmp_path / "cache" / "engines").glob("onnx-*/fuse.onnx"))
+    assert not (elsewhere / "cache").exists()
+
+
+def test_sigterm_stops_like_ctrl_c_and_leaves_no_partial_output(tmp_path: Path) -> None:
+    """What systemd, Docker and Kubernetes send: a message, exit 143, no *.partial* left behind."""
+    import signal
+    import time
+
+    frames = np.random.default_rng(1).integers(0, 255, (400, 64, 96, 3)).astype(np.uint8)
+    video = tmp_path / "long.mp4"
+    writer = VideoWriter(video, fps=25.0)
+    for frame in frames:
+        writer.write(frame)
+    writer.close()
+    out = tmp_path / "out.mp4"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "denoise", str(video), str(out), "--sigma", "20", "--no-progress"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("out.partial*")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert child.poll() is None, "finished before it could be stopped"
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 143, err[-2000:]
+    assert "terminated; no output written" in err
+    assert not out.exists() and not list(tmp_path.glob("*.partial*"))
