@@ -27,11 +27,11 @@ import stbn
 from stbn.camera import CameraModel
 from stbn.evaluation.metrics import psnr
 from stbn.evaluation.protocol import stbn_streaming
-from stbn.noise_estimation import NoiseConfig, scale_levels
+from stbn.noise_estimation import CORRELATED_ABOVE, NoiseConfig, scale_levels
 from stbn.phases import PhaseTiling
 from stbn.training.data import TRAIN_PHOTOS, WALLPAPER_TRAIN_PHOTOS, load_photos, synthetic_clip
 
-MULTIPLIERS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)  # of the clip's 2x2-averaged estimate
+MULTIPLIERS = (0.125, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)  # of the clip's 2x2-averaged level
 
 
 def tiled_streaming(model: stbn.STBN, noisy: np.ndarray, level: float, lookahead: int) -> np.ndarray:
@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--lookahead", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the per-clip sweep here")
+    parser.add_argument("--full-frame", action="store_true", help="also sweep the full frame (for comparison)")
     parser.add_argument("--refit", help="a sweep's JSON: recompute the levels of its (regenerated) clips and fit")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -89,17 +90,22 @@ def main() -> None:
     for k in range(args.clips):
         noisy, ref, camera = camera_clip(photos, args, k)
         feats = np.median([scale_levels(f).as_array() for f in noisy], axis=0)
-        sweep_base = float(np.median([scale_levels(f).mean[3] for f in noisy]))  # the 2x2-averaged level
-        levels = sweep_base * np.array(MULTIPLIERS)
-        scores = []
+        levels = feats[2] * np.array(MULTIPLIERS)  # around the 2x2-averaged level
+        scores, scores_full = [], []
         for level in levels:
-            out = tiled_streaming(model, noisy, float(np.clip(level, 0.5, 254.0)), args.lookahead)
+            level = float(np.clip(level, 0.5, 254.0))
+            out = tiled_streaming(model, noisy, level, args.lookahead)
             scores.append(float(np.mean([psnr(out[i], ref[i]) for i in range(len(ref))])))
+            if args.full_frame:
+                out = stbn_streaming(model, noisy.astype(np.float32) / 255.0, level, args.lookahead)
+                scores_full.append(float(np.mean([psnr(out[i], ref[i]) for i in range(len(ref))])))
         scores = np.array(scores)
         best = best_level(levels, scores)
         rows.append({"camera": camera.label(), "features": feats.tolist(), "levels": levels.tolist(),
                      "scores": scores.tolist(), "best": best,
                      "input": float(np.mean([psnr(noisy[i] / 255.0, ref[i]) for i in range(len(ref))]))})  # fmt: skip
+        if scores_full:
+            rows[-1]["scores_full"] = scores_full
         seconds = time.time() - start
         print(f"{k:3d} {camera.label():60s} levels {np.round(feats, 1)} best {best:5.1f} "
               f"({scores.max():.2f} dB, input {rows[-1]['input']:.2f}) {seconds:.0f} s", flush=True)  # fmt: skip
@@ -109,9 +115,9 @@ def main() -> None:
     fit(rows)
 
 
-def _score_at(row: dict, level: float) -> float:
+def _score_at(row: dict, level: float, key: str = "scores") -> float:
     """The clip's PSNR at ``level``: interpolated in log(level), extended linearly past the sweep."""
-    x, y = np.log(row["levels"]), np.array(row["scores"])
+    x, y = np.log(row["levels"]), np.array(row[key])
     t = np.log(max(level, 1e-3))
     if t < x[0]:
         return float(y[0] + (t - x[0]) * (y[1] - y[0]) / (x[1] - x[0]))
@@ -120,37 +126,49 @@ def _score_at(row: dict, level: float) -> float:
     return float(np.interp(t, x, y))
 
 
-def fit(rows: list[dict]) -> None:
-    """Coefficients minimising the mean PSNR lost against each clip's best level (log-linear model,
-    least squares on log(best) as the start), on 3 of 4 clips; the 4th are held out."""
+def _design(rows: list[dict]) -> np.ndarray:
+    """[1, log full, log area2] of each clip's ScaleLevels (stbn.noise_estimation.camera_level)."""
+    levels = np.maximum(np.array([r["features"] for r in rows]), 0.05)
+    return np.stack([np.ones(len(rows)), np.log(levels[:, 0]), np.log(levels[:, 2])], axis=1)
+
+
+def _lost(coef: np.ndarray, rows: list[dict], key: str) -> np.ndarray:
+    """PSNR lost at the fitted level against the clip's best level in the same layout."""
+    levels = np.exp(_design(rows) @ coef)
+    return np.array([max(r[key]) - _score_at(r, v, key) for r, v in zip(rows, levels)])
+
+
+def _fit_level(rows: list[dict], key: str) -> np.ndarray:
+    """The coefficients minimising the mean PSNR lost (least squares on log(best level) as the start)."""
     from scipy.optimize import minimize
 
-    x = np.log(np.maximum(np.array([r["features"] for r in rows]), 0.05))
-    design = np.hstack([np.ones((len(x), 1)), x])
-    y = np.log(np.array([r["best"] for r in rows]))
+    best = np.log([r["levels"][int(np.argmax(r[key]))] for r in rows])
+    start, *_ = np.linalg.lstsq(_design(rows), best, rcond=None)
+    return minimize(lambda c: _lost(c, rows, key).mean() + 0.01 * np.sum(c[1:] ** 2), start, method="Powell",
+                    options={"maxiter": 20000, "xtol": 1e-4, "ftol": 1e-6}).x  # fmt: skip
+
+
+def _summary(loss: np.ndarray) -> str:
+    return f"mean {loss.mean():.2f} dB, 90th percentile {np.quantile(loss, 0.9):.2f}, max {loss.max():.2f}"
+
+
+def fit(rows: list[dict]) -> None:
+    """On the clips the live path takes as correlated (ScaleLevels.correlation above
+    CORRELATED_ABOVE): fitted on 3 of 4 clips and reported on the 4th, then refitted on all. With a
+    full-frame sweep (--full-frame), the same for the full frame, for comparison."""
+    rows = [r for r in rows if r["features"][1] / max(r["features"][0], 1e-3) > CORRELATED_ABOVE]
     held = np.arange(len(rows)) % 4 == 3
-
-    def lost(coef: np.ndarray, part: np.ndarray) -> np.ndarray:
-        levels = np.exp(design[part] @ coef)
-        chosen = [r for r, p in zip(rows, part) if p]
-        return np.array([max(r["scores"]) - _score_at(r, v) for r, v in zip(chosen, levels)])
-
-    def report(coef: np.ndarray, label: str) -> None:
-        for name, part in (("fit", ~held), ("held out", held)):
-            loss = lost(coef, part)
-            print(f"{label} {name}: PSNR lost vs each clip's best level: mean {loss.mean():.2f} dB, "
-                  f"90th percentile {np.quantile(loss, 0.9):.2f}, max {loss.max():.2f}")  # fmt: skip
-
-    start, *_ = np.linalg.lstsq(design[~held], y[~held], rcond=None)
-    report(start, "least squares")
-    ridge = 0.01
-    result = minimize(lambda c: lost(c, ~held).mean() + ridge * np.sum(c[1:] ** 2), start, method="Powell",
-                      options={"maxiter": 20000, "xtol": 1e-4, "ftol": 1e-6})  # fmt: skip
-    report(result.x, "PSNR-optimal")
-    every = np.ones(len(rows), bool)
-    final = minimize(lambda c: lost(c, every).mean() + ridge * np.sum(c[1:] ** 2), result.x, method="Powell",
-                     options={"maxiter": 20000, "xtol": 1e-4, "ftol": 1e-6}).x  # fmt: skip
-    print("CAMERA_LEVEL = (" + ", ".join(f"{c:.4f}" for c in final) + ")")
+    fit_rows = [r for r, h in zip(rows, held) if not h]
+    test_rows = [r for r, h in zip(rows, held) if h]
+    print(f"{len(rows)} clips measured as correlated, {len(test_rows)} held out")
+    for key, name in (("scores", "phases"), ("scores_full", "full frame")):
+        swept = [[r for r in part if key in r] for part in (fit_rows, test_rows)]
+        if swept[1]:
+            coef = _fit_level(swept[0], key)
+            lost = _summary(_lost(coef, swept[1], key)) + f" ({len(swept[1])} clips)"
+            print(f"  {name}: PSNR lost against the clip's best level, held out: {lost}")
+    final = _fit_level(rows, "scores")
+    print("CAMERA_LEVEL = (" + ", ".join(f"{c:.2f}" for c in final) + ")  # intercept, log full, log area2")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,86 @@
+"""Camera noise end to end as a user meets it: ``stbn denoise`` (blind: correlated noise measured,
+its level estimated) offline and streamed at L=2, without and with test-time adaptation, on
+simulated camera clips (stbn.camera) over evaluation wallpapers that no training used.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/camera_adapt.py        # the table in docs/BENCHMARKS.md
+
+Each clip is written as PNG frames (what a camera's decoder hands over), denoised by
+``pipeline.denoise_file.denoise_file`` exactly as ``stbn denoise IN OUT [--lookahead 2] [--adapt N]``
+runs, read back and scored against what the camera shows of the noiseless scene. NL-means (OpenCV,
+5-frame window) at its best strength for the clip, chosen against the reference (an oracle),
+is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseOptions, denoise_file, read_input
+from stbn.camera import CameraCondition, Codec, IsoLevel
+from stbn.evaluation import baselines
+from stbn.evaluation.metrics import mean, psnr
+from stbn.evaluation.noise import Camera
+from stbn.training.data import load_photos, synthetic_clip
+
+PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
+CLIPS = (("Kite", CameraCondition(IsoLevel.HIGH)), ("Path", CameraCondition(IsoLevel.HIGH, Codec.H264)),
+         ("EveningGlow", CameraCondition(IsoLevel.MID)))  # fmt: skip
+
+
+def _score(frames: np.ndarray, reference: np.ndarray) -> float:
+    return mean([psnr(frames[i].astype(np.float32) / 255.0, reference[i]) for i in range(len(reference))])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", type=int, nargs=2, default=(360, 640))
+    parser.add_argument("--adapt", type=int, default=300)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint}")
+    rows = ["| clip | camera | noisy | NL-means (oracle strength) | offline | offline + adapt | L=2 | L=2 + adapt "
+            "| adapt s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for k, (photo, condition) in enumerate(CLIPS):
+        clean = synthetic_clip(load_photos([PLASMA.format(photo)]), args.frames, tuple(args.size),
+                               np.random.default_rng(k)).frames  # fmt: skip
+        given = Camera(condition).apply(clean, seed=0, clip_index=k)
+        noisy = np.round(given.noisy * 255.0).astype(np.uint8)
+        nlm = max(_score(np.round(baselines.nlm_video(given.noisy, f * given.level) * 255).astype(np.uint8),
+                         given.reference) for f in (0.45, 0.6, 0.75, 0.9))  # fmt: skip
+        scores, adapt_s = [], 0.0
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / "in"
+            source.mkdir()
+            for i, frame in enumerate(noisy):
+                cv2.imwrite(str(source / f"{i:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            for lookahead in (None, 2):
+                for steps in (0, args.adapt):
+                    out = Path(tmp) / f"out-{lookahead}-{steps}"
+                    options = DenoiseOptions(checkpoint=args.checkpoint, lookahead=lookahead, adapt_steps=steps,
+                                             backend="torch", threads=1)  # fmt: skip
+                    start = time.time()
+                    summary = denoise_file(source, out, options)
+                    if steps:
+                        adapt_s = time.time() - start
+                    scores.append(_score(read_input(out).frames, given.reference))
+                    print(f"{photo} {condition.name} L={lookahead} adapt {steps}: {scores[-1]:.2f} dB; "
+                          f"{summary.line()}", flush=True)  # fmt: skip
+        rows.append(f"| {photo} | {condition.name} | {_score(noisy, given.reference):.2f} | {nlm:.2f} | "
+                    + " | ".join(f"{s:.2f}" for s in scores) + f" | {adapt_s:.0f} |")  # fmt: skip
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
