@@ -9,7 +9,14 @@ from skimage import data as skdata
 
 from engines.base import EngineConfig
 from engines.torch_engine import TorchEngine
-from stbn.noise_estimation import FrameNoise, NoiseConfig, NoiseTracker, estimate_poisson_gaussian, estimate_sigma
+from stbn.noise_estimation import (
+    FrameNoise,
+    NoiseConfig,
+    NoiseTracker,
+    estimate_poisson_gaussian,
+    estimate_sigma,
+    scale_levels,
+)
 from stbn.streaming import StreamingDenoiser
 
 SIGMAS = [10, 20, 30, 40, 50]
@@ -81,3 +88,14 @@ def test_streaming_reports_the_estimated_level(tiny_model) -> None:
     denoiser = StreamingDenoiser(engine, 0, NoiseConfig("estimate"))
     out = denoiser.push(_noisy_uint8(clean[0][:64, :96], 30, seed=1), 0)
     assert len(out) == 1 and abs(out[0].sigma - 30) < 4
+
+
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_white_noise_is_never_taken_for_a_cameras_correlated_noise(sigma: int, bikes_frames) -> None:
+    """AWGN keeps the white path (and its exact level) on photos, gradients and real footage."""
+    for k, clean in enumerate(_generated_clip() + list(bikes_frames)):
+        tracker = NoiseTracker(NoiseConfig("estimate", interval=1))
+        noisy = _noisy_uint8(clean, sigma, seed=k)
+        noise = tracker.update(noisy)
+        assert not noise.correlated, (k, scale_levels(noisy))
+        assert noise.level255 == pytest.approx(estimate_sigma(noisy), rel=1e-6)
