@@ -20,6 +20,7 @@ from stbn.evaluation.datasets import GROUP_NAMES
 from stbn.evaluation.protocol import (
     METHODS,
     SIGMAS,
+    STBN_METHODS,
     EvalSettings,
     Evaluator,
     markdown_table,
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     model = None
     header = []
-    if {"stbn", "stbn-stream"} & set(methods):
+    if set(STBN_METHODS) & set(methods):
         try:
             loaded = stbn.load_checkpoint(args.checkpoint)
         except stbn.CheckpointError as exc:

@@ -38,7 +38,8 @@ from stbn.noise_estimation import Correlation, NoiseConfig
 from stbn.posterior import posterior_mean
 
 SIGMAS = (10.0, 20.0, 30.0, 40.0, 50.0)
-METHODS = ("noisy", "gauss", "hqdn3d", "nlm", "bm3d", "stbn", "stbn-stream", "stbn-live", "stbn-best")
+STBN_METHODS = ("stbn", "stbn-stream", "stbn-live", "stbn-best")  # the ones that need a model
+METHODS = ("noisy", "gauss", "hqdn3d", "nlm", "bm3d", *STBN_METHODS)
 BEST_LEVEL_FACTORS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0)  # stbn-best: levels swept, factors of the true/oracle level
 TUNED = ("gauss", "hqdn3d", "nlm")  # strengths tuned per dataset and sigma on a clip that is not scored
 
@@ -206,7 +207,7 @@ def _cache_key(dataset: str, seq: Clip, noise: NoiseSetting, method: str, extra:
 
 class Evaluator:
     def __init__(self, settings: EvalSettings, model: STBN | None, log: Callable[[str], None] = print) -> None:
-        if model is None and ({"stbn", "stbn-stream"} & set(settings.methods)):
+        if model is None and (set(STBN_METHODS) & set(settings.methods)):
             raise ValueError("STBN methods need a model (--checkpoint)")
         self.settings = settings
         self.model = model

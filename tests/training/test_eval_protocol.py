@@ -140,3 +140,29 @@ def test_eval_cli_json_on_a_frame_folder(tmp_path: Path, capsys: pytest.CaptureF
     report = json.loads((tmp_path / "r.json").read_text())
     res = report["datasets"][0]["results"]["25"]
     assert set(res) == {"noisy", "stbn", "stbn-prior", "hqdn3d"} and len(res["stbn"]["psnr"]["frames"]) == 4
+
+
+def test_eval_cli_scores_camera_noise_beside_awgn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--cameras: a simulated camera's noise, scored against its noiseless output, in the same table
+    as AWGN, with the live default (blind) and the best-fixed-level bound."""
+    import cv2
+
+    torch.manual_seed(0)
+    stbn.save_checkpoint(tmp_path / "m.pt", stbn.build_model("cpu-rt", flow="zero", **TINY), "cpu-rt")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(to_uint8(smooth_clip(6, 32, 48))):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    args = ["--checkpoint", str(tmp_path / "m.pt"), "--frames", str(folder), "--max-frames", "4", "--sigmas", "25",
+            "--cameras", "iso-high,iso-low-h264", "--methods", "noisy,nlm,stbn-live,stbn-best", "--lookaheads", "2",
+            "--json", str(tmp_path / "r.json"), "--quiet"]  # fmt: skip
+    assert eval_main(args) == 0
+    out = capsys.readouterr().out
+    assert "| method | σ=25 | iso-high | iso-low-h264 |" in out
+    assert "| stbn-live-L2 |" in out and "| stbn-best-L2 |" in out
+    res = json.loads((tmp_path / "r.json").read_text())["datasets"][0]["results"]
+    assert set(res) == {"25", "iso-high", "iso-low-h264"}
+    for setting in res.values():
+        assert setting["stbn-best-L2"]["mean_psnr"] >= setting["stbn-live-L2"]["mean_psnr"] - 0.5
+    assert res["iso-high"]["noisy"]["mean_psnr"] < res["iso-low-h264"]["noisy"]["mean_psnr"]
+    assert eval_main([*args[:4], "--cameras", "iso-ultra"]) == 2
