@@ -295,7 +295,7 @@ class NoiseTracker:
         if correlated:
             current = FrameNoise.gaussian(camera_level(levels), correlated=True)
         elif cfg.mode == "estimate":
-            current = FrameNoise.gaussian(estimate_sigma(frame))
+            current = FrameNoise.gaussian(levels.full)  # = estimate_sigma(frame)
         else:
             current = FrameNoise(*estimate_poisson_gaussian(frame))
         if self._state is None or self._state.correlated != correlated:

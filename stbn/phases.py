@@ -33,10 +33,23 @@ class PhaseTiling:
 
     def tile(self, frames: np.ndarray) -> np.ndarray:
         """(..., H, W, C) -> the same with the four phases as tiles."""
-        self._check(frames)
-        return np.ascontiguousarray(frames[..., self._rows, :, :][..., self._cols, :])
+        return self._permute(frames, inverse=False)
 
     def untile(self, frames: np.ndarray) -> np.ndarray:
         """The inverse of :meth:`tile`."""
-        self._check(frames)
-        return np.ascontiguousarray(frames[..., self._inv_rows, :, :][..., self._inv_cols, :])
+        return self._permute(frames, inverse=True)
+
+    def _permute(self, frames: np.ndarray, inverse: bool) -> np.ndarray:
+        if frames.shape[-3:-1] != self.shape:
+            raise ValueError(f"phase tiling is for {self.shape[1]}x{self.shape[0]} frames, got {frames.shape}")
+        h, w = self.shape
+        if h % 2 or w % 2:
+            rows, cols = (self._inv_rows, self._inv_cols) if inverse else (self._rows, self._cols)
+            return np.ascontiguousarray(frames[..., rows, :, :][..., cols, :])
+        # even sizes: one strided copy of whole pixels (a C-byte view), ~10x faster than gathering
+        lead = frames.shape[:-3]
+        pixels = np.ascontiguousarray(frames).view(np.dtype((np.void, frames.dtype.itemsize * frames.shape[-1])))
+        split = pixels.reshape(*lead, 2, h // 2, 2, w // 2) if inverse else pixels.reshape(*lead, h // 2, 2, w // 2, 2)
+        n = len(lead)
+        swapped = split.transpose(*range(n), n + 1, n, n + 3, n + 2)  # (i, r, j, c) <-> (r, i, c, j)
+        return np.ascontiguousarray(swapped).view(frames.dtype).reshape(frames.shape)

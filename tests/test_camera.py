@@ -87,12 +87,15 @@ def test_evaluation_settings_are_reproducible_and_ordered_by_iso() -> None:
         CameraModel(codec=Codec.H264, quality=60)
 
 
-def test_phase_tiling_inverts_for_any_size() -> None:
-    frames = np.random.default_rng(0).integers(0, 255, (2, 7, 9, 3)).astype(np.uint8)
-    tiling = PhaseTiling(7, 9)
+@pytest.mark.parametrize(("h", "w", "dtype"), [(7, 9, np.uint8), (8, 10, np.uint8), (6, 4, np.float32)])
+def test_phase_tiling_inverts_for_any_size(h: int, w: int, dtype: type) -> None:
+    frames = (np.random.default_rng(0).random((2, h, w, 3)) * 255).astype(dtype)
+    tiling = PhaseTiling(h, w)
     tiled = tiling.tile(frames)
-    assert np.array_equal(tiling.untile(tiled), frames)
-    assert np.array_equal(tiled[:, :4, :5], frames[:, ::2, ::2])  # phase (0, 0) is the top-left tile
-    assert np.array_equal(tiled[:, 4:, 5:], frames[:, 1::2, 1::2])
+    assert tiled.dtype == frames.dtype and np.array_equal(tiling.untile(tiled), frames)
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    assert np.array_equal(tiled[:, :h2, :w2], frames[:, ::2, ::2])  # phase (0, 0) is the top-left tile
+    assert np.array_equal(tiled[:, :h2, w2:], frames[:, ::2, 1::2])
+    assert np.array_equal(tiled[:, h2:, w2:], frames[:, 1::2, 1::2])
     with pytest.raises(ValueError, match="phase tiling"):
-        tiling.tile(frames[:, :6])
+        tiling.tile(frames[:, :-1])

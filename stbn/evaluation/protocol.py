@@ -87,6 +87,7 @@ class EvalSettings:
     threads: int = 0  # torch and OpenCV threads; 0 = the libraries' defaults
     ssim: bool = True
     cache_dir: str | None = None  # baseline results are cached here (they do not depend on the model)
+    live_noise: NoiseConfig = field(default_factory=NoiseConfig)  # stbn-live: the live default's noise settings
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -276,8 +277,8 @@ class Evaluator:
             rows = []
             for la in s.lookaheads:
                 t = time.perf_counter()
-                est = stbn_streaming(self.model, noisy, sigma, la, NoiseConfig())  # type: ignore[arg-type]
-                note = f"the live default: streaming L={la}, blind"
+                est = stbn_streaming(self.model, noisy, sigma, la, s.live_noise)  # type: ignore[arg-type]
+                note = f"the live default: streaming L={la}, blind, noise correlation {s.live_noise.correlation.value}"
                 rows.append((f"stbn-live-L{la}", est, time.perf_counter() - t, n, note))
             return rows
         if method == "stbn-best":
