@@ -49,6 +49,14 @@ def _write_folder(folder: Path, frames: np.ndarray) -> list[str]:
     return names
 
 
+def _write_video(path: Path, frames: np.ndarray) -> Path:
+    writer = VideoWriter(path, fps=25.0)
+    for frame in frames:
+        writer.write(frame)
+    writer.close()
+    return path
+
+
 def test_denoise_a_frame_folder_keeps_names_and_count_and_denoises(tmp_path: Path, noisy, clean) -> None:
     names = _write_folder(tmp_path / "in", noisy)
     out = tmp_path / "out"
@@ -63,11 +71,7 @@ def test_denoise_a_frame_folder_keeps_names_and_count_and_denoises(tmp_path: Pat
 
 
 def test_denoise_a_video_file_offline_and_streaming(tmp_path: Path, noisy) -> None:
-    video = tmp_path / "noisy.mp4"
-    writer = VideoWriter(video, fps=25.0)
-    for frame in noisy:
-        writer.write(frame)
-    writer.close()
+    video = _write_video(tmp_path / "noisy.mp4", noisy)
     offline = tmp_path / "clean.mp4"
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "denoise", str(video), str(offline), "--no-progress"],
@@ -245,11 +249,7 @@ def test_sigterm_stops_like_ctrl_c_and_leaves_no_partial_output(tmp_path: Path) 
     import time
 
     frames = np.random.default_rng(1).integers(0, 255, (400, 64, 96, 3)).astype(np.uint8)
-    video = tmp_path / "long.mp4"
-    writer = VideoWriter(video, fps=25.0)
-    for frame in frames:
-        writer.write(frame)
-    writer.close()
+    video = _write_video(tmp_path / "long.mp4", frames)
     out = tmp_path / "out.mp4"
     child = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "denoise", str(video), str(out), "--sigma", "20", "--no-progress"],
