@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError, PipelineConfig, load_config
+from stbn.noise_estimation import Correlation
 
 from .conftest import REPO, subprocess_env
 
@@ -44,6 +45,10 @@ def test_bad_values_are_named() -> None:
         load_config(None, ["engine.backend=cuda"])
     with pytest.raises(ConfigError, match=r"publish.*encoding must be one of"):
         load_config(None, ["publish.encoding=png"])
+    with pytest.raises(ConfigError, match=r"key 'noise\.correlation' must be one of auto, white, correlated"):
+        load_config(None, ["noise.correlation=maybe"])
+    assert load_config(None, ["noise.correlation=white"]).noise.correlation is Correlation.WHITE
+    assert load_config(None, []).noise.correlation is Correlation.AUTO
 
 
 @pytest.mark.parametrize(
