@@ -82,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     drops = sum(sum(s.get("drops", {}).values()) for s in streams)
     reconnects = sum(s.get("reconnects", 0) for s in streams)
     rate = f"{report['fps']} frames/s" if report.get("fps") else "no frames"
+    unsent = {}
+    for stream_report in streams:
+        for reason, n in stream_report.get("unsent", {}).items():
+            unsent[reason] = unsent.get(reason, 0) + n
+    not_sent = "".join(f", {n} {reason} (not sent)" for reason, n in sorted(unsent.items()))
     latency = f"end-to-end p50 {e2e['p50']} ms p95 {e2e['p95']} ms" if "p50" in e2e else "no latency figures"
     print(
-        f"run_pipeline: {report.get('frames_published', 0)} frames, {rate}, {drops} dropped, {reconnects} "
+        f"run_pipeline: {report.get('frames_published', 0)} frames{not_sent}, {rate}, {drops} dropped, {reconnects} "
         f"reconnects, {latency}; report in {config.report.dir}/{config.report.name}.json",
         file=sys.stderr,
     )

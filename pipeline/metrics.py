@@ -25,6 +25,10 @@ class _Collector:
         state = GaugeMetricFamily("stbn_stream_state", "1 for the stream's current state", labels=["stream", "state"])
         frames = CounterMetricFamily("stbn_frames", "frames per stream and stage", labels=["stream", "stage"])
         drops = CounterMetricFamily("stbn_drops", "frames dropped by the ring, per reason", labels=["stream", "reason"])
+        unsent = CounterMetricFamily(
+            "stbn_unsent", "frames the publisher did not send (stale: older than publish.max_age_ms; abandoned: "
+            "lossless, given up at shutdown)", labels=["stream", "reason"],
+        )  # fmt: skip
         reconnects = CounterMetricFamily("stbn_reconnects", "source reconnections", labels=["stream"])
         depth = GaugeMetricFamily("stbn_ring_depth", "frames waiting in the ring", labels=["stream"])
         latency = GaugeMetricFamily("stbn_latency_ms", "recent latency percentiles", labels=["stream", "interval", "q"])
@@ -39,6 +43,8 @@ class _Collector:
                 frames.add_metric([stream, stage], n)
             for reason, n in live.ring.drops.items():
                 drops.add_metric([stream, reason], n)
+            for reason in ("stale", "abandoned"):
+                unsent.add_metric([stream, reason], s.unsent.get(reason, 0))
             reconnects.add_metric([stream], s.reconnects)
             for outcome, n in s.adaptations.items():
                 adaptations.add_metric([stream, outcome], n)
@@ -47,7 +53,7 @@ class _Collector:
                 for q in ("p50", "p95", "p99"):
                     if q in qs:
                         latency.add_metric([stream, interval, q], qs[q])
-        yield from (state, frames, drops, reconnects, depth, latency, adaptations)
+        yield from (state, frames, drops, unsent, reconnects, depth, latency, adaptations)
 
 
 class MetricsServer:

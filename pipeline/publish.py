@@ -7,6 +7,7 @@ prefix filtering), ``header`` a small versioned JSON object, ``payload`` the fra
 
 from __future__ import annotations
 
+import enum
 import os
 import threading
 import time
@@ -53,6 +54,12 @@ def setup_curve_server(socket: zmq.Socket, context: zmq.Context, curve: CurveCon
     socket.curve_publickey = public
     socket.curve_server = True
     return auth
+
+
+class SendOutcome(enum.Enum):
+    SENT = "sent"
+    STALE = "stale"  # older than publish.max_age_ms when its turn came: counted, not sent
+    ABANDONED = "abandoned"  # lossless, given up on at shutdown: counted, not sent
 
 
 class ZmqPublisher:
@@ -117,7 +124,7 @@ class ZmqPublisher:
         """Stop waiting on slow subscribers in lossless mode (shutdown)."""
         self._stop.set()
 
-    def send(self, topic: str, record: FrameRecord, **header: Any) -> None:
+    def send(self, topic: str, record: FrameRecord, **header: Any) -> SendOutcome:
         """Encode and send one record as it is (the publish stage has stamped it ``published``);
         ``header`` adds fields to its header (the stream's ``lookahead``)."""
         if self._socket is None:
@@ -125,7 +132,7 @@ class ZmqPublisher:
         self._poll_subscriptions()
         if self.config.max_age_ms and (now_ns() - record.capture_ns) / 1e6 > self.config.max_age_ms:
             self.stale_dropped += 1
-            return
+            return SendOutcome.STALE
         try:
             parts = wire.encode(
                 topic, record, wire.Encoding(self.config.encoding), self.config.jpeg_quality, **header
@@ -142,11 +149,12 @@ class ZmqPublisher:
                 if self._stop.is_set():
                     self.abandoned += 1
                     self.blocked_s += time.perf_counter() - t0
-                    return
+                    return SendOutcome.ABANDONED
                 self._socket.poll(5, zmq.POLLOUT)
         self.blocked_s += time.perf_counter() - t0
         self.sent += 1
         self.bytes += int(parts[-1].nbytes)
+        return SendOutcome.SENT
 
     def close(self) -> None:
         if self._socket is not None:

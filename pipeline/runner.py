@@ -12,15 +12,16 @@ from typing import Any
 
 from pipeline.build import BuildError, build_pipeline
 from pipeline.config import PipelineConfig, to_dict
-from pipeline.frame import FrameRecord
+from pipeline.frame import FrameRecord, now_ns
 from pipeline.metrics import MetricsServer
 from pipeline.profiling import summarize, write_json
-from pipeline.publish import PublishError, ZmqPublisher
+from pipeline.publish import PublishError, SendOutcome, ZmqPublisher
 from pipeline.sources import Source
 from pipeline.stages import Denoiser, LiveStream, PublishStage, StreamStatus
 
 log = logging.getLogger("pipeline")
 PROGRESS_EVERY_S = 10.0
+STALE_WARN_AFTER = 30  # frames in a row too old to send before a stream warns that subscribers get nothing
 
 
 class PipelineError(RuntimeError):
@@ -66,10 +67,25 @@ class Pipeline:
         """One line per stream every PROGRESS_EVERY_S: state, frames in and out, drops, reconnects."""
         for sid, st in self.streams.items():
             s = st.state.snapshot()
+            unsent = "".join(f", {n} {reason}" for reason, n in sorted(s.unsent.items()))
             log.info(
-                "stream %s: %s, %d captured, %d published, %d dropped, %d reconnects",
-                sid, s.state.value, s.captured, s.published, sum(st.ring.stats().drops.values()), s.reconnects,
+                "stream %s: %s, %d captured, %d published%s, %d dropped, %d reconnects",
+                sid, s.state.value, s.captured, s.published, unsent, sum(st.ring.stats().drops.values()), s.reconnects,
             )  # fmt: skip
+
+    def _warn_if_every_frame_is_too_old(self) -> None:
+        """publish.max_age_ms below a stream's own look-ahead latency drops every frame it publishes."""
+        max_age = self.config.publish.max_age_ms
+        if not (self.config.publish.enabled and max_age):
+            return
+        for sc in self.config.sources:
+            lookahead_ms = 1000.0 * self.lookaheads[sc.id] / sc.fps
+            if max_age <= lookahead_ms:
+                log.warning(
+                    "stream %s: publish.max_age_ms=%g is below its look-ahead's own latency (%d frames at %g fps = "
+                    "%.0f ms, before any compute): every frame will be too old to send",
+                    sc.id, max_age, self.lookaheads[sc.id], sc.fps, lookahead_ms,
+                )  # fmt: skip
 
     def _prebuild_engines(self) -> None:
         """Export / compile before the clock starts where the frame size is known (synthetic
@@ -123,6 +139,7 @@ class Pipeline:
                 publisher = self.publisher
                 lookaheads = self.lookaheads
                 send = lambda rec: publisher.send(topics[rec.stream], rec, lookahead=lookaheads[rec.stream])  # noqa: E731
+                self._warn_if_every_frame_is_too_old()
                 if cfg.publish.wait_subscribers:
                     log.info("waiting for %d subscriber(s) on %s", cfg.publish.wait_subscribers, publisher.endpoint)
                     publisher.wait_for_subscribers(cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s, stop)
@@ -246,8 +263,16 @@ class Pipeline:
                 self.profiler.plot(d / f"{self.config.report.name}.png", gaps=gaps)
         return failure
 
-    def _on_published(self, record: FrameRecord) -> None:
-        self.streams[record.stream].state.published += 1
+    def _on_published(self, record: FrameRecord, outcome: SendOutcome) -> None:
+        stale_run = self.streams[record.stream].state.record_sent(outcome)
+        if stale_run == STALE_WARN_AFTER:  # once per run of stale frames
+            age_ms = (now_ns() - record.capture_ns) / 1e6
+            log.warning(
+                "stream %s: the last %d frames were all older than publish.max_age_ms=%g when their turn came "
+                "(this one %.0f ms): ZeroMQ subscribers get nothing; raise publish.max_age_ms above the "
+                "pipeline's latency or lower the look-ahead",
+                record.stream, stale_run, self.config.publish.max_age_ms, age_ms,
+            )  # fmt: skip
         self.profiler.record(record)
 
     def _build_report(self, failure: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.config import SourceConfig
 from pipeline.frame import FrameRecord, now_ns
+from pipeline.publish import SendOutcome
 from pipeline.ring import OverflowPolicy, RingBuffer, RingStats
 from pipeline.sinks import Sink
 from pipeline.sources import Source, SourceDisconnected, SourceError
@@ -55,7 +56,8 @@ class StreamSnapshot:
     reconnects: int
     captured: int
     inferred: int
-    published: int
+    published: int  # sent over ZeroMQ (handed to the sinks when ZeroMQ is off)
+    unsent: dict[str, int]  # SendOutcome value (stale, abandoned) -> frames the publisher did not send
     denoiser_resets: int
     gaps: tuple[dict[str, Any], ...]
     frame_size: tuple[int, int] | None
@@ -73,6 +75,7 @@ class StreamSnapshot:
             "captured": self.captured,
             "inferred": self.inferred,
             "published": self.published,
+            "unsent": dict(self.unsent),
             "denoiser_resets": self.denoiser_resets,
             "gaps": [dict(g) for g in self.gaps],
             "frame_size": list(self.frame_size) if self.frame_size else None,
@@ -104,6 +107,8 @@ class StreamState:
         self.captured = 0
         self.inferred = 0
         self.published = 0
+        self.unsent: dict[str, int] = {}
+        self._stale_run = 0  # frames in a row that were too old to send
         self.resets = 0
         self.gaps: list[dict[str, Any]] = []
         self.compute_ms: deque[float] = deque(maxlen=100_000)
@@ -113,6 +118,17 @@ class StreamState:
         self.adaptations: dict[str, int] = {}  # outcome -> count (swapped, rolled_back, ...)
         self.last_adaptation: dict[str, Any] | None = None
         self._lock = threading.Lock()
+
+    def record_sent(self, outcome: SendOutcome) -> int:
+        """Count one frame's publish outcome; returns how many frames in a row were stale."""
+        with self._lock:
+            if outcome is SendOutcome.SENT:
+                self.published += 1
+                self._stale_run = 0
+            else:
+                self.unsent[outcome.value] = self.unsent.get(outcome.value, 0) + 1
+                self._stale_run = self._stale_run + 1 if outcome is SendOutcome.STALE else 0
+            return self._stale_run
 
     def record_adaptation(self, outcome: dict[str, Any]) -> None:
         with self._lock:
@@ -144,6 +160,7 @@ class StreamState:
                 captured=self.captured,
                 inferred=self.inferred,
                 published=self.published,
+                unsent=dict(self.unsent),
                 denoiser_resets=self.resets,
                 gaps=tuple(dict(g) for g in self.gaps),
                 frame_size=self.frame_size,
@@ -411,8 +428,8 @@ class PublishStage(Stage):
     """Sends denoised records over ZeroMQ, then hands them to the sinks and the profiler."""
 
     def __init__(
-        self, out: RingBuffer[FrameRecord], send: Callable[[FrameRecord], None] | None,
-        sinks: dict[str, list[Sink]], on_published: Callable[[FrameRecord], None],
+        self, out: RingBuffer[FrameRecord], send: Callable[[FrameRecord], SendOutcome] | None,
+        sinks: dict[str, list[Sink]], on_published: Callable[[FrameRecord, SendOutcome], None],
     ) -> None:
         super().__init__("publish")
         self.out = out
@@ -429,11 +446,10 @@ class PublishStage(Stage):
             if record is None:
                 continue
             record = record.stamped("published")  # the one place a frame is stamped published
-            if self.send is not None:
-                self.send(record)
+            outcome = self.send(record) if self.send is not None else SendOutcome.SENT
             for sink in self.sinks.get(record.stream, ()):
                 sink.write(record)
-            self.on_published(record)
+            self.on_published(record, outcome)
 
 
     def shutdown(self) -> None:

@@ -364,3 +364,46 @@ def test_the_engine_is_built_before_the_clock_starts_and_logged(checkpoint: Path
     built = [i for i, m in enumerate(messages) if m.startswith("engine built for cam0 at 64x48")]
     assert len(built) == 1  # once, before the stream, and not again inside it
     assert not any(m.startswith("engine torch built for") for m in messages)
+
+
+def test_max_age_below_the_pipelines_latency_warns_and_counts_every_frame_unsent(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """publish.max_age_ms under the look-ahead's latency: warned at start and while it drops
+    everything; /metrics, the progress, the report and the summary say 0 published, N stale."""
+    port = free_port()
+    cmd = [sys.executable, "run_pipeline.py", "--config", "configs/default.yaml",
+           "--set", "engine.backend=torch", "--set", f"engine.checkpoint={checkpoint}", "--set", "engine.threads=1",
+           "--set", "sources[0].width=64", "--set", "sources[0].height=48", "--set", "sources[0].frames=0",
+           "--set", "sources[0].pace=true", "--set", "sources[0].fps=30", "--set", "publish.max_age_ms=5",
+           "--set", f"publish.endpoint=tcp://127.0.0.1:{free_port()}",
+           "--set", "metrics.enabled=true", "--set", f"metrics.port={port}",
+           "--set", f"report.dir={tmp_path}", "--set", f"outputs.video_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        stale = 0.0
+        while time.monotonic() < deadline and stale < 35:
+            time.sleep(0.3)
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith('stbn_unsent_total{reason="stale",stream="cam0"}'):
+                    stale = float(line.split()[-1])
+        assert stale >= 35, proc.stderr.read() if proc.poll() is not None else "no stale frames counted"
+        assert 'stbn_frames_total{stage="published",stream="cam0"} 0.0' in text
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "publish.max_age_ms=5 is below its look-ahead's own latency" in stderr
+    assert "were all older than publish.max_age_ms=5" in stderr
+    s = json.loads((tmp_path / "latency.json").read_text())["streams"]["cam0"]
+    assert s["published"] == 0 and s["unsent"]["stale"] == s["frames_published"] >= 35
+    assert "stale (not sent)" in stderr
