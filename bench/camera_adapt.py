@@ -6,9 +6,8 @@ simulated camera clips (stbn.camera) over evaluation wallpapers that no training
 
 Each clip is written as PNG frames (what a camera's decoder hands over), denoised by
 ``pipeline.denoise_file.denoise_file`` exactly as ``stbn denoise IN OUT [--lookahead 2] [--adapt N]``
-runs, read back and scored against what the camera shows of the noiseless scene. NL-means (OpenCV,
-5-frame window) at its best strength for the clip, chosen against the reference (an oracle),
-is printed beside it.
+runs, read back and scored against what the camera shows of the noiseless scene (the classical
+baselines on the same settings: ``stbn eval --cameras all``, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseOptions, denoise_file, read_input
 from stbn.camera import CameraCondition, Codec, IsoLevel
-from stbn.evaluation import baselines
 from stbn.evaluation.metrics import mean, psnr
 from stbn.evaluation.noise import Camera
 from stbn.training.data import load_photos, synthetic_clip
@@ -49,15 +47,13 @@ def main() -> int:
     parser.add_argument("--adapt", type=int, default=300)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint}")
-    rows = ["| clip | camera | noisy | NL-means (oracle strength) | offline | offline + adapt | L=2 | L=2 + adapt "
-            "| adapt s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rows = ["| clip | camera | noisy | offline | offline + adapt | L=2 | L=2 + adapt | adapt s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for k, (photo, condition) in enumerate(CLIPS):
         clean = synthetic_clip(load_photos([PLASMA.format(photo)]), args.frames, tuple(args.size),
                                np.random.default_rng(k)).frames  # fmt: skip
         given = Camera(condition).apply(clean, seed=0, clip_index=k)
         noisy = np.round(given.noisy * 255.0).astype(np.uint8)
-        nlm = max(_score(np.round(baselines.nlm_video(given.noisy, f * given.level) * 255).astype(np.uint8),
-                         given.reference) for f in (0.45, 0.6, 0.75, 0.9))  # fmt: skip
         scores, adapt_s = [], 0.0
         with tempfile.TemporaryDirectory() as tmp:
             source = Path(tmp) / "in"
@@ -76,7 +72,7 @@ def main() -> int:
                     scores.append(_score(read_input(out).frames, given.reference))
                     print(f"{photo} {condition.name} L={lookahead} adapt {steps}: {scores[-1]:.2f} dB; "
                           f"{summary.line()}", flush=True)  # fmt: skip
-        rows.append(f"| {photo} | {condition.name} | {_score(noisy, given.reference):.2f} | {nlm:.2f} | "
+        rows.append(f"| {photo} | {condition.name} | {_score(noisy, given.reference):.2f} | "
                     + " | ".join(f"{s:.2f}" for s in scores) + f" | {adapt_s:.0f} |")  # fmt: skip
     print("\n".join(rows))
     return 0

@@ -67,11 +67,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a bad file
-        # torch's own text for a non-checkpoint suggests weights_only=False (unsafe, and no help
-        # for random bytes): name the error type and keep only the last line of its message.
-        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-        detail = lines[-1] if lines and "weights_only" not in lines[-1] else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail})") from exc
+        # torch's own text is the unpickler's (a bare "101", "pop from empty list") or suggests
+        # weights_only=False (unsafe, and no help): say what the file is not; the cause stays chained.
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (not a file written by torch.save: {type(exc).__name__})"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != "stbn":
         raise CheckpointError(
             f"{path} is not an STBN checkpoint of this project (for the authors' files use import_authors_checkpoint)"

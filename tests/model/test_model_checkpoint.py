@@ -37,6 +37,10 @@ def test_wrong_preset_and_bad_files_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(stbn.CheckpointError, match="not a readable") as error:
         stbn.load_checkpoint(junk)
     assert "weights_only" not in str(error.value)  # torch's unsafe advice is no help for random bytes
+    for text in ("hello\n", "x" * 5000, "model: cpu-rt\nweights: none\n"):  # text files: no unpickler riddles
+        junk.write_text(text)
+        with pytest.raises(stbn.CheckpointError, match=r"not a file written by torch\.save: \w+\)$"):
+            stbn.load_checkpoint(junk)
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(stbn.CheckpointError, match="not an STBN checkpoint"):
         stbn.load_checkpoint(tmp_path / "other.pt")
