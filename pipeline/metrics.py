@@ -57,7 +57,8 @@ class _Collector:
 
 
 class MetricsServer:
-    """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 503 if a stream failed)."""
+    """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 503 if a stream failed or has never
+    connected)."""
 
     def __init__(self, host: str, port: int, snapshot: Snapshot) -> None:
         self.registry = CollectorRegistry()
@@ -69,9 +70,16 @@ class MetricsServer:
                 if self.path.startswith("/metrics"):
                     body, code, ctype = generate_latest(registry), 200, "text/plain; version=0.0.4"
                 elif self.path.startswith("/healthz"):
-                    states = {k: v.status.state.value for k, v in snapshot().items()}
-                    ok = all(s != "failed" for s in states.values())
-                    body = json.dumps({"ok": ok, "streams": states}).encode()
+                    live = snapshot()
+                    states = {k: v.status.state.value for k, v in live.items()}
+                    # a stream that has never connected (a wrong URL, a camera that is off) is not
+                    # healthy either, however patiently it retries
+                    never = sorted(k for k, v in live.items() if not v.status.connected_once)
+                    ok = all(s != "failed" for s in states.values()) and not never
+                    health: dict[str, Any] = {"ok": ok, "streams": states}
+                    if never:
+                        health["never_connected"] = never
+                    body = json.dumps(health).encode()
                     code, ctype = (200 if ok else 503), "application/json"
                 else:
                     body, code, ctype = b"not found\n", 404, "text/plain"

@@ -407,3 +407,36 @@ def test_max_age_below_the_pipelines_latency_warns_and_counts_every_frame_unsent
     s = json.loads((tmp_path / "latency.json").read_text())["streams"]["cam0"]
     assert s["published"] == 0 and s["unsent"]["stale"] == s["frames_published"] >= 35
     assert "stale (not sent)" in stderr
+
+
+class _UnreachableSource(Source):
+    """A camera that never answers: every open is refused (the capture stage retries)."""
+
+    def open(self) -> None:
+        time.sleep(0.05)
+        raise SourceDisconnected("connection refused")
+
+    def read(self) -> Any:
+        raise AssertionError("never opened")
+
+
+def test_healthz_is_not_ok_while_a_stream_has_never_connected(checkpoint: Path, tmp_path: Path) -> None:
+    good = "{id: good, kind: synthetic, width: 64, height: 48, fps: 30, frames: 30, pace: true, policy: block}"
+    dead = "{id: dead, kind: synthetic, width: 64, height: 48, reconnect: {initial_s: 0.2, max_attempts: 8}}"
+    cfg = config(checkpoint, tmp_path, f"sources=[{good}, {dead}]", "publish.enabled=false", "metrics.enabled=true",
+                 "metrics.port=0")  # fmt: skip
+    seen: dict[str, Any] = {}
+
+    def probe(pipeline: Pipeline) -> None:
+        time.sleep(0.5)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{pipeline.metrics.port}/healthz", timeout=5)
+            seen["status"] = 200
+        except urllib.error.HTTPError as exc:
+            seen["status"], seen["body"] = exc.code, json.loads(exc.read())
+
+    pipeline = Pipeline(cfg, sources={"dead": _UnreachableSource(cfg.sources[1])})
+    with pytest.raises(PipelineError):
+        pipeline.run(on_ready=lambda p: threading.Thread(target=probe, args=(p,)).start())
+    assert seen.get("status") == 503, seen
+    assert seen["body"]["never_connected"] == ["dead"] and seen["body"]["streams"]["good"] == "running"
