@@ -64,9 +64,12 @@ class Pipeline:
         self._resources = contextlib.ExitStack()
 
     def _log_progress(self) -> None:
-        """One line per stream every PROGRESS_EVERY_S: state, frames in and out, drops, reconnects."""
+        """One line per stream every PROGRESS_EVERY_S: state, frames in and out, drops, reconnects;
+        a stream that failed or ended has said so once and is not repeated."""
         for sid, st in self.streams.items():
             s = st.state.snapshot()
+            if s.state in (StreamStatus.FAILED, StreamStatus.ENDED):
+                continue
             unsent = "".join(f", {n} {reason}" for reason, n in sorted(s.unsent.items()))
             log.info(
                 "stream %s: %s, %d captured, %d published%s, %d dropped, %d reconnects",
@@ -101,7 +104,8 @@ class Pipeline:
         """Stop waiting for lossless subscribers (a second Ctrl-C, or a drain past its timeout);
         the frames given up on are counted as ``abandoned`` in the report's publish stats."""
         if self.publisher is not None:
-            log.warning("lossless delivery abandoned: %s", reason)
+            if self.config.publish.lossless:  # without it nothing waits on subscribers: nothing to say
+                log.warning("lossless delivery abandoned: %s", reason)
             self.publisher.interrupt()
 
     def _close_engines(self) -> None:
@@ -142,7 +146,14 @@ class Pipeline:
                 self._warn_if_every_frame_is_too_old()
                 if cfg.publish.wait_subscribers:
                     log.info("waiting for %d subscriber(s) on %s", cfg.publish.wait_subscribers, publisher.endpoint)
-                    publisher.wait_for_subscribers(cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s, stop)
+                    if not publisher.wait_for_subscribers(
+                        cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s, stop
+                    ):
+                        log.warning(
+                            "publish.wait_subscribers: %d of %d subscriber(s) after %g s (publish.wait_timeout_s); "
+                            "starting anyway: frames sent before a subscriber joins are lost to it",
+                            publisher.subscriptions, cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s,
+                        )  # fmt: skip
             for sid, sinks in self._sinks.items():
                 for sink in sinks:
                     self._resources.callback(_quietly, sink.close, f"sink of {sid}")

@@ -440,3 +440,28 @@ def test_healthz_is_not_ok_while_a_stream_has_never_connected(checkpoint: Path, 
         pipeline.run(on_ready=lambda p: threading.Thread(target=probe, args=(p,)).start())
     assert seen.get("status") == 503, seen
     assert seen["body"]["never_connected"] == ["dead"] and seen["body"]["streams"]["good"] == "running"
+
+
+def test_log_lines_say_what_happened_and_only_once(
+    checkpoint: Path, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed stream's progress line is not repeated; a wait for subscribers that times out says
+    so; an interrupt without lossless delivery does not claim to abandon it."""
+    import logging
+
+    import pipeline.runner as runner
+
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.3)
+    good = "{id: good, kind: synthetic, width: 64, height: 48, fps: 30, frames: 45, pace: true, policy: block}"
+    bad = "{id: bad, kind: synthetic, width: 64, height: 48}"
+    cfg = config(checkpoint, tmp_path, f"sources=[{good}, {bad}]", f"publish.endpoint=tcp://127.0.0.1:{free_port()}",
+                 "publish.wait_subscribers=1", "publish.wait_timeout_s=0.3")  # fmt: skip
+    caplog.set_level(logging.INFO)
+    pipeline = Pipeline(cfg, sources={"bad": _BrokenSource(cfg.sources[1])})
+    with pytest.raises(PipelineError, match="firmware crashed"):
+        pipeline.run(on_ready=lambda p: p.interrupt("second SIGINT"))
+    text = caplog.text
+    assert "publish.wait_subscribers: 0 of 1 subscriber(s) after 0.3 s" in text
+    assert "lossless delivery abandoned" not in text
+    assert sum("stream good: running" in r.getMessage() for r in caplog.records) >= 2  # progress went on
+    assert not any("stream bad: failed," in r.getMessage() for r in caplog.records)
