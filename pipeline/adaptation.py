@@ -21,9 +21,8 @@ from engines import Engine, EngineError
 from pipeline.config import OnlineAdaptConfig
 from pipeline.stages import Stage, StreamState
 from stbn.noise_estimation import NoiseConfig, clip_noise
-from stbn.phases import PhaseTiling
 from stbn.stabilize import VarianceStabilizer
-from stbn.training.adapt import AdaptConfig, Objective, adapt, trained_loss
+from stbn.training.adapt import CORRELATED_NOISE_SKIP, AdaptConfig, Objective, adapt, trained_loss
 
 log = logging.getLogger("pipeline.adapt")
 
@@ -88,11 +87,14 @@ class OnlineAdapter(Stage):
         c = self.config
         # the history's noise as the streaming loop treats it (stabilised where it has a gain)
         frame_noise = clip_noise(frames, self.noise)
+        if frame_noise.correlated:
+            if not self.state.adaptations.get("skipped_correlated"):
+                log.warning("stream %s: %s", self.state.stream, CORRELATED_NOISE_SKIP)
+            self.state.record_adaptation({"outcome": "skipped_correlated", "reason": CORRELATED_NOISE_SKIP})
+            return
         noise = VarianceStabilizer(frame_noise.a, frame_noise.b, clipped=self.noise.clipped)
         sigma = noise.level255
         inputs = noise.model_input(frames, streamed=True)
-        if frame_noise.correlated:  # the streaming loop runs the model on the phases: adapt on them
-            inputs = PhaseTiling(*frames.shape[1:3]).tile(inputs)
         settings = AdaptConfig(
             steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size,
             objective=Objective(c.objective),

@@ -15,6 +15,7 @@ import contextlib
 import enum
 import itertools
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from stbn.noise_estimation import Correlation, FrameNoise
-from stbn.phases import PhaseTiling
-from stbn.training.adapt import Objective
+from stbn.training.adapt import CORRELATED_NOISE_SKIP, Objective
 from stbn.training.data import IMAGE_SUFFIXES
 
 WRITABLE_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")  # containers that take H.264
@@ -292,7 +292,9 @@ class DenoiseSummary:
         if self.correlated:
             noise = f"correlated (camera) noise, {noise} on the 2x2 phases"
         adapt = ""
-        if self.adapt is not None:
+        if self.adapt is not None and "skipped" in self.adapt:
+            adapt = "; adaptation skipped (correlated noise)"
+        elif self.adapt is not None:
             a = self.adapt
             adapt = f"; adapted {a['steps']} steps ({a['objective']}) in {a['seconds']} s, kept {a['kept']}"
         return (
@@ -330,7 +332,11 @@ def denoise_file(
         noise = _noise_model(clip.head, options)
         start = time.time()
         adapt_summary = None
-        if options.adapt_steps or options.adapt_seconds:
+        if (options.adapt_steps or options.adapt_seconds) and noise.correlated:
+            adapt_summary = {"skipped": CORRELATED_NOISE_SKIP}
+            print(f"stbn denoise: {CORRELATED_NOISE_SKIP}; denoising with the checkpoint as it is"
+                  + ("; --save-adapted not written" if options.save_adapted else ""), file=sys.stderr)  # fmt: skip
+        elif options.adapt_steps or options.adapt_seconds:
             model, adapt_summary = _adapt(model, loaded.metadata, clip, noise, options, progress)
             if options.save_adapted is not None:
                 metadata = dict(loaded.metadata) | {"adapted_on": str(input_path), "adaptation": adapt_summary}
@@ -382,8 +388,6 @@ def _adapt(
     # noise has a gain, through the streaming loop's 8-bit tables when streaming
     noise = VarianceStabilizer(frame_noise.a, frame_noise.b)
     frames = noise.model_input(clip.head, streamed=options.lookahead is not None)
-    if frame_noise.correlated:  # the model works on the phases: it adapts to them
-        frames = PhaseTiling(*frames.shape[1:3]).tile(frames)
     objective = options.adapt_objective or choose_objective(
         clip.head, stabilised=options.noise is NoiseKind.POISSON_GAUSSIAN
     )

@@ -88,6 +88,17 @@ class AdaptResult:
         }
 
 
+# Why adaptation is skipped on a camera's spatially correlated noise: within a 2x2 phase the
+# neighbours still share part of a pixel's noise, so both self-supervised losses (and the guard's
+# held-back loss) improve by keeping it. Measured: a high-ISO simulated camera clip, 300 steps,
+# 35.19 -> 29.05 dB with the guard satisfied (bench/camera_adapt.py; 100 steps of either objective:
+# -4.7 / -5.3 dB).
+CORRELATED_NOISE_SKIP = (
+    "adaptation skipped: the noise is spatially correlated (a camera's), where the self-supervised loss "
+    "rewards keeping it (measured: -5 to -6 dB on simulated camera clips)"
+)
+
+
 def choose_objective(noisy: np.ndarray, stabilised: bool) -> Objective:
     """``trained`` where the checkpoint's AWGN likelihood fits the clip ((N, H, W, 3) uint8):
     stabilised noise, or noise whose blind Poisson-Gaussian estimate is not dominated by its
