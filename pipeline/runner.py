@@ -21,6 +21,8 @@ from pipeline.stages import Denoiser, LiveStream, PublishStage, StreamStatus
 
 log = logging.getLogger("pipeline")
 PROGRESS_EVERY_S = 10.0
+KEEP_UP_WINDOW_S = 5.0  # how often each stream's capture and denoise rates are compared
+KEEP_UP_DROPPED = 0.1  # share of a window's frames the ring dropped before a stream warns (once)
 STALE_WARN_AFTER = 30  # frames in a row too old to send before a stream warns that subscribers get nothing
 
 
@@ -60,6 +62,7 @@ class Pipeline:
         self.stopped_at: float | None = None
         self.report: dict[str, Any] | None = None
         self._publish: PublishStage | None = None
+        self._keep_up = _KeepUpWatch()
         # what run() opens it closes (in reverse order, after the publish stage has stopped)
         self._resources = contextlib.ExitStack()
 
@@ -208,6 +211,7 @@ class Pipeline:
                 if time.monotonic() >= next_progress:
                     self._log_progress()
                     next_progress = time.monotonic() + PROGRESS_EVERY_S
+                self._keep_up.check(self.streams)
                 stop.wait(0.05)
         finally:
             failure = self._shutdown() or failure
@@ -322,3 +326,32 @@ def _quietly(close: Callable[[], None], what: str) -> None:
 def _clean(exc: BaseException) -> str:
     text = str(exc) or exc.__class__.__name__
     return text.strip().splitlines()[0] if text.strip() else exc.__class__.__name__
+
+
+class _KeepUpWatch:
+    """Warns once per stream when inference cannot keep up with a live source: the ring drops more
+    than KEEP_UP_DROPPED of a window's frames (seen otherwise only in the counters)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int, int]] = {}  # stream -> (time, captured, dropped)
+        self._warned: set[str] = set()
+
+    def check(self, streams: dict[str, Any]) -> None:
+        now = time.monotonic()
+        for sid, st in streams.items():
+            if sid in self._warned:
+                continue
+            captured, dropped = st.state.captured, sum(st.ring.stats().drops.values())
+            then = self._last.setdefault(sid, (now, captured, dropped))
+            if now - then[0] < KEEP_UP_WINDOW_S:
+                continue
+            self._last[sid] = (now, captured, dropped)
+            seconds, new, lost = now - then[0], captured - then[1], dropped - then[2]
+            if new >= 20 and lost > KEEP_UP_DROPPED * new:
+                self._warned.add(sid)
+                log.warning(
+                    "stream %s: inference keeps up with %.1f of the source's %.1f frames/s (%.0f %% dropped by "
+                    "the ring over the last %.0f s): lower the resolution or the look-ahead, or choose a faster "
+                    "backend (engine.backend)",
+                    sid, (new - lost) / seconds, new / seconds, 100.0 * lost / new, seconds,
+                )  # fmt: skip

@@ -465,3 +465,21 @@ def test_log_lines_say_what_happened_and_only_once(
     assert "lossless delivery abandoned" not in text
     assert sum("stream good: running" in r.getMessage() for r in caplog.records) >= 2  # progress went on
     assert not any("stream bad: failed," in r.getMessage() for r in caplog.records)
+
+
+def test_a_stream_that_inference_cannot_keep_up_with_is_warned_once(
+    checkpoint: Path, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    import pipeline.runner as runner
+
+    monkeypatch.setattr(runner, "KEEP_UP_WINDOW_S", 0.3)
+    cfg = config(checkpoint, tmp_path, "sources[0].width=160", "sources[0].height=120", "sources[0].fps=300",
+                 "sources[0].frames=600", "sources[0].pace=true", "sources[0].ring_slots=2")  # fmt: skip
+    caplog.set_level(logging.INFO)
+    report = Pipeline(cfg).run()
+    warnings = [r.getMessage() for r in caplog.records if "inference keeps up with" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "of the source's" in warnings[0] and "dropped by the ring" in warnings[0]
+    assert report["streams"]["cam0"]["drops"]["drop_oldest"] > 100
