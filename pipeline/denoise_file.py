@@ -186,16 +186,26 @@ def _video_frames(path: Path) -> tuple[Iterator[np.ndarray], float, int | None]:
     stream = container.streams.video[0]
     fps = float(stream.average_rate) if stream.average_rate else 30.0
 
+    declared = int(stream.frames) or None
+
     def frames() -> Iterator[np.ndarray]:
+        decoded = 0
         try:
             for frame in container.decode(stream):
                 yield frame.to_ndarray(format="rgb24")
+                decoded += 1
         except av.error.FFmpegError as exc:
-            raise UndecodableInput(f"cannot decode {path}: {exc}") from exc
+            if not decoded:
+                raise UndecodableInput(f"cannot decode {path}: {exc}") from exc
+            # a truncated recording (a camera cut off, a copy interrupted): keep what decodes, as the
+            # live file source does, and say so
+            of = f" of the {declared} its container declares" if declared else ""
+            print(f"stbn denoise: warning: {path} is truncated or damaged after {decoded} frames{of} ({exc}); "
+                  "denoising the frames that decode", file=sys.stderr)  # fmt: skip
         finally:
             container.close()
 
-    return frames(), fps, int(stream.frames) or None
+    return frames(), fps, declared
 
 
 # --- output -----------------------------------------------------------------------------------------

@@ -284,3 +284,26 @@ def test_camera_noise_is_denoised_on_the_phases_and_not_adapted_to(tmp_path: Pat
     result = read_input(out).frames
     source = read_input(tmp_path / "in").frames
     assert _psnr(result, reference) > _psnr(source, reference) + 2.0  # 27.5 -> 30.4 dB here
+
+
+def test_a_truncated_video_is_denoised_up_to_its_damage_with_a_warning(tmp_path: Path, noisy, capsys) -> None:
+    """As the live file source does: the frames that decode are denoised, the damage is named."""
+    import av
+
+    full = tmp_path / "full.mp4"
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.options = {"preset": "ultrafast", "qp": "10"}
+        for frame in np.concatenate([noisy, noisy, noisy]):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    half = tmp_path / "half.mp4"
+    half.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    out = tmp_path / "out"
+    assert main(["denoise", str(half), str(out), "--sigma", str(SIGMA), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "is truncated or damaged after" in err and "of the 30 its container declares" in err
+    assert 0 < len(list(out.iterdir())) < 30
