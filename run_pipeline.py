@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         if stop.is_set() and pipeline is not None:  # a second signal: stop waiting for anyone
             pipeline.interrupt(f"second {name}")
             return
-        logging.getLogger("pipeline").info("signal %s: stopping (drain, flush, report)", name)
+        logging.getLogger("pipeline").info(
+            "signal %s: stopping (drain, flush, report); a second signal stops waiting for subscribers", name
+        )
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)

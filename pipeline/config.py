@@ -124,8 +124,9 @@ class PublishConfig:
     wait_subscribers: int = 0  # wait for this many subscriptions before the first frame
     wait_timeout_s: float = 10.0
     # lossless: at shutdown, wait at most this long for subscribers to take the queued frames, then
-    # give up on them (counted as abandoned); a second Ctrl-C gives up at once
-    drain_timeout_s: float = 30.0
+    # give up on them (counted as abandoned); a second Ctrl-C gives up at once. 8 s: the whole stop
+    # fits `docker stop`'s 10 s grace (Kubernetes gives 30, systemd 90: raise it there if wanted)
+    drain_timeout_s: float = 8.0
     # live viewers: do not send a frame captured longer ago than this (after a stall or an outage),
     # counted as stale_dropped; 0 = send every frame. The sinks (files, RTSP) still get it.
     max_age_ms: float = 0.0

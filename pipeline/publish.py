@@ -77,6 +77,7 @@ class ZmqPublisher:
         self.stale_dropped = 0  # older than max_age_ms when their turn came: counted, not sent
         self.bytes = 0
         self.blocked_s = 0.0
+        self.waiting_on_subscriber = False  # lossless: a subscriber's queue is full and send is waiting
         self.endpoint = config.endpoint
 
     def open(self) -> None:
@@ -146,11 +147,14 @@ class ZmqPublisher:
                 self._socket.send_multipart(parts, flags=flags, copy=False)
                 break
             except zmq.Again:  # lossless and a subscriber is at its HWM: wait for it
+                self.waiting_on_subscriber = True
                 if self._stop.is_set():
                     self.abandoned += 1
                     self.blocked_s += time.perf_counter() - t0
+                    self.waiting_on_subscriber = False
                     return SendOutcome.ABANDONED
                 self._socket.poll(5, zmq.POLLOUT)
+        self.waiting_on_subscriber = False
         self.blocked_s += time.perf_counter() - t0
         self.sent += 1
         self.bytes += int(parts[-1].nbytes)

@@ -111,6 +111,13 @@ class Pipeline:
                 log.warning("lossless delivery abandoned: %s", reason)
             self.publisher.interrupt()
 
+    def _drain_blocker(self, drain: float) -> str:
+        """What held the drain up, for the log and the report."""
+        if self.publisher is not None and self.publisher.waiting_on_subscriber:
+            return (f"a lossless subscriber stopped reading (its queue is full) and took no frame for "
+                    f"{drain:g} s (publish.drain_timeout_s)")  # fmt: skip
+        return f"the frames did not drain within {drain:g} s (publish.drain_timeout_s)"
+
     def _close_engines(self) -> None:
         for engine in self.engines:
             engine.close()
@@ -248,18 +255,24 @@ class Pipeline:
             if st.state.state is StreamStatus.FAILED or st.inference.error is not None:
                 st.inference.stop()
         drain = self.config.publish.drain_timeout_s
+        lossless = self.config.publish.enabled and self.config.publish.lossless
+        if lossless:
+            log.info(
+                "stopping: waiting up to %g s (publish.drain_timeout_s) for lossless subscribers to take the last "
+                "frames; a second Ctrl-C (or SIGTERM) gives up on them at once", drain,
+            )  # fmt: skip
         # lossless: a subscriber that stopped reading holds everything up, so wait the drain timeout only
-        deadline = time.monotonic() + (drain if self.config.publish.lossless else max(drain, 120.0))
+        deadline = time.monotonic() + (drain if lossless else max(drain, 120.0))
         for st in self.streams.values():
             if not st.inference.join(timeout=max(0.0, deadline - time.monotonic())):
                 # a lossless subscriber that stopped reading holds the output ring full
-                self.interrupt(f"inference did not drain within {drain:g} s")
+                self.interrupt(self._drain_blocker(drain))
                 if not st.inference.join(timeout=10):
                     st.inference.stop()
                     st.inference.join(timeout=10)
         self.out.close()
         if self._publish is not None and not self._publish.join(timeout=drain):
-            self.interrupt(f"publishing did not drain within {drain:g} s")
+            self.interrupt(self._drain_blocker(drain))
             self._publish.stop()
             self._publish.join(timeout=10)
         self._resources.close()  # sockets, sinks, RTSP server, metrics: after the last frame went out

@@ -221,7 +221,9 @@ class _Identity:
         pass
 
 
-def test_lossless_with_a_stuck_subscriber_stops_within_the_drain_timeout(checkpoint: Path, tmp_path: Path) -> None:
+def test_lossless_with_a_stuck_subscriber_stops_within_the_drain_timeout(
+    checkpoint: Path, tmp_path: Path, caplog
+) -> None:
     """Ctrl-C (the stop event) with a subscriber that stopped reading: the drain gives up after
     publish.drain_timeout_s, the frames given up on are counted, and the pipeline ends cleanly."""
     cfg = config(checkpoint, tmp_path, "sources[0].width=960", "sources[0].height=540", "sources[0].frames=0",
@@ -229,6 +231,7 @@ def test_lossless_with_a_stuck_subscriber_stops_within_the_drain_timeout(checkpo
                  "publish.drain_timeout_s=2")  # fmt: skip
     stuck = SubscriberProcess(cfg.publish.endpoint, tmp_path / "sub.json", "--slow-ms", "600000", "--rcvhwm", "1")
     stop = threading.Event()
+    caplog.set_level("INFO")
     try:
         pipeline = Pipeline(cfg, denoiser_factory=lambda _sid: _Identity())
         threading.Timer(6.0, stop.set).start()  # the subscriber is stuck long before this
@@ -238,6 +241,12 @@ def test_lossless_with_a_stuck_subscriber_stops_within_the_drain_timeout(checkpo
         stuck.kill()
     assert report["ok"] and report["publish"]["abandoned"] >= 1, report["publish"]
     assert took < 6 + 2 + 15, took  # the stop, the drain timeout, then the bounded joins and linger
+    log = caplog.text
+    assert "waiting up to 2 s (publish.drain_timeout_s) for lossless subscribers" in log
+    assert "a lossless subscriber stopped reading (its queue is full)" in log
+    from pipeline.config import PublishConfig
+
+    assert PublishConfig().drain_timeout_s <= 10.0 - 1.0  # a whole stop within docker stop's grace
 
 
 class _FlakySource(Source):
