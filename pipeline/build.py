@@ -4,13 +4,14 @@ the :class:`~pipeline.runner.Pipeline`'s); what fails to build is closed again."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines import Engine, EngineError, create_engine
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, SourceConfig
 from pipeline.frame import FrameRecord
 from pipeline.profiling import LatencyProfiler
 from pipeline.ring import OverflowPolicy, RingBuffer
@@ -18,6 +19,7 @@ from pipeline.sinks import Sink, VideoFileSink
 from pipeline.sources import Source, SourceError, make_source
 from pipeline.stages import CaptureStage, Denoiser, InferenceStage, StreamState
 from stbn.checkpoint import CheckpointError
+from stbn.noise_estimation import Compression, NoiseConfig
 from stbn.streaming import StreamingDenoiser
 
 if TYPE_CHECKING:
@@ -52,6 +54,19 @@ class PipelineParts:
     engine_description: str = ""
 
 
+# what a source kind says of its frames' encoding, where the config does not say (noise.compression):
+# RTSP carries H.264/HEVC/MJPEG and files are nearly always lossy; a camera's format is not reported
+# through OpenCV, synthetic frames and GStreamer pipelines could be anything
+_SOURCE_COMPRESSION = {"rtsp": Compression.LOSSY, "file": Compression.LOSSY}
+
+
+def stream_noise(noise: NoiseConfig, source: SourceConfig) -> NoiseConfig:
+    """The stream's noise settings: the configured ones, with what its source says of compression."""
+    if noise.compression is not Compression.UNKNOWN or source.kind not in _SOURCE_COMPRESSION:
+        return noise
+    return dataclasses.replace(noise, compression=_SOURCE_COMPRESSION[source.kind])
+
+
 def build_pipeline(
     config: PipelineConfig,
     model: Any = None,
@@ -75,12 +90,13 @@ def build_pipeline(
                 engine = create_engine(config.engine, model)
                 parts.engines.append(engine)
                 parts.engine_description = engine.describe()
-                denoiser = StreamingDenoiser(engine, config.lookahead, config.noise)
+                noise = stream_noise(config.noise, sc)
+                denoiser = StreamingDenoiser(engine, config.lookahead, noise)
                 if config.adapt.enabled:
                     from pipeline.adaptation import OnlineAdapter  # training code: loaded only when asked
 
                     metadata = engine.checkpoint.metadata if engine.checkpoint is not None else {}
-                    adapter = OnlineAdapter(sc.id, engine, config.adapt, config.noise, state, metadata)
+                    adapter = OnlineAdapter(sc.id, engine, config.adapt, noise, state, metadata)
             ring: RingBuffer[FrameRecord] = RingBuffer(sc.ring_slots, sc.ring_policy, f"ring-{sc.id}")
             capture = CaptureStage(source, sc, ring, state)
             inference = InferenceStage(sc.id, ring, denoiser, out, state, adapter)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseError, NoiseKind, denoise_file, options_from_args
-from stbn.noise_estimation import Correlation
+from stbn.noise_estimation import Compression, Correlation
 from stbn.training.adapt import Objective
 
 
@@ -36,6 +36,11 @@ def add_denoise_parser(subparsers: Any) -> None:
         "--correlation", choices=[c.value for c in Correlation], default=Correlation.AUTO.value,
         help="correlated: a camera's noise (demosaiced, encoded), denoised on the 2x2 pixel phases at the level "
         "the model needs there; white: independent per pixel; auto: measured on the first frames",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compression", choices=["auto", *(c.value for c in Compression)], default="auto",
+        help="what the frames went through: none (a raw camera, a lossless file), lossy (H.264, JPEG), unknown; "
+        "auto: from the input (a video's codec, JPEG frames); picks the camera-noise level's fit",
     )  # fmt: skip
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped CPU model")
     parser.add_argument(

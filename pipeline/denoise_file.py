@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from stbn.noise_estimation import Correlation, FrameNoise
+from stbn.noise_estimation import Compression, Correlation, FrameNoise
 from stbn.training.adapt import CORRELATED_NOISE_SKIP, Objective
 from stbn.training.data import IMAGE_SUFFIXES
 
@@ -76,6 +76,7 @@ class VideoInput:
     names: tuple[str, ...] | None  # file names of a frame folder; None for a video
     fps: float
     count: int | None  # frames, where known in advance
+    compression: Compression = Compression.UNKNOWN  # what the input's format says of its encoding
 
     def frames(self) -> Iterator[np.ndarray]:
         yield from self.head
@@ -102,6 +103,7 @@ class DenoiseOptions:
     sigma: float | None = None  # 0..255; None = blind estimate
     gain: float | None = None  # poisson-gaussian: a of variance a * x + b on [0, 1]; None = estimated
     correlation: Correlation = Correlation.AUTO  # correlated: a camera's noise, denoised on the 2x2 phases
+    compression: Compression | None = None  # None: what the input's format says (Compression.UNKNOWN for PNG)
     checkpoint: Path = DEFAULT_CHECKPOINT
     lookahead: int | None = None  # None = offline (whole clip, bidirectional, in chunks)
     backend: str = "auto"  # for streaming
@@ -141,7 +143,27 @@ def open_input(path: Path, head: int = HEAD_FRAMES) -> VideoInput:
     first = list(itertools.islice(rest, head))
     if not first:
         raise EmptyInput(f"{path} has no video frames")
-    return VideoInput(np.stack(first), rest, names, fps, count)
+    return VideoInput(np.stack(first), rest, names, fps, count, _input_compression(path))
+
+
+# codecs that keep every pixel: frames from them carry the camera's noise untouched by an encoder
+_LOSSLESS_CODECS = {"ffv1", "huffyuv", "ffvhuff", "utvideo", "rawvideo", "png", "qtrle", "magicyuv", "v210", "r210"}
+
+
+def _input_compression(path: Path) -> Compression:
+    """A folder of JPEG frames or a lossy video: LOSSY; a lossless codec: NONE; PNG frames: unknown
+    (they may hold a decoded stream)."""
+    if path.is_dir():
+        suffixes = {p.suffix.lower() for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        return Compression.LOSSY if suffixes and suffixes <= {".jpg", ".jpeg"} else Compression.UNKNOWN
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            codec = container.streams.video[0].codec_context.name
+    except (av.error.FFmpegError, IndexError):
+        return Compression.UNKNOWN
+    return Compression.NONE if codec in _LOSSLESS_CODECS else Compression.LOSSY
 
 
 def read_input(path: Path) -> Clip:
@@ -339,7 +361,7 @@ def denoise_file(
             raise BadCheckpoint(f"{options.checkpoint}: {exc}") from exc
         model = loaded.model.eval()
         estimated = options.sigma is None
-        noise = _noise_model(clip.head, options)
+        noise = _noise_model(clip.head, options, options.compression or clip.compression)
         start = time.time()
         adapt_summary = None
         if (options.adapt_steps or options.adapt_seconds) and noise.correlated:
@@ -370,7 +392,7 @@ def denoise_file(
     )  # fmt: skip
 
 
-def _noise_model(head: np.ndarray, options: DenoiseOptions) -> FrameNoise:
+def _noise_model(head: np.ndarray, options: DenoiseOptions, compression: Compression) -> FrameNoise:
     """Variance gain * x + (sigma / 255)^2, white or correlated: given or estimated on the first frames."""
     from stbn.noise_estimation import NoiseConfig, clip_noise
 
@@ -378,7 +400,7 @@ def _noise_model(head: np.ndarray, options: DenoiseOptions) -> FrameNoise:
         config = NoiseConfig("fixed", options.sigma, options.gain or 0.0, correlation=options.correlation)
     else:
         mode = "estimate" if options.noise is NoiseKind.GAUSSIAN else "estimate-poisson-gaussian"
-        config = NoiseConfig(mode, correlation=options.correlation)
+        config = NoiseConfig(mode, correlation=options.correlation, compression=compression)
     return clip_noise(head, config)
 
 
@@ -444,6 +466,7 @@ def options_from_args(args: Any) -> DenoiseOptions:
     return DenoiseOptions(
         noise=NoiseKind(args.noise),
         correlation=Correlation(args.correlation),
+        compression=None if args.compression == "auto" else Compression(args.compression),
         sigma=args.sigma,
         gain=args.gain,
         checkpoint=Path(args.checkpoint),

@@ -167,8 +167,18 @@ def fit(rows: list[dict]) -> None:
             coef = _fit_level(swept[0], key)
             lost = _summary(_lost(coef, swept[1], key)) + f" ({len(swept[1])} clips)"
             print(f"  {name}: PSNR lost against the clip's best level, held out: {lost}")
-    final = _fit_level(rows, "scores")
-    print("CAMERA_LEVEL = (" + ", ".join(f"{c:.2f}" for c in final) + ")  # intercept, log full, log area2")
+    # sources that say their frames are uncompressed (a raw camera): the no-codec clips alone
+    raw = [[r for r in part if _codec(r) == "none"] for part in (fit_rows, test_rows)]
+    lost_raw = _summary(_lost(_fit_level(raw[0], "scores"), raw[1], "scores"))
+    lost_all = _summary(_lost(_fit_level(fit_rows, "scores"), raw[1], "scores"))
+    print(f"  uncompressed clips ({len(raw[1])} held out): their own fit {lost_raw}; the fit on every clip {lost_all}")
+    for name, part in (("CAMERA_LEVEL", rows), ("CAMERA_LEVEL_RAW", [r for r in rows if _codec(r) == "none"])):
+        final = _fit_level(part, "scores")
+        print(f"{name} = (" + ", ".join(f"{c:.2f}" for c in final) + ")  # intercept, log full, log area2")
+
+
+def _codec(row: dict) -> str:
+    return next((c for c in ("h264", "hevc", "jpeg") if c in row["camera"]), "none")
 
 
 if __name__ == "__main__":

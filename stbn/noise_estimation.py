@@ -33,6 +33,15 @@ class Correlation(Enum):
     CORRELATED = "correlated"  # the model denoises the four 2x2 phases (stbn.phases)
 
 
+class Compression(Enum):
+    """What the frames' source says of its encoding: an encoder removes part of the noise (and
+    smears the rest), so a raw camera's frames need another level than an H.264 stream's."""
+
+    UNKNOWN = "unknown"  # frames handed over as arrays, a camera whose format is not reported
+    NONE = "none"  # uncompressed (a raw/YUYV camera, a lossless file)
+    LOSSY = "lossy"  # H.264/HEVC/MJPEG/JPEG
+
+
 # ScaleLevels.correlation, per frame: 1.00-1.20 for AWGN at sigma >= 10 over the evaluation's
 # content (1.62 on its most textured clip at sigma 10, 1.87 at sigma 5), 2.0-3.5 for camera noise
 # demosaiced bilinearly or edge-aware, 1.6-1.9 after VNG (scripts/fit_camera_level.py, docs). A
@@ -44,6 +53,9 @@ CORRELATED_ABOVE, WHITE_BELOW = 1.7, 1.4
 # weights/stbn-cpu-rt.pt to the PSNR lost against each clip's best level, on simulated cameras over
 # the training photos.
 CAMERA_LEVEL = (0.59, 0.08, 0.85)
+# The same, fitted on the uncompressed clips alone: for sources that say so (Compression.NONE);
+# held out, 0.70 dB below each clip's best level against 1.13 with CAMERA_LEVEL.
+CAMERA_LEVEL_RAW = (-0.39, 0.30, 0.97)
 
 _LAPLACIAN_DIFF = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 _EDGE_FRACTION = 0.10
@@ -63,6 +75,9 @@ class NoiseConfig:
     # noise was added after clipping.
     clipped: bool = True
     correlation: Correlation = Correlation.AUTO
+    # what the source says of its encoding (the pipeline sets lossy for RTSP and video files, stbn
+    # denoise from the file's codec); picks the camera level's fit
+    compression: Compression = Compression.UNKNOWN
 
     def __post_init__(self) -> None:
         if self.mode not in NOISE_MODES:
@@ -80,6 +95,9 @@ class NoiseConfig:
         if not isinstance(self.correlation, Correlation):
             choices = ", ".join(c.value for c in Correlation)
             raise ValueError(f"noise.correlation must be one of {choices}, got {self.correlation!r}")
+        if not isinstance(self.compression, Compression):
+            choices = ", ".join(c.value for c in Compression)
+            raise ValueError(f"noise.compression must be one of {choices}, got {self.compression!r}")
 
 
 @dataclass(frozen=True)
@@ -167,9 +185,10 @@ def scale_levels(frame: np.ndarray) -> ScaleLevels:
     )
 
 
-def camera_level(levels: ScaleLevels) -> float:
-    """The level (0..255) to give the model on correlated noise (:data:`CAMERA_LEVEL`)."""
-    c0, c_full, c_area2 = CAMERA_LEVEL
+def camera_level(levels: ScaleLevels, compression: Compression = Compression.UNKNOWN) -> float:
+    """The level (0..255) to give the model on correlated noise (:data:`CAMERA_LEVEL`, or
+    :data:`CAMERA_LEVEL_RAW` for a source that says its frames are uncompressed)."""
+    c0, c_full, c_area2 = CAMERA_LEVEL_RAW if compression is Compression.NONE else CAMERA_LEVEL
     log_level = c0 + c_full * np.log(max(levels.full, 0.05)) + c_area2 * np.log(max(levels.area2, 0.05))
     return float(np.clip(np.exp(log_level), 0.0, 255.0))
 
@@ -250,7 +269,7 @@ def clip_noise(frames: np.ndarray, config: NoiseConfig) -> FrameNoise:
         return FrameNoise(config.gain, (config.sigma / 255.0) ** 2, config.correlation is Correlation.CORRELATED)
     levels = clip_scale_levels(frames)
     if _is_correlated(config.correlation, levels.correlation > CORRELATED_ABOVE):
-        return FrameNoise.gaussian(camera_level(levels), correlated=True)
+        return FrameNoise.gaussian(camera_level(levels, config.compression), correlated=True)
     if config.mode == "estimate":
         return FrameNoise.gaussian(estimate_video_sigma(frames))
     return FrameNoise(*estimate_clip_noise(frames))
@@ -293,7 +312,7 @@ class NoiseTracker:
         threshold = WHITE_BELOW if was else CORRELATED_ABOVE
         correlated = _is_correlated(cfg.correlation, self._correlation > threshold)
         if correlated:
-            current = FrameNoise.gaussian(camera_level(levels), correlated=True)
+            current = FrameNoise.gaussian(camera_level(levels, cfg.compression), correlated=True)
         elif cfg.mode == "estimate":
             current = FrameNoise.gaussian(levels.full)  # = estimate_sigma(frame)
         else:

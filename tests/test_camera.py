@@ -99,3 +99,11 @@ def test_phase_tiling_inverts_for_any_size(h: int, w: int, dtype: type) -> None:
     assert np.array_equal(tiled[:, h2:, w2:], frames[:, 1::2, 1::2])
     with pytest.raises(ValueError, match="phase tiling"):
         tiling.tile(frames[:, :-1])
+
+
+def test_a_raw_sources_camera_level_has_its_own_fit() -> None:
+    from stbn.noise_estimation import Compression, ScaleLevels, camera_level
+
+    levels = ScaleLevels(full=5.0, phase=12.0, area2=20.0)
+    assert camera_level(levels, Compression.NONE) < camera_level(levels, Compression.UNKNOWN)
+    assert camera_level(levels, Compression.LOSSY) == camera_level(levels, Compression.UNKNOWN)

@@ -28,7 +28,7 @@ from stbn.evaluation.protocol import (
     results_json,
     summary_tables,
 )
-from stbn.noise_estimation import Correlation, NoiseConfig
+from stbn.noise_estimation import Compression, Correlation, NoiseConfig
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -74,6 +74,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--live-correlation", choices=[c.value for c in Correlation], default=Correlation.AUTO.value,
         help="stbn-live: the live default's noise.correlation (white: as before camera noise was measured)",
     )  # fmt: skip
+    parser.add_argument(
+        "--live-compression", choices=[c.value for c in Compression], default=Compression.UNKNOWN.value,
+        help="stbn-live: what the source says of its encoding (noise.compression; none: a raw camera)",
+    )  # fmt: skip
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
     parser.add_argument("--lookaheads", type=int, nargs="+", default=[0, 2], help="look-aheads L of the streaming rows")
     parser.add_argument("--bm3d-frames", default="6", help="frame indices scored for BM3D (slow)")
@@ -100,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
         settings = EvalSettings(
             sigmas=tuple(args.sigmas),
             cameras=tuple(grid[c] for c in wanted),
-            live_noise=NoiseConfig(correlation=Correlation(args.live_correlation)),
+            live_noise=NoiseConfig(
+                correlation=Correlation(args.live_correlation), compression=Compression(args.live_compression)
+            ),
             methods=methods,
             seed=args.seed,
             lookaheads=tuple(args.lookaheads),

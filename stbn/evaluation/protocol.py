@@ -278,7 +278,8 @@ class Evaluator:
             for la in s.lookaheads:
                 t = time.perf_counter()
                 est = stbn_streaming(self.model, noisy, sigma, la, s.live_noise)  # type: ignore[arg-type]
-                note = f"the live default: streaming L={la}, blind, noise correlation {s.live_noise.correlation.value}"
+                note = (f"the live default: streaming L={la}, blind, noise correlation "
+                        f"{s.live_noise.correlation.value}, compression {s.live_noise.compression.value}")  # fmt: skip
                 rows.append((f"stbn-live-L{la}", est, time.perf_counter() - t, n, note))
             return rows
         if method == "stbn-best":

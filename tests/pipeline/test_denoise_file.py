@@ -307,3 +307,35 @@ def test_a_truncated_video_is_denoised_up_to_its_damage_with_a_warning(tmp_path:
     err = capsys.readouterr().err
     assert "is truncated or damaged after" in err and "of the 30 its container declares" in err
     assert 0 < len(list(out.iterdir())) < 30
+
+
+def test_the_inputs_format_says_whether_its_frames_went_through_an_encoder(tmp_path: Path, noisy) -> None:
+    """H.264 and JPEG frames are lossy, a lossless codec is not, PNG frames may be either: the
+    camera-noise level's fit is chosen from this."""
+    import av
+
+    from pipeline.denoise_file import open_input
+    from stbn.noise_estimation import Compression
+
+    lossy = _write_video(tmp_path / "lossy.mp4", noisy)
+    lossless = tmp_path / "lossless.mkv"
+    with av.open(str(lossless), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "bgr0"
+        for frame in noisy:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    jpegs = tmp_path / "jpegs"
+    jpegs.mkdir()
+    for i, frame in enumerate(noisy[:3]):
+        cv2.imwrite(str(jpegs / f"{i}.jpg"), frame)
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    for i, frame in enumerate(noisy[:3]):
+        cv2.imwrite(str(pngs / f"{i}.png"), frame)
+    assert open_input(lossy).compression is Compression.LOSSY
+    assert open_input(lossless).compression is Compression.NONE
+    assert open_input(jpegs).compression is Compression.LOSSY
+    assert open_input(pngs).compression is Compression.UNKNOWN

@@ -95,3 +95,14 @@ def test_run_pipeline_unknown_key_exits_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "unknown key 'sources[0].urll'" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_streams_noise_settings_take_what_its_source_says_of_compression() -> None:
+    from pipeline.build import stream_noise
+    from stbn.noise_estimation import Compression
+
+    cfg = load_config(None, ["sources=[{id: a, kind: rtsp, uri: 'rtsp://127.0.0.1:1/x'}, {id: b, kind: synthetic}]"])
+    assert stream_noise(cfg.noise, cfg.sources[0]).compression is Compression.LOSSY
+    assert stream_noise(cfg.noise, cfg.sources[1]).compression is Compression.UNKNOWN
+    said = load_config(None, ["noise.compression=none", "sources=[{id: a, kind: rtsp, uri: 'rtsp://127.0.0.1:1/x'}]"])
+    assert stream_noise(said.noise, said.sources[0]).compression is Compression.NONE  # the config wins
