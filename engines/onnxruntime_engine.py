@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,15 +55,21 @@ class OnnxRuntimeEngine(Engine):
     def _prepare_weights(self, state_dict: dict[str, Any]) -> tuple[STBN, dict[str, Any], dict[str, list[str]]]:
         model = copy.deepcopy(self.model).cpu()
         model.load_state_dict(state_dict)
-        return (model, *self._sessions_for(model.eval(), *self.resolution))
+        # adapted weights are one-offs: their graphs are exported to a temporary folder, loaded, and
+        # deleted (the sessions hold them), not left in the cache (1.5 MB at every swap)
+        with tempfile.TemporaryDirectory(prefix="stbn-swap-") as tmp:
+            return (model, *self._sessions_for(model.eval(), *self.resolution, Path(tmp)))
 
     def swap_weights(self, prepared: tuple[STBN, dict[str, Any], dict[str, list[str]]]) -> None:
         self.model, self._sessions, self._input_names = prepared
 
-    def _sessions_for(self, model: STBN, height: int, width: int) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        """Export (or find in the cache) and load the step graphs of ``model``."""
-        key = engine_key(model, height, width, {"format": "onnx", "ort": self._ort.__version__})
-        directory = cache_path(self.config, f"onnx-{key}", "")
+    def _sessions_for(
+        self, model: STBN, height: int, width: int, directory: Path | None = None
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """Export (or find in the cache, unless ``directory`` is given) and load the step graphs."""
+        if directory is None:
+            key = engine_key(model, height, width, {"format": "onnx", "ort": self._ort.__version__})
+            directory = cache_path(self.config, f"onnx-{key}", "")
         paths = export_step_graphs(model, height, width, directory)
         options = self._ort.SessionOptions()
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
