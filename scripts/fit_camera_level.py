@@ -6,13 +6,16 @@ to a fifth of the noise) nor the noise's standard deviation (the codec removes p
 phases keep part of its correlation). This script draws camera clips from the simulator
 (stbn.camera, random cameras and codecs) over synthetic-motion clips of the *training* photos,
 sweeps the level given to the checkpoint on the live path (phase tiling, streaming L=2, uint8 in
-and out), finds each clip's best level, and fits log(best) as a linear function of the logs of
-stbn.noise_estimation.ScaleLevels. It prints the coefficients for stbn.noise_estimation.CAMERA_LEVEL
-and how much PSNR the fitted level loses against each clip's best, on clips left out of the fit.
+and out), and fits log(level) as a linear function of log full and log area2 of
+stbn.noise_estimation.ScaleLevels, minimising the PSNR lost against each clip's best level. It
+prints CAMERA_LEVEL (every clip) and CAMERA_LEVEL_RAW (the uncompressed clips) and what they lose
+on clips left out of the fit. The shipped coefficients (2026-12-02, weights/stbn-cpu-rt.pt) came
+from 160 clips swept over 10 levels and both layouts plus 80 more over 8 levels, phases only
+(docs/eval/camera-level-sweep.json; refits move them in the second decimal):
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_camera_level.py --clips 96 --json runs/camera-level.json
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_camera_level.py --clips 160 --frames 8 --full-frame --json sweep.json
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_camera_level.py --frames 8 --refit docs/eval/camera-level-sweep.json
 """
-
 from __future__ import annotations
 
 import argparse
