@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,29 +97,41 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _live_pipeline(checkpoint: Path, tmp_path: Path, metrics_port: int, *overrides: str) -> subprocess.Popen:
+    """run_pipeline.py on the embedded default, an endless small synthetic stream, /metrics on."""
+    sets = ["engine.backend=torch", f"engine.checkpoint={checkpoint}", "engine.threads=1", "sources[0].width=64",
+            "sources[0].height=48", "sources[0].frames=0", "sources[0].pace=true", "metrics.enabled=true",
+            f"metrics.port={metrics_port}", f"report.dir={tmp_path}", f"outputs.video_dir={tmp_path}",
+            *overrides]  # fmt: skip
+    cmd = [sys.executable, "run_pipeline.py", "--config", "configs/default.yaml"]
+    for assignment in sets:
+        cmd += ["--set", assignment]
+    return subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+def _metric_reaches(proc: subprocess.Popen, port: int, series: str, target: float, timeout: float) -> tuple[float, str]:
+    """Poll /metrics until ``series`` reaches ``target`` (or the time is up): (value, last page)."""
+    deadline = time.monotonic() + timeout
+    value, text = 0.0, ""
+    while time.monotonic() < deadline and value < target and proc.poll() is None:
+        time.sleep(0.3)
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(series):
+                value = float(line.split()[-1])
+    return value, text
+
+
 def test_sigint_leaves_complete_report_and_no_socket_file(checkpoint: Path, tmp_path: Path) -> None:
     ipc = tmp_path / "pub.sock"
     port = free_port()
-    cmd = [sys.executable, "run_pipeline.py", "--config", "configs/default.yaml",
-           "--set", "engine.backend=torch", "--set", f"engine.checkpoint={checkpoint}", "--set", "engine.threads=1",
-           "--set", "sources[0].width=64", "--set", "sources[0].height=48", "--set", "sources[0].frames=0",
-           "--set", "sources[0].pace=true", "--set", f"publish.endpoint=ipc://{ipc}",
-           "--set", "metrics.enabled=true", "--set", f"metrics.port={port}",
-           "--set", f"report.dir={tmp_path}", "--set", f"outputs.video_dir={tmp_path}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = _live_pipeline(checkpoint, tmp_path, port, f"publish.endpoint=ipc://{ipc}")
     try:
-        deadline = time.monotonic() + 60
-        published = 0.0
-        while time.monotonic() < deadline and published < 5:
-            time.sleep(0.3)
-            try:
-                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-            except OSError:
-                continue
-            for line in text.splitlines():
-                if line.startswith('stbn_frames_total{stage="published",stream="cam0"}'):
-                    published = float(line.split()[-1])
+        published, text = _metric_reaches(proc, port, 'stbn_frames_total{stage="published",stream="cam0"}', 5, 60)
         assert published >= 5, proc.stderr.read() if proc.poll() is not None else "no frames published"
         assert 'stbn_stream_state{state="running",stream="cam0"} 1.0' in text
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read())
@@ -333,23 +346,29 @@ class _BrokenSource(Source):
         return synthetic_scene(self.index, 64, 48), self.index / 30
 
 
+def _healthz_after(delay: float, seen: dict[str, Any]) -> Callable[[Pipeline], None]:
+    """An on_ready hook that reads /healthz after ``delay`` s in a thread: status and body into ``seen``."""
+
+    def probe(pipeline: Pipeline) -> None:
+        time.sleep(delay)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{pipeline.metrics.port}/healthz", timeout=5) as reply:
+                seen["status"], seen["body"] = reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            seen["status"], seen["body"] = exc.code, json.loads(exc.read())
+
+    return lambda pipeline: threading.Thread(target=probe, args=(pipeline,)).start()
+
+
 def test_one_failed_stream_leaves_the_others_and_healthz_running(checkpoint: Path, tmp_path: Path) -> None:
     good = "{id: good, kind: synthetic, width: 64, height: 48, fps: 30, frames: 60, pace: true, policy: block}"
     bad = "{id: bad, kind: synthetic, width: 64, height: 48}"
     cfg = config(checkpoint, tmp_path, f"sources=[{good}, {bad}]", "publish.enabled=false", "metrics.enabled=true",
                  "metrics.port=0")  # fmt: skip
     seen: dict[str, Any] = {}
-
-    def probe(pipeline: Pipeline) -> None:
-        time.sleep(1.0)
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{pipeline.metrics.port}/healthz", timeout=5)
-        except urllib.error.HTTPError as exc:
-            seen["status"], seen["body"] = exc.code, json.loads(exc.read())
-
     pipeline = Pipeline(cfg, sources={"bad": _BrokenSource(cfg.sources[1])})
     with pytest.raises(PipelineError, match="firmware crashed"):
-        pipeline.run(on_ready=lambda p: threading.Thread(target=probe, args=(p,)).start())
+        pipeline.run(on_ready=_healthz_after(1.0, seen))
     assert seen.get("status") == 503 and seen["body"]["streams"] == {"good": "running", "bad": "failed"}
     report = json.loads((tmp_path / "latency.json").read_text())
     assert report["ok"] is False
@@ -381,27 +400,10 @@ def test_max_age_below_the_pipelines_latency_warns_and_counts_every_frame_unsent
     """publish.max_age_ms under the look-ahead's latency: warned at start and while it drops
     everything; /metrics, the progress, the report and the summary say 0 published, N stale."""
     port = free_port()
-    cmd = [sys.executable, "run_pipeline.py", "--config", "configs/default.yaml",
-           "--set", "engine.backend=torch", "--set", f"engine.checkpoint={checkpoint}", "--set", "engine.threads=1",
-           "--set", "sources[0].width=64", "--set", "sources[0].height=48", "--set", "sources[0].frames=0",
-           "--set", "sources[0].pace=true", "--set", "sources[0].fps=30", "--set", "publish.max_age_ms=5",
-           "--set", f"publish.endpoint=tcp://127.0.0.1:{free_port()}",
-           "--set", "metrics.enabled=true", "--set", f"metrics.port={port}",
-           "--set", f"report.dir={tmp_path}", "--set", f"outputs.video_dir={tmp_path}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = _live_pipeline(checkpoint, tmp_path, port, "sources[0].fps=30", "publish.max_age_ms=5",
+                          f"publish.endpoint=tcp://127.0.0.1:{free_port()}")  # fmt: skip
     try:
-        deadline = time.monotonic() + 90
-        stale = 0.0
-        while time.monotonic() < deadline and stale < 35:
-            time.sleep(0.3)
-            try:
-                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-            except OSError:
-                continue
-            for line in text.splitlines():
-                if line.startswith('stbn_unsent_total{reason="stale",stream="cam0"}'):
-                    stale = float(line.split()[-1])
+        stale, text = _metric_reaches(proc, port, 'stbn_unsent_total{reason="stale",stream="cam0"}', 35, 90)
         assert stale >= 35, proc.stderr.read() if proc.poll() is not None else "no stale frames counted"
         assert 'stbn_frames_total{stage="published",stream="cam0"} 0.0' in text
         proc.send_signal(signal.SIGINT)
@@ -435,18 +437,9 @@ def test_healthz_is_not_ok_while_a_stream_has_never_connected(checkpoint: Path, 
     cfg = config(checkpoint, tmp_path, f"sources=[{good}, {dead}]", "publish.enabled=false", "metrics.enabled=true",
                  "metrics.port=0")  # fmt: skip
     seen: dict[str, Any] = {}
-
-    def probe(pipeline: Pipeline) -> None:
-        time.sleep(0.5)
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{pipeline.metrics.port}/healthz", timeout=5)
-            seen["status"] = 200
-        except urllib.error.HTTPError as exc:
-            seen["status"], seen["body"] = exc.code, json.loads(exc.read())
-
     pipeline = Pipeline(cfg, sources={"dead": _UnreachableSource(cfg.sources[1])})
     with pytest.raises(PipelineError):
-        pipeline.run(on_ready=lambda p: threading.Thread(target=probe, args=(p,)).start())
+        pipeline.run(on_ready=_healthz_after(0.5, seen))
     assert seen.get("status") == 503, seen
     assert seen["body"]["never_connected"] == ["dead"] and seen["body"]["streams"]["good"] == "running"
 
