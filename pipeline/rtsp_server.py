@@ -3,6 +3,7 @@ built on it is ``scripts/rtsp_test_server.py``."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -11,6 +12,8 @@ import numpy as np
 from pipeline.config import RtspOutConfig
 from pipeline.frame import FrameRecord
 from pipeline.gst import GStreamerUnavailable, load_gstreamer
+
+log = logging.getLogger("pipeline.rtsp")
 
 
 class RtspServerError(RuntimeError):
@@ -73,6 +76,16 @@ class RtspServer:
         factory.set_shared(True)
         factory.connect("media-configure", self._on_media_configure, mount)
         self.server.get_mount_points().add_factory(mount, factory)
+
+    def remount_appsrc(self, mount: str, width: int, height: int, fps: float, bitrate_kbps: int = 2000) -> None:
+        """Replace ``mount`` with one for frames of a new size: its clients get end-of-stream (and
+        reconnect), new clients get the new size."""
+        with self._lock:
+            old = self._appsrcs.pop(mount, [])
+        for appsrc in old:
+            appsrc.emit("end-of-stream")
+        self.server.get_mount_points().remove_factory(mount)
+        self.add_appsrc(mount, width, height, fps, bitrate_kbps)
 
     def _on_media_configure(self, _factory: Any, media: Any, mount: str) -> None:
         appsrc = media.get_element().get_child_by_name("src")
@@ -157,9 +170,15 @@ class RtspSink:
         mount = f"/{stream}"
         if stream not in self._mounted:
             self.server.add_appsrc(mount, w, h, self.fps.get(stream, 30.0), self.config.bitrate_kbps)
-            self._mounted[stream] = (h, w)
-        if self._mounted[stream] == (h, w):
-            self.server.push(mount, record.image)
+        elif self._mounted[stream] != (h, w):  # a reconnect brought another size: a new mount
+            old_h, old_w = self._mounted[stream]
+            log.warning(
+                "stream %s: frame size changed from %dx%d to %dx%d: restarting its RTSP mount %s (clients get "
+                "end-of-stream and reconnect)", stream, old_w, old_h, w, h, self.server.url(mount),
+            )  # fmt: skip
+            self.server.remount_appsrc(mount, w, h, self.fps.get(stream, 30.0), self.config.bitrate_kbps)
+        self._mounted[stream] = (h, w)
+        self.server.push(mount, record.image)
 
     def stop(self) -> None:
         self.server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
@@ -9,6 +10,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.frame import FrameRecord
+
+log = logging.getLogger("pipeline.sinks")
 
 
 class Sink(Protocol):
@@ -55,16 +58,32 @@ class VideoWriter:
 
 
 class VideoFileSink:
-    """The pipeline sink: one stream's denoised frames into a file."""
+    """The pipeline sink: one stream's denoised frames into a file; a new frame size (a reconnect
+    that brought another resolution) starts a new segment, ``<name>-2.mp4``, ..., logged."""
 
     def __init__(self, path: str | Path, fps: float, codec: str = "libx264") -> None:
         self.writer = VideoWriter(path, fps, codec)
+        self.segments = [self.writer.path]
+        self._size: tuple[int, int] | None = None
 
     @property
     def path(self) -> Path:
         return self.writer.path
 
     def write(self, record: FrameRecord) -> None:
+        size = record.image.shape[:2]
+        if self._size is not None and size != self._size:
+            first = self.segments[0]
+            path = first.with_name(f"{first.stem}-{len(self.segments) + 1}{first.suffix}")
+            log.warning(
+                "stream %s: frame size changed from %dx%d to %dx%d: %s is closed after %d frames, a new "
+                "segment starts in %s", record.stream, self._size[1], self._size[0], size[1], size[0],
+                self.writer.path, self.writer.frames, path,
+            )  # fmt: skip
+            self.writer.close()
+            self.writer = VideoWriter(path, self.writer.fps, self.writer.codec)
+            self.segments.append(path)
+        self._size = size
         self.writer.write(record.image)
 
     def close(self) -> None:

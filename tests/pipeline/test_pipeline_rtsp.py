@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline.runner import Pipeline, PipelineError
@@ -239,3 +240,74 @@ def test_the_test_rtsp_server_names_bad_arguments(args: list[str], named: str) -
     done = subprocess.run([sys.executable, "scripts/rtsp_test_server.py", *args], cwd=REPO, env=subprocess_env(),
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_resolution_change_restarts_the_rtsp_mount_and_the_file_segment(tmp_path: Path, caplog) -> None:
+    """A reconnect that brings another frame size (#24): the RTSP re-serve remounts (a new client
+    gets the new size), the file sink starts a new segment; both logged, nothing rescaled."""
+    import av
+
+    from pipeline.config import RtspOutConfig, SourceConfig
+    from pipeline.frame import FrameRecord
+    from pipeline.rtsp_server import RtspSink
+    from pipeline.sinks import VideoFileSink
+    from pipeline.sources import SourceDisconnected, make_source
+
+    from .conftest import free_port
+
+    port = free_port()
+    rtsp = RtspSink(RtspOutConfig(enabled=True, port=port), {"cam0": 15.0})
+    rtsp.start()
+    files = VideoFileSink(tmp_path / "cam0.mp4", 15.0)
+    stop = threading.Event()
+    size = {"now": (48, 64)}
+
+    def feed() -> None:
+        seq = 0
+        while not stop.is_set():
+            h, w = size["now"]
+            record = FrameRecord("cam0", seq, None, 0, np.full((h, w, 3), (seq * 7) % 255, np.uint8))
+            rtsp.write("cam0", record)
+            files.write(record)
+            seq += 1
+            time.sleep(1 / 15)
+
+    def first_frame() -> tuple[int, ...]:
+        client = make_source(SourceConfig(id="viewer", kind="rtsp", uri=f"rtsp://127.0.0.1:{port}/cam0",
+                                          open_timeout_s=3.0))  # fmt: skip
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    client.open()
+                    break
+                except SourceDisconnected:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.3)
+            image, _pts = client.read()
+            return image.shape
+        finally:
+            client.close()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        caplog.set_level("WARNING")
+        assert first_frame() == (48, 64, 3)
+        size["now"] = (64, 96)
+        time.sleep(0.5)
+        assert first_frame() == (64, 96, 3)
+    finally:
+        stop.set()
+        feeder.join(10)
+        files.close()
+        rtsp.stop()
+    assert "restarting its RTSP mount" in caplog.text and "a new segment starts in" in caplog.text
+    sizes = []
+    for path in files.segments:
+        with av.open(str(path)) as container:
+            shapes = {f.to_ndarray(format="rgb24").shape for f in container.decode(video=0)}
+        sizes.append(shapes)
+    assert [p.name for p in files.segments] == ["cam0.mp4", "cam0-2.mp4"]
+    assert sizes == [{(48, 64, 3)}, {(64, 96, 3)}]
