@@ -49,6 +49,7 @@ class OnlineAdapter(Stage):
         self._pending_outcome: dict[str, Any] | None = None
         self._applied = threading.Event()
         self._applied.set()
+        self._skip_told = False  # correlated noise: the skip is logged once, counted every round
 
     # -- called by the inference thread ---------------------------------------------------------
     def observe(self, image: np.ndarray) -> None:
@@ -88,8 +89,9 @@ class OnlineAdapter(Stage):
         # the history's noise as the streaming loop treats it (stabilised where it has a gain)
         frame_noise = clip_noise(frames, self.noise)
         if frame_noise.correlated:
-            if not self.state.adaptations.get("skipped_correlated"):
+            if not self._skip_told:
                 log.warning("stream %s: %s", self.state.stream, CORRELATED_NOISE_SKIP)
+                self._skip_told = True
             self.state.record_adaptation({"outcome": "skipped_correlated", "reason": CORRELATED_NOISE_SKIP})
             return
         noise = VarianceStabilizer(frame_noise.a, frame_noise.b, clipped=self.noise.clipped)

@@ -387,7 +387,7 @@ def denoise_file(
     mode = "offline (bidirectional)" if options.lookahead is None else f"streaming L={options.lookahead}"
     h, w = clip.head.shape[1:3]
     return DenoiseSummary(
-        output.count, w, h, time.time() - start, options.noise, float(np.sqrt(noise.b) * 255.0), noise.a,
+        output.count, w, h, time.time() - start, options.noise, noise.sigma255, noise.a,
         noise.correlated, estimated, mode, adapt_summary, output_path,
     )  # fmt: skip
 
@@ -437,9 +437,8 @@ def _denoised(model: Any, clip: VideoInput, noise: FrameNoise, options: DenoiseO
     if options.lookahead is None:
         from stbn.offline import denoise_frames
 
-        sigma = float(np.sqrt(noise.b) * 255.0)
         yield from denoise_frames(
-            model, clip.frames(), sigma, chunk=options.chunk, gain=noise.a, correlated=noise.correlated
+            model, clip.frames(), noise.sigma255, chunk=options.chunk, gain=noise.a, correlated=noise.correlated
         )
         return
     from engines import EngineConfig, create_engine
@@ -449,7 +448,7 @@ def _denoised(model: Any, clip: VideoInput, noise: FrameNoise, options: DenoiseO
     config = EngineConfig(backend=options.backend, threads=options.threads)
     with create_engine(config, model=model) as engine:
         engine.build(*clip.head.shape[1:3])
-        fixed = NoiseConfig("fixed", float(np.sqrt(noise.b) * 255.0), noise.a, correlation=_layout(noise))
+        fixed = NoiseConfig("fixed", noise.sigma255, noise.a, correlation=_layout(noise))
         denoiser = StreamingDenoiser(engine, options.lookahead, fixed)
         for seq, frame in enumerate(clip.frames()):
             for ready in denoiser.push(frame, seq):

@@ -24,7 +24,6 @@ import numpy as np
 NOISE_MODES = ("fixed", "estimate", "estimate-poisson-gaussian")
 
 
-
 class Correlation(Enum):
     """Whether the noise is white or spatially correlated (a camera's: demosaiced, encoded)."""
 
@@ -113,6 +112,11 @@ class FrameNoise:
     def level255(self) -> float:
         """The noise level at mid-grey on the 0..255 scale."""
         return float(np.sqrt(max(self.a * 0.5 + self.b, 0.0)) * 255.0)
+
+    @property
+    def sigma255(self) -> float:
+        """The constant part's level on the 0..255 scale: sqrt(b) (what ``--sigma`` gives)."""
+        return float(np.sqrt(self.b) * 255.0)
 
     @classmethod
     def gaussian(cls, level255: float, correlated: bool = False) -> FrameNoise:
@@ -267,11 +271,15 @@ def clip_noise(frames: np.ndarray, config: NoiseConfig) -> FrameNoise:
     model, or estimated once over the frames (the clip counterpart of :class:`NoiseTracker`)."""
     if config.mode == "fixed":
         return FrameNoise(config.gain, (config.sigma / 255.0) ** 2, config.correlation is Correlation.CORRELATED)
+    if config.correlation is Correlation.WHITE:  # nothing to measure but the white level
+        if config.mode == "estimate":
+            return FrameNoise.gaussian(estimate_video_sigma(frames))
+        return FrameNoise(*estimate_clip_noise(frames))
     levels = clip_scale_levels(frames)
     if _is_correlated(config.correlation, levels.correlation > CORRELATED_ABOVE):
         return FrameNoise.gaussian(camera_level(levels, config.compression), correlated=True)
     if config.mode == "estimate":
-        return FrameNoise.gaussian(estimate_video_sigma(frames))
+        return FrameNoise.gaussian(levels.full)  # = estimate_video_sigma(frames): the same frames
     return FrameNoise(*estimate_clip_noise(frames))
 
 
@@ -305,16 +313,18 @@ class NoiseTracker:
         self._frames += 1
         if not due and self._state is not None:
             return self._state
-        levels = scale_levels(frame)
         w = cfg.smoothing**cfg.interval if self._state is not None else 0.0  # the same time constant in frames
-        self._correlation = w * self._correlation + (1 - w) * levels.correlation
-        was = self._state.correlated if self._state is not None else None
-        threshold = WHITE_BELOW if was else CORRELATED_ABOVE
-        correlated = _is_correlated(cfg.correlation, self._correlation > threshold)
-        if correlated:
+        # forced white: the other views are not needed (the white level is the full view's)
+        levels = None if cfg.correlation is Correlation.WHITE else scale_levels(frame)
+        correlated = False
+        if levels is not None:
+            self._correlation = w * self._correlation + (1 - w) * levels.correlation
+            threshold = WHITE_BELOW if self._state is not None and self._state.correlated else CORRELATED_ABOVE
+            correlated = _is_correlated(cfg.correlation, self._correlation > threshold)
+        if levels is not None and correlated:
             current = FrameNoise.gaussian(camera_level(levels, cfg.compression), correlated=True)
         elif cfg.mode == "estimate":
-            current = FrameNoise.gaussian(levels.full)  # = estimate_sigma(frame)
+            current = FrameNoise.gaussian(levels.full if levels is not None else estimate_sigma(frame))
         else:
             current = FrameNoise(*estimate_poisson_gaussian(frame))
         if self._state is None or self._state.correlated != correlated:

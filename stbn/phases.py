@@ -27,10 +27,6 @@ class PhaseTiling:
         self._rows, self._cols = _order(height), _order(width)
         self._inv_rows, self._inv_cols = np.argsort(self._rows), np.argsort(self._cols)
 
-    def _check(self, frames: np.ndarray) -> None:
-        if frames.shape[-3:-1] != self.shape:
-            raise ValueError(f"phase tiling is for {self.shape[1]}x{self.shape[0]} frames, got {frames.shape}")
-
     def tile(self, frames: np.ndarray) -> np.ndarray:
         """(..., H, W, C) -> the same with the four phases as tiles."""
         return self._permute(frames, inverse=False)

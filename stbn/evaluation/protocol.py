@@ -187,16 +187,15 @@ def stbn_best_level(
 ) -> tuple[np.ndarray, float]:
     """The streaming output at the level (of :data:`BEST_LEVEL_FACTORS` x the true/oracle level)
     that scores best against the reference, and that level: an oracle, the bound for an estimate."""
-    best: tuple[float, np.ndarray, float] | None = None
     layout = Correlation.CORRELATED if correlated else Correlation.WHITE
-    for factor in BEST_LEVEL_FACTORS:
+    best_score, best, best_level = -np.inf, noisy.noisy, noisy.level
+    for factor in BEST_LEVEL_FACTORS:  # only the best output is kept (a clip's worth of memory)
         level = float(np.clip(noisy.level * factor, 0.5, 255.0))
         est = stbn_streaming(model, noisy.noisy, level, lookahead, NoiseConfig("fixed", level, correlation=layout))
         score = mean([psnr(est[i], noisy.reference[i]) for i in range(len(est))])
-        if best is None or score > best[0]:
-            best = (score, est, level)
-    assert best is not None
-    return best[1], best[2]
+        if score > best_score:
+            best_score, best, best_level = score, est, level
+    return best, best_level
 
 
 def _cache_key(dataset: str, seq: Clip, noise: NoiseSetting, method: str, extra: Any) -> str:

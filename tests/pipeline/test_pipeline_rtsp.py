@@ -125,10 +125,25 @@ def test_rtsp_with_a_fresh_onnxruntime_export(checkpoint: Path, tmp_path: Path, 
     assert len(list((tmp_path / "engines").rglob("*.onnx"))) >= 6
 
 
-def test_denoised_stream_is_re_served_over_rtsp(checkpoint: Path, tmp_path: Path) -> None:
-    from pipeline import timecode
+def _rtsp_viewer(url: str, within_s: float = 30.0) -> Any:
+    """An RTSP client source opened on ``url``, retried while the mount is not serving yet."""
     from pipeline.config import SourceConfig
     from pipeline.sources import SourceDisconnected, make_source
+
+    client = make_source(SourceConfig(id="viewer", kind="rtsp", uri=url, open_timeout_s=3.0))
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            client.open()
+            return client
+        except SourceDisconnected:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_denoised_stream_is_re_served_over_rtsp(checkpoint: Path, tmp_path: Path) -> None:
+    from pipeline import timecode
 
     from .conftest import free_port
 
@@ -140,19 +155,9 @@ def test_denoised_stream_is_re_served_over_rtsp(checkpoint: Path, tmp_path: Path
     stop = threading.Event()
     thread = threading.Thread(target=pipeline.run, args=(stop,))
     thread.start()
-    client = make_source(SourceConfig(id="viewer", kind="rtsp", uri=f"rtsp://127.0.0.1:{port}/cam0",
-                                      open_timeout_s=3.0))
     codes = []
+    client = _rtsp_viewer(f"rtsp://127.0.0.1:{port}/cam0")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.open()
-                break
-            except SourceDisconnected:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
         for _ in range(8):
             image, _pts = client.read()
             assert image.shape == (48, 64, 3)
@@ -247,11 +252,10 @@ def test_a_resolution_change_restarts_the_rtsp_mount_and_the_file_segment(tmp_pa
     gets the new size), the file sink starts a new segment; both logged, nothing rescaled."""
     import av
 
-    from pipeline.config import RtspOutConfig, SourceConfig
+    from pipeline.config import RtspOutConfig
     from pipeline.frame import FrameRecord
     from pipeline.rtsp_server import RtspSink
     from pipeline.sinks import VideoFileSink
-    from pipeline.sources import SourceDisconnected, make_source
 
     from .conftest import free_port
 
@@ -273,18 +277,8 @@ def test_a_resolution_change_restarts_the_rtsp_mount_and_the_file_segment(tmp_pa
             time.sleep(1 / 15)
 
     def first_frame() -> tuple[int, ...]:
-        client = make_source(SourceConfig(id="viewer", kind="rtsp", uri=f"rtsp://127.0.0.1:{port}/cam0",
-                                          open_timeout_s=3.0))  # fmt: skip
-        deadline = time.monotonic() + 30
+        client = _rtsp_viewer(f"rtsp://127.0.0.1:{port}/cam0")
         try:
-            while True:
-                try:
-                    client.open()
-                    break
-                except SourceDisconnected:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.3)
             image, _pts = client.read()
             return image.shape
         finally:

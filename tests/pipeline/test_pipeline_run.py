@@ -126,6 +126,18 @@ def _metric_reaches(proc: subprocess.Popen, port: int, series: str, target: floa
     return value, text
 
 
+def _interrupt(proc: subprocess.Popen) -> str:
+    """Ctrl-C to a running pipeline; its stderr once it has stopped."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)[1]
+
+
+def _kill_if_running(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 def test_sigint_leaves_complete_report_and_no_socket_file(checkpoint: Path, tmp_path: Path) -> None:
     ipc = tmp_path / "pub.sock"
     port = free_port()
@@ -138,12 +150,9 @@ def test_sigint_leaves_complete_report_and_no_socket_file(checkpoint: Path, tmp_
         assert health == {"ok": True, "streams": {"cam0": "running"}}
         assert ipc.exists()
         assert _children(proc.pid) == []
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        stderr = _interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _kill_if_running(proc)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     report = json.loads((tmp_path / "latency.json").read_text())
@@ -406,12 +415,9 @@ def test_max_age_below_the_pipelines_latency_warns_and_counts_every_frame_unsent
         stale, text = _metric_reaches(proc, port, 'stbn_unsent_total{reason="stale",stream="cam0"}', 35, 90)
         assert stale >= 35, proc.stderr.read() if proc.poll() is not None else "no stale frames counted"
         assert 'stbn_frames_total{stage="published",stream="cam0"} 0.0' in text
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        stderr = _interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _kill_if_running(proc)
     assert proc.returncode == 0, stderr
     assert "publish.max_age_ms=5 is below its look-ahead's own latency" in stderr
     assert "were all older than publish.max_age_ms=5" in stderr
