@@ -38,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (dotted key, e.g. sources[0].uri=... or engine.backend=torch)")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--view", action="store_true",
+                        help="serve the live viewer (noisy beside denoised per stream) in the browser; viewer.*")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config, [*args.overrides, *(["viewer.enabled=true"] if args.view else [])])
     except ConfigError as exc:
         print(f"run_pipeline: config error: {exc}", file=sys.stderr)
         return 2

@@ -58,6 +58,10 @@ def add_denoise_parser(subparsers: Any) -> None:
     )  # fmt: skip
     parser.add_argument("--save-adapted", metavar="PATH", help="write the adapted checkpoint here")
     parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT")
+    parser.add_argument(
+        "--compare", type=Path, metavar="PAGE.html",
+        help="also write a self-contained before/after page (a few frames, noisy | denoised slider)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run_denoise)

@@ -188,6 +188,32 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ViewerConfig:
+    """A page in the browser with every stream's noisy input beside its denoised output (the same
+    frame), its state and latency (pipeline.viewer). Off by default; ``run_pipeline.py --view``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback unless configured, as /metrics
+    port: int = 8090  # 0 = any free port (logged)
+    # previews per stream per second, and a pane's width (the aspect is kept), at most: what a tab
+    # costs a browser on the pipeline's own machine grows with both (bench/viewer.py)
+    max_fps: float = 4.0
+    max_width: int = 480
+    jpeg_quality: int = 80
+    token: str = ""  # when set, the page and its socket need ?token=<this>
+
+    def __post_init__(self) -> None:
+        for key, ok, rule in (
+            ("port", 0 <= self.port <= 65535, "0..65535 (0 = any free port)"),
+            ("max_fps", 0 < self.max_fps <= 60, "in (0, 60]"),
+            ("max_width", 32 <= self.max_width <= 4096, "in 32..4096"),
+            ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "in 1..100"),
+        ):
+            if not ok:
+                raise ValueError(f"viewer.{key} must be {rule}, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     dir: str = "out"
     name: str = "latency"  # <dir>/<name>.json and <dir>/<name>.png
@@ -233,6 +259,7 @@ class PipelineConfig:
     publish: PublishConfig = field(default_factory=PublishConfig)
     outputs: OutputConfig = field(default_factory=OutputConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     adapt: OnlineAdaptConfig = field(default_factory=OnlineAdaptConfig)
     duration_s: float = 0.0  # stop after this long (0 = when every source has ended)

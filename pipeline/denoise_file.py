@@ -12,6 +12,7 @@ adaptation read its first HEAD_FRAMES frames).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import itertools
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.viewer.compare import ComparePicker, pick_frames, write_compare_page
 from stbn.noise_estimation import Compression, Correlation, FrameNoise
 from stbn.training.adapt import CORRELATED_NOISE_SKIP, Objective
 from stbn.training.data import IMAGE_SUFFIXES
@@ -115,6 +117,7 @@ class DenoiseOptions:
     save_adapted: Path | None = None
     force: bool = False
     threads: int = 0
+    compare: Path | None = None  # also write a before/after page of a few frames here
 
     def __post_init__(self) -> None:
         if self.sigma is not None and not 0.0 <= self.sigma <= 255.0:
@@ -315,6 +318,7 @@ class DenoiseSummary:
     mode: str
     adapt: dict[str, Any] | None
     output: Path
+    compare: Path | None = None
 
     def line(self) -> str:
         fps = self.frames / max(self.seconds, 1e-9)
@@ -332,7 +336,7 @@ class DenoiseSummary:
         return (
             f"denoised {self.frames} frames {self.width}x{self.height} in {self.seconds:.1f} s ({fps:.1f} frames/s), "
             f"{noise} ({'estimated' if self.sigma_estimated else 'given'}), {self.mode}{adapt} "
-            f"-> {self.output}"
+            f"-> {self.output}" + (f"; before/after page {self.compare}" if self.compare else "")
         )
 
 
@@ -374,8 +378,12 @@ def denoise_file(
                 metadata = dict(loaded.metadata) | {"adapted_on": str(input_path), "adaptation": adapt_summary}
                 save_checkpoint(options.save_adapted, model, loaded.preset, noise=loaded.noise, metadata=metadata)
         bar = progress("denoise", clip.count) if progress else None
-        for image in _denoised(model, clip, noise, options):
+        picker = ComparePicker(pick_frames(clip.count)) if options.compare is not None else None
+        frames = picker.tap_input(clip.frames()) if picker is not None else clip.frames()
+        for index, image in enumerate(_denoised(model, frames, clip.head.shape[1:3], noise, options)):
             output.write(image)
+            if picker is not None:
+                picker.output(index, image)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -386,10 +394,19 @@ def denoise_file(
         raise
     mode = "offline (bidirectional)" if options.lookahead is None else f"streaming L={options.lookahead}"
     h, w = clip.head.shape[1:3]
-    return DenoiseSummary(
+    summary = DenoiseSummary(
         output.count, w, h, time.time() - start, options.noise, noise.sigma255, noise.a,
         noise.correlated, estimated, mode, adapt_summary, output_path,
     )  # fmt: skip
+    if picker is None:
+        return summary
+    try:
+        title = f"{input_path.name}: noisy | denoised"
+        page = write_compare_page(options.compare, picker.pairs(), title, summary.line())
+    except (OSError, ValueError) as exc:
+        written = f"the denoised output {output_path} is written"
+        raise UnwritableOutput(f"--compare {options.compare}: {exc} ({written})") from exc
+    return dataclasses.replace(summary, compare=page)
 
 
 def _noise_model(head: np.ndarray, options: DenoiseOptions, compression: Compression) -> FrameNoise:
@@ -433,12 +450,15 @@ def _adapt(
     return result.model, result.summary() | {"objective": objective.value}
 
 
-def _denoised(model: Any, clip: VideoInput, noise: FrameNoise, options: DenoiseOptions) -> Iterator[np.ndarray]:
+def _denoised(
+    model: Any, frames: Iterator[np.ndarray], size: tuple[int, int], noise: FrameNoise, options: DenoiseOptions
+) -> Iterator[np.ndarray]:
+    """The denoised ``frames`` (all of one ``size`` (H, W)), in order."""
     if options.lookahead is None:
         from stbn.offline import denoise_frames
 
         yield from denoise_frames(
-            model, clip.frames(), noise.sigma255, chunk=options.chunk, gain=noise.a, correlated=noise.correlated
+            model, frames, noise.sigma255, chunk=options.chunk, gain=noise.a, correlated=noise.correlated
         )
         return
     from engines import EngineConfig, create_engine
@@ -447,10 +467,10 @@ def _denoised(model: Any, clip: VideoInput, noise: FrameNoise, options: DenoiseO
 
     config = EngineConfig(backend=options.backend, threads=options.threads)
     with create_engine(config, model=model) as engine:
-        engine.build(*clip.head.shape[1:3])
+        engine.build(*size)
         fixed = NoiseConfig("fixed", noise.sigma255, noise.a, correlation=_layout(noise))
         denoiser = StreamingDenoiser(engine, options.lookahead, fixed)
-        for seq, frame in enumerate(clip.frames()):
+        for seq, frame in enumerate(frames):
             for ready in denoiser.push(frame, seq):
                 yield ready.image
         for ready in denoiser.flush():
@@ -479,4 +499,5 @@ def options_from_args(args: Any) -> DenoiseOptions:
         save_adapted=Path(args.save_adapted) if args.save_adapted else None,
         force=args.force,
         threads=args.threads,
+        compare=args.compare,
     )

@@ -34,6 +34,9 @@ class FrameRecord:
     epoch: int = 0
     sigma: float | None = None
     stamps: tuple[tuple[str, int], ...] = ()
+    # after inference: the input frame ``image`` was denoised from (a reference, not a copy), so a
+    # side-by-side view shows the same frame twice
+    noisy: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def stamped(self, stage: str, t_ns: int | None = None) -> FrameRecord:
         """A copy with ``stage`` stamped (now, unless ``t_ns`` is given)."""
@@ -41,8 +44,9 @@ class FrameRecord:
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
         return dataclasses.replace(self, stamps=(*self.stamps, (stage, now_ns() if t_ns is None else t_ns)))
 
-    def with_image(self, image: np.ndarray, sigma: float | None = None) -> FrameRecord:
-        return dataclasses.replace(self, image=image, sigma=sigma)
+    def denoised_as(self, image: np.ndarray, sigma: float | None = None) -> FrameRecord:
+        """This frame after inference: ``image`` denoised at ``sigma``, the input kept as ``noisy``."""
+        return dataclasses.replace(self, image=image, sigma=sigma, noisy=self.image)
 
     def stamp(self, stage: str) -> int | None:
         for name, t in self.stamps:

@@ -6,7 +6,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from pipeline.profiling import summarize, write_json
 from pipeline.publish import PublishError, SendOutcome, ZmqPublisher
 from pipeline.sources import Source
 from pipeline.stages import Denoiser, LiveStream, PublishStage, StreamStatus
+from pipeline.viewer import ViewerError, ViewerServer
 
 log = logging.getLogger("pipeline")
 PROGRESS_EVERY_S = 10.0
@@ -30,6 +32,16 @@ class PipelineError(RuntimeError):
     """A fatal pipeline error (bad source, engine, checkpoint, endpoint, failed stream)."""
 
 
+@dataclass
+class BackgroundRun:
+    """A :meth:`Pipeline.background` run: set ``stop`` to end it early; ``report`` or ``error`` once
+    it has ended."""
+
+    stop: threading.Event
+    report: dict[str, Any] | None = None
+    error: PipelineError | None = None
+
+
 class Pipeline:
     """Runs, supervises and stops what :func:`~pipeline.build.build_pipeline` built for every
     configured source: capture -> ring -> inference -> publish.
@@ -39,8 +51,11 @@ class Pipeline:
     """
 
     def __init__(
-        self, config: PipelineConfig, model: Any = None,
-        denoiser_factory: Callable[[str], Denoiser] | None = None, sources: dict[str, Source] | None = None,
+        self,
+        config: PipelineConfig,
+        model: Any = None,
+        denoiser_factory: Callable[[str], Denoiser] | None = None,
+        sources: dict[str, Source] | None = None,
     ) -> None:
         try:
             parts = build_pipeline(config, model, denoiser_factory, sources)
@@ -58,6 +73,7 @@ class Pipeline:
         self.lookaheads = {sid: st.inference.denoiser.lookahead for sid, st in self.streams.items()}
         self.publisher: ZmqPublisher | None = None
         self.metrics: MetricsServer | None = None
+        self.viewer: ViewerServer | None = None
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self.report: dict[str, Any] | None = None
@@ -92,6 +108,16 @@ class Pipeline:
                     "%.0f ms, before any compute): every frame will be too old to send",
                     sc.id, max_age, self.lookaheads[sc.id], sc.fps, lookahead_ms,
                 )  # fmt: skip
+
+    def _start_viewer(self) -> None:
+        """The browser page of every stream; its sinks take the published records (a preview
+        skips frames, never holds one up)."""
+        self.viewer = ViewerServer(self.config.viewer, list(self.streams), self.snapshot)
+        self.viewer.start()
+        self._resources.callback(_quietly, self.viewer.stop, "viewer")
+        for sid in self.streams:
+            self._sinks.setdefault(sid, []).append(self.viewer.sink(sid))
+        log.info("viewer on %s", self.viewer.url)
 
     def _prebuild_engines(self) -> None:
         """Export / compile before the clock starts where the frame size is known (synthetic
@@ -182,7 +208,9 @@ class Pipeline:
                     ) from None
                 self._resources.callback(_quietly, self.metrics.stop, "metrics server")
                 log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics.port)
-        except (PublishError, PipelineError, OSError) as exc:
+            if cfg.viewer.enabled:
+                self._start_viewer()
+        except (PublishError, PipelineError, ViewerError, OSError) as exc:
             self._resources.close()
             self._close_engines()
             raise PipelineError(str(exc)) from None
@@ -225,6 +253,33 @@ class Pipeline:
         if failure:
             raise PipelineError(failure)
         return self.report or {}
+
+    @contextlib.contextmanager
+    def background(self, ready_timeout: float = 60.0) -> Iterator[BackgroundRun]:
+        """Run on a thread while the block runs (a browser, a benchmark drives it meanwhile); the
+        block starts once the stages are running and its end stops the run and waits for it."""
+        run = BackgroundRun(threading.Event())
+        ready = threading.Event()
+
+        def target() -> None:
+            try:
+                run.report = self.run(run.stop, on_ready=lambda _: ready.set())
+            except PipelineError as exc:
+                run.error = exc
+            finally:
+                ready.set()
+
+        thread = threading.Thread(target=target, name="pipeline")
+        thread.start()
+        if not ready.wait(ready_timeout) or run.error is not None:
+            run.stop.set()
+            thread.join()
+            raise PipelineError(str(run.error) if run.error else f"not running after {ready_timeout:g} s")
+        try:
+            yield run
+        finally:
+            run.stop.set()
+            thread.join()
 
     def _failure(self) -> str | None:
         """Every failure, one line each joined (a stream's own, then publishing's)."""
@@ -323,6 +378,7 @@ class Pipeline:
             "stopped_at": self.stopped_at,
             "duration_s": round((self.stopped_at or 0) - (self.started_at or 0), 3),
             "publish": self.publisher.stats() if self.publisher is not None else None,
+            "viewer": self.viewer.report() if self.viewer is not None else None,
             **report,
             "config": to_dict(self.config),
         }

@@ -413,7 +413,7 @@ class InferenceStage(Stage):
             local, record = self._pending.popleft()
             if out.seq != local:
                 raise RuntimeError(f"the denoiser returned frame {out.seq} where frame {local} was due")
-            record = record.with_image(out.image, out.sigma).stamped("infer_end")
+            record = record.denoised_as(out.image, out.sigma).stamped("infer_end")
             self.state.inferred += 1
             self.out.put(record)
 

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 gir1.2-gst-plugins-base-1.0 python3-gi ffmpeg
-  libgirepository1.0-dev libcairo2-dev pkg-config)
+  libgirepository1.0-dev libcairo2-dev pkg-config
+  chromium fonts-liberation)  # the viewer's browser tests (Playwright drives the system's chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
