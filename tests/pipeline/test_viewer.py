@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.config import ViewerConfig
 from pipeline.frame import FrameRecord
-from pipeline.runner import Pipeline
+from pipeline.runner import Pipeline, PipelineError
 from pipeline.viewer.compare import pick_frames
 from pipeline.viewer.server import encode_preview, preview_size
 from tests.pipeline.conftest import REPO, config, subprocess_env, write_video
@@ -176,6 +176,10 @@ def test_viewer_token_guards_the_page_and_its_socket(browser: Any, checkpoint: P
         page, errors = open_tab(browser, base + "/?token=s3cret")
         wait_previews(page, "cam0", 2)
         assert errors == []
+        taken = config(checkpoint, tmp_path, "publish.enabled=false", "viewer.enabled=true",
+                       f"viewer.port={pipeline.viewer.port}")  # fmt: skip
+        with pytest.raises(PipelineError, match=f"viewer: cannot listen on 127.0.0.1:{pipeline.viewer.port}"):
+            Pipeline(taken).run()
 
 
 @pytest.mark.slow
