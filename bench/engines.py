@@ -12,7 +12,6 @@ L = 0, 1, 2, 4 against the clean frames, next to the offline (whole-clip bidirec
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from engines import BackendUnavailable, EngineConfig, create_engine
+from engines.selection import time_engine
 from stbn.noise_estimation import NoiseConfig
 from stbn.streaming import StreamingDenoiser
 
@@ -36,30 +36,6 @@ def _model(preset: str, weights_dir: Path) -> tuple[stbn.STBN, str]:
         return stbn.load_checkpoint(path, preset=preset).model.eval(), f"{path}"
     torch.manual_seed(0)
     return stbn.build_model(preset).eval(), "random init (speed only)"
-
-
-def _frames(count: int, height: int, width: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (height, width + 2 * count, 3), dtype=np.uint8)
-    return [np.ascontiguousarray(base[:, 2 * t : 2 * t + width]) for t in range(count)]
-
-
-def time_engine(config: EngineConfig, model: stbn.STBN, hw: tuple[int, int], lookahead: int, frames: int) -> float:
-    """Median ms per pushed frame once the window is full (includes upload and download)."""
-    with create_engine(config, model=model) as engine:
-        engine.build(*hw)
-        engine.warmup(1)
-        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", 25.0))
-        clip = _frames(lookahead + 1 + frames, *hw)
-        times = []
-        for i, frame in enumerate(clip):
-            start = time.perf_counter()
-            denoiser.push(frame, i)
-            if config.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            if i > lookahead:
-                times.append((time.perf_counter() - start) * 1e3)
-        return statistics.median(times)
 
 
 def speed_table(args: argparse.Namespace) -> list[str]:
@@ -94,7 +70,7 @@ def bm3d_table(args: argparse.Namespace) -> list[str]:
     import bm3d
 
     h, w = args.bm3d_size
-    frame = _frames(1, h, w)[0]
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     start = time.perf_counter()
     bm3d.bm3d_rgb(frame.astype(np.float32) / 255.0, sigma_psd=25 / 255)
     bm3d_ms = (time.perf_counter() - start) * 1e3
@@ -131,16 +107,17 @@ def dev_clips(frames: int) -> dict[str, np.ndarray]:
 
 
 def quality_table(args: argparse.Namespace) -> list[str]:
+    """PSNR of the streamed output at L = 0, 1, 2, 4 through each of ``--quality-engines``
+    (backend:precision) next to the offline PSNR: the cost of streaming and of a precision."""
     model, source = _model(args.quality_preset, Path(args.weights))
     sigma = args.sigma
     rows = [
         f"Quality cost of streaming: preset {args.quality_preset} ({source}), AWGN sigma {sigma}, "
         "uint8 in/out, PSNR (dB) against the clean frames",
         "",
-        "| clip | noisy | offline | L=0 | L=1 | L=2 | L=4 | loss at L=2 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| clip | engine | noisy | offline | L=0 | L=1 | L=2 | L=4 | loss at L=2 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    config = EngineConfig(backend="torch", cache_dir=args.cache_dir)
     for name, clean in dev_clips(args.quality_frames).items():
         rng = np.random.default_rng(0)
         noisy = np.clip(clean + rng.normal(0, sigma, clean.shape) + 0.5, 0, 255).astype(np.uint8)
@@ -148,19 +125,22 @@ def quality_table(args: argparse.Namespace) -> list[str]:
         with torch.no_grad():
             offline = model(x, sigma / 255.0)[0].permute(0, 2, 3, 1).numpy()
         offline_psnr = _psnr((offline * 255 + 0.5).astype(np.uint8), clean)
-        streamed = {}
-        for lookahead in (0, 1, 2, 4):
-            with create_engine(config, model=model) as engine:
-                denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
-                out = [f.image for i, frame in enumerate(noisy) for f in denoiser.push(frame, i)]
-                out += [f.image for f in denoiser.flush()]
-            streamed[lookahead] = _psnr(np.stack(out), clean)
-        rows.append(
-            f"| {name} | {_psnr(noisy, clean):.2f} | {offline_psnr:.2f} | "
-            + " | ".join(f"{streamed[k]:.2f}" for k in (0, 1, 2, 4))
-            + f" | {offline_psnr - streamed[2]:.2f} |"
-        )
-        print(rows[-1], flush=True)
+        for engine_name in args.quality_engines:
+            backend, precision = engine_name.split(":")
+            config = EngineConfig(backend=backend, precision=precision, cache_dir=args.cache_dir)
+            streamed = {}
+            for lookahead in (0, 1, 2, 4):
+                with create_engine(config, model=model) as engine:
+                    denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
+                    out = [f.image for i, frame in enumerate(noisy) for f in denoiser.push(frame, i)]
+                    out += [f.image for f in denoiser.flush()]
+                streamed[lookahead] = _psnr(np.stack(out), clean)
+            rows.append(
+                f"| {name} | {engine_name} | {_psnr(noisy, clean):.2f} | {offline_psnr:.2f} | "
+                + " | ".join(f"{streamed[k]:.2f}" for k in (0, 1, 2, 4))
+                + f" | {offline_psnr - streamed[2]:.2f} |"
+            )
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -177,6 +157,10 @@ def main() -> int:
     parser.add_argument("--cache-dir", default="cache/engines")
     parser.add_argument("--quality-preset", default="cpu-rt")
     parser.add_argument("--quality-frames", type=int, default=24)
+    parser.add_argument(
+        "--quality-engines", nargs="+", default=["torch:fp32"], metavar="BACKEND:PRECISION",
+        help="engines whose streamed PSNR is measured (e.g. onnxruntime:fp32 openvino:bf16)",
+    )  # fmt: skip
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")

@@ -1,5 +1,6 @@
-"""``python -m engines build|check``: prebuild a backend's cached graphs for a resolution, and check
-a backend against the PyTorch fp32 reference on the same streamed frames."""
+"""``python -m engines build|check|pick``: prebuild a backend's cached graphs for a resolution,
+check a backend against the PyTorch fp32 reference on the same streamed frames, and measure which
+CPU backend ``backend: auto`` should run on this machine."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from engines.base import EngineConfig, EngineError
 from engines.factory import create_engine
+from engines.selection import measure_cpu_backends
 from stbn.checkpoint import CheckpointError
 from stbn.noise_estimation import NoiseConfig
 from stbn.streaming import StreamingDenoiser
@@ -83,10 +85,21 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _pick(args: argparse.Namespace) -> int:
+    config = _config(args).replace(backend="auto", threads=args.threads)
+    print(f"measuring every installed CPU backend for {args.precision} at {args.width}x{args.height}, "
+          f"L={args.lookahead} (about a minute: each exports or compiles first) ...", flush=True)  # fmt: skip
+    entry = measure_cpu_backends(config, (args.height, args.width), args.lookahead, args.frames)
+    for backend, fps in sorted(entry["frames_per_s"].items(), key=lambda kv: -kv[1]):
+        print(f"  {backend:12s} {fps:6.2f} frames/s")
+    print(f"backend auto ({args.precision}) on this machine -> {entry['backend']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engines")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func in (("build", _build), ("check", _check)):
+    for name, func in (("build", _build), ("check", _check), ("pick", _pick)):
         p = sub.add_parser(name)
         p.add_argument("--backend", default="auto")
         p.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt")
@@ -101,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--lookahead", type=int, default=2)
             p.add_argument("--sigma", type=float, default=25.0)
             p.add_argument("--min-psnr", type=float, default=40.0)
+        if name == "pick":
+            p.add_argument("--frames", type=int, default=12)
+            p.add_argument("--lookahead", type=int, default=0)
+            p.add_argument("--threads", type=int, default=0, help="as engine.threads (0: the library default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

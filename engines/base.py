@@ -16,7 +16,7 @@ from stbn.checkpoint import LoadedCheckpoint, load_checkpoint
 from stbn.model import STBN
 from stbn.step import GRAPHS, graph_names
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 

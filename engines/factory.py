@@ -1,5 +1,6 @@
 """Backend selection: ``backend: auto`` picks TensorRT if usable, else PyTorch on CUDA, else the
-fastest CPU backend, and logs one line saying which and why."""
+CPU backend measured fastest on this machine (:mod:`engines.selection`), and logs one line saying
+which and why."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import torch
 
 from engines.base import BackendUnavailable, Engine, EngineConfig
+from engines.selection import cpu_backend
 from stbn.model import STBN
 
 log = logging.getLogger("engines")
@@ -34,8 +36,8 @@ def create_engine(config: EngineConfig, model: STBN | None = None) -> Engine:
         elif torch.cuda.is_available():
             backend, why = "torch", f"CUDA present but TensorRT unusable: {reason}"
         else:
-            # ONNX Runtime is the faster CPU backend in bench/engines.py (docs/BENCHMARKS.md).
-            backend, why = "onnxruntime", f"no GPU ({reason}); ONNX Runtime is the fastest CPU backend"
+            pick = cpu_backend(config)
+            backend, why = pick.backend, pick.reason(config.precision)
         log.info("engine backend auto -> %s: %s", backend, why)
         config = config.replace(backend=backend)
     if backend == "torch":
@@ -46,6 +48,10 @@ def create_engine(config: EngineConfig, model: STBN | None = None) -> Engine:
         from engines.onnxruntime_engine import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine(config, model)
+    if backend == "openvino":
+        from engines.openvino_engine import OpenVinoEngine
+
+        return OpenVinoEngine(config, model)
     if backend == "tensorrt":
         from engines.tensorrt_engine import TensorRTEngine
 

@@ -22,6 +22,8 @@ BACKENDS = [
     ("torch-channels_last", {"backend": "torch", "channels_last": True}, 0.2, 45.0),
     ("torch-bf16", {"backend": "torch", "precision": "bf16"}, 1.5, 32.0),
     ("onnxruntime", {"backend": "onnxruntime"}, 0.2, 45.0),
+    ("openvino", {"backend": "openvino"}, 0.2, 45.0),
+    ("openvino-bf16", {"backend": "openvino", "precision": "bf16"}, 1.5, 32.0),
     ("tensorrt-fp16", {"backend": "tensorrt", "precision": "fp16", "device": "cuda"}, 1.0, 35.0),
 ]
 
@@ -59,6 +61,7 @@ def test_backend_matches_the_pytorch_fp32_reference(
     [
         ("torch", {"backend": "torch"}),
         ("onnxruntime", {"backend": "onnxruntime"}),
+        ("openvino", {"backend": "openvino"}),
         ("tensorrt", {"backend": "tensorrt", "device": "cuda"}),
     ],
 )
@@ -105,6 +108,7 @@ def test_swapped_weights_run_like_a_fresh_engine_with_them(name: str, changes: d
     [
         ("torch", {"backend": "torch"}),
         ("onnxruntime", {"backend": "onnxruntime"}),
+        ("openvino", {"backend": "openvino"}),
         ("tensorrt", {"backend": "tensorrt", "device": "cuda"}),
     ],
 )

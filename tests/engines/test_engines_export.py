@@ -87,7 +87,7 @@ def test_tensorrt_missing_is_a_clear_error() -> None:
 
 def test_engine_config_validation() -> None:
     with pytest.raises(ValueError, match="backend"):
-        EngineConfig(backend="openvino")
+        EngineConfig(backend="tvm")
     with pytest.raises(ValueError, match="precision"):
         EngineConfig(precision="int4")
     with pytest.raises(BackendUnavailable, match="fp16 autocast needs CUDA"):
