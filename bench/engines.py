@@ -47,8 +47,9 @@ def speed_table(args: argparse.Namespace) -> list[str]:
         model, _ = _model(preset, Path(args.weights))
         for backend in args.backends:
             for precision in args.precisions:
+                compiled = args.compile and backend == "torch"
                 config = EngineConfig(
-                    backend=backend, device=args.device, precision=precision, cache_dir=args.cache_dir
+                    backend=backend, device=args.device, precision=precision, cache_dir=args.cache_dir, compile=compiled
                 )
                 for res in args.resolutions:
                     for lookahead in args.lookaheads:
@@ -58,7 +59,8 @@ def speed_table(args: argparse.Namespace) -> list[str]:
                             print(f"skip {backend}/{precision}: {exc}", file=sys.stderr)
                             break
                         rows.append(
-                            f"| {backend} | {precision} | {preset} | {res} | {lookahead} | {ms:.1f} | {1e3 / ms:.1f} |"
+                            f"| {backend}{' compiled' if compiled else ''} | {precision} | {preset} | {res} "
+                            f"| {lookahead} | {ms:.1f} | {1e3 / ms:.1f} |"
                         )
                         print(rows[-1], flush=True)
     return rows
@@ -152,6 +154,7 @@ def main() -> int:
     parser.add_argument("--resolutions", nargs="+", default=list(RESOLUTIONS), choices=list(RESOLUTIONS))
     parser.add_argument("--lookaheads", nargs="+", type=int, default=[0, 1, 2, 4])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="torch: torch.compile the step graphs (Inductor)")
     parser.add_argument("--frames", type=int, default=8, help="timed frames per cell")
     parser.add_argument("--weights", default="weights")
     parser.add_argument("--cache-dir", default="cache/engines")

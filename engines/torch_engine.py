@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
+import os
+import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from engines.base import BackendUnavailable, Engine, EngineConfig, download_tensor, resolve_device, upload_tensor
+from engines.base import (
+    BackendUnavailable,
+    Engine,
+    EngineConfig,
+    cache_path,
+    download_tensor,
+    resolve_device,
+    upload_tensor,
+)
 from stbn.model import STBN
 from stbn.step import step_graphs
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+log = logging.getLogger("engines")
 
 
 class TorchEngine(Engine):
@@ -25,6 +37,8 @@ class TorchEngine(Engine):
             raise BackendUnavailable("fp16 autocast needs CUDA; use bf16 or fp32 on the CPU")
         if config.threads and self.device.type == "cpu":
             torch.set_num_threads(config.threads)
+        if config.compile:  # Inductor's compiled kernels live with the other engines' artefacts
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_path(config, "inductor", "")))
         super().__init__(config, model)
         self.model = self.model.to(self.device)
         if config.channels_last:
@@ -38,6 +52,15 @@ class TorchEngine(Engine):
 
     def build(self, height: int, width: int) -> None:
         self.resolution = (height, width)
+        if self.config.compile:
+            # compile every graph now (static shapes per resolution), not on the stream's first frames
+            start = time.perf_counter()
+            log.info(
+                "torch.compile for %dx%d: up to a minute or two the first time (Inductor's cache: %s); "
+                "engine.compile: false skips it", width, height, os.environ["TORCHINDUCTOR_CACHE_DIR"],
+            )  # fmt: skip
+            self.warmup(1)
+            log.info("torch.compile for %dx%d done in %.1f s", width, height, time.perf_counter() - start)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.config.precision == "fp32":

@@ -21,6 +21,7 @@ from tests.engines.clips import moving_clip
 BACKENDS = [
     ("torch-channels_last", {"backend": "torch", "channels_last": True}, 0.2, 45.0),
     ("torch-bf16", {"backend": "torch", "precision": "bf16"}, 1.5, 32.0),
+    ("torch-compile", {"backend": "torch", "compile": True}, 0.2, 45.0),
     ("onnxruntime", {"backend": "onnxruntime"}, 0.2, 45.0),
     ("openvino", {"backend": "openvino"}, 0.2, 45.0),
     ("openvino-bf16", {"backend": "openvino", "precision": "bf16"}, 1.5, 32.0),
