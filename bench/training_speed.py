@@ -5,7 +5,11 @@ synthetic clips), for a preset at a few batch sizes.
 
 Rows: ms per step on one batch held on the device (the network alone: forward, NLL, backward,
 Adam), ms per step drawing every batch (in the training process, or in ``--workers`` processes),
-and the clips per second of each.
+and the clips per second of each. ``--compile MODE`` adds, per batch size, the same device-only
+step compiled (``optim.compile``: default, reduce-overhead, max-autotune), its compile time and
+its speed-up over eager, measured in the same run:
+
+    python bench/training_speed.py --device cuda --preset gpu-rt --batch-sizes 4 32 --compile reduce-overhead
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stbn.training.config import load_train_config
+from stbn.training.config import CompileMode, load_train_config
 from stbn.training.sources import CleanClipSampler, SyntheticNoiseSource
 from stbn.training.trainer import Trainer
 
@@ -42,6 +46,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--no-wallpapers", action="store_true", help="bundled photos only (faster start)")
+    parser.add_argument("--compile", type=CompileMode, default=CompileMode.OFF, help="also time the compiled step")
     args = parser.parse_args()
     config = load_train_config(args.config)
     optim = config.optim if args.precision is None else dataclasses.replace(config.optim, precision=args.precision)
@@ -59,6 +64,13 @@ def main() -> int:
         "| batch | device only ms/step | with data ms/step | data workers | clips/s device only | clips/s with data |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
+    compiled_rows = [
+        "",
+        f"compiled ({args.compile.value}) against eager, device only, same batches",
+        "",
+        "| batch | eager ms/step | compiled ms/step | speed-up | compile time |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for batch in args.batch_sizes:
         run = config.replace(data=dataclasses.replace(config.data, batch_size=batch, workers=args.workers))
         source = SyntheticNoiseSource(sampler, run.data, run.noise)
@@ -74,6 +86,29 @@ def main() -> int:
             if i >= 3:
                 times.append((time.perf_counter() - start) * 1e3)
         device_ms = statistics.median(times)
+        if args.compile is not CompileMode.OFF:
+            compiled = Trainer(run.replace(optim=dataclasses.replace(run.optim, compile=args.compile)), source,
+                               progress=False)  # fmt: skip
+            _sync(device)
+            start = time.perf_counter()
+            compiled.train_step(fixed)  # the compilation
+            _sync(device)
+            compile_s = time.perf_counter() - start
+            compiled_times = []
+            for i in range(args.steps + 3):
+                _sync(device)
+                start = time.perf_counter()
+                compiled.train_step(fixed)
+                _sync(device)
+                if i >= 3:
+                    compiled_times.append((time.perf_counter() - start) * 1e3)
+            compiled_ms = statistics.median(compiled_times)
+            compiled_rows.append(
+                f"| {batch} | {device_ms:.1f} | {compiled_ms:.1f} | {device_ms / compiled_ms:.2f}x "
+                f"| {compile_s:.0f} s |"
+            )
+            print(compiled_rows[-1], flush=True)
+            del compiled
         batches = trainer._batches()
         next(batches)
         start = time.perf_counter()
@@ -87,6 +122,8 @@ def main() -> int:
         )
         print(rows[-1], flush=True)
         del batches
+    if args.compile is not CompileMode.OFF:
+        rows += compiled_rows
     print("\n".join(rows))
     return 0
 

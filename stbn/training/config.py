@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,15 @@ class NoiseSettings:
             raise ConfigError(f"noise.camera_fraction must be in [0, 1], got {self.camera_fraction}")
 
 
+class CompileMode(enum.Enum):
+    """How the training step is compiled (``torch.compile`` modes)."""
+
+    OFF = "off"
+    DEFAULT = "default"
+    REDUCE_OVERHEAD = "reduce-overhead"
+    MAX_AUTOTUNE = "max-autotune"
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     iterations: int = 80_000
@@ -97,6 +107,9 @@ class OptimConfig:
     # known in advance decays on schedule); `iterations` is then only an upper bound
     schedule: str = "iterations"
     precision: str = "fp32"
+    # torch.compile the loss step (forward, NLL; backward through AOTAutograd): off, default, or
+    # reduce-overhead (CUDA graphs; the clip shapes are fixed per batch) / max-autotune on a GPU
+    compile: CompileMode = CompileMode.OFF
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:

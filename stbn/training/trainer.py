@@ -29,7 +29,7 @@ import stbn
 from stbn.checkpoint import NoiseModel, load_checkpoint, load_state, save_checkpoint
 from stbn.model import STBN, sigma_tensor
 from stbn.posterior import gaussian_nll, mean_l2, posterior_mean
-from stbn.training.config import FlowPretrainConfig, TrainConfig, config_from_dict
+from stbn.training.config import CompileMode, FlowPretrainConfig, TrainConfig, config_from_dict
 from stbn.training.data import HELDOUT_PHOTOS, MotionConfig, load_photos, synthetic_clip
 from stbn.training.noise import add_gaussian, sample_sigmas
 from stbn.training.sources import Batch
@@ -136,7 +136,9 @@ class LossModule(nn.Module):
         if distill_weight > 0 and self._teacher and self.model.config.blind_spot:
             with self._autocast(noisy.device):
                 dis = distillation_loss(self.model, self._teacher[0], noisy, prior, param_l2)
-        return main + distill_weight * dis, main.detach(), dis.detach(), prior.detach()
+        # not detached here: a compiled step that returns detached aliases of its outputs loses the
+        # loss's gradient (torch 2.13); the trainer detaches them
+        return main + distill_weight * dis, main, dis, prior
 
 
 def step_decay(milestones: tuple[float, ...], gamma: float, iterations: int) -> Callable[[int], float]:
@@ -375,7 +377,7 @@ class Trainer:
         self.rng = np.random.default_rng([config.seed, self.dist.rank])
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.dist.rank)
         self.val_clips = val_clips if val_clips is not None else []
-        self.ddp: nn.Module | None = None
+        self._step: nn.Module | None = None
         self.out_dir = Path(config.output_dir)
 
     # -- the step --------------------------------------------------------------------------------------------
@@ -384,14 +386,19 @@ class Trainer:
         return d.enabled and self.config.flow != "zero" and self.iteration >= d.start
 
     def _module(self) -> nn.Module:
-        if self.dist.world_size > 1:
-            if self.ddp is None:
+        """The loss step as run: the loss module, wrapped by DDP across processes, compiled when
+        ``optim.compile`` asks (one graph per clip shape and distillation state)."""
+        if self._step is None:
+            step: nn.Module = self.loss_module
+            if self.dist.world_size > 1:
                 from torch.nn.parallel import DistributedDataParallel
 
                 ids = [self.device.index] if self.device.type == "cuda" else None
-                self.ddp = DistributedDataParallel(self.loss_module, device_ids=ids, find_unused_parameters=True)
-            return self.ddp
-        return self.loss_module
+                step = DistributedDataParallel(self.loss_module, device_ids=ids, find_unused_parameters=True)
+            if self.config.optim.compile is not CompileMode.OFF:
+                step = torch.compile(step, mode=self.config.optim.compile.value, dynamic=False)
+            self._step = step
+        return self._step
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimisation step on a batch; returns loss terms (and PSNR if the batch has clean)."""
@@ -406,6 +413,7 @@ class Trainer:
             with torch.no_grad():
                 target = self.denoising_teacher(batch.noisy, batch.sigma)
         loss, main, dis, prior = self._module()(batch.noisy, batch.sigma, weight, self.config.distill.param_l2, target)
+        main, dis, prior = main.detach(), dis.detach(), prior.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)

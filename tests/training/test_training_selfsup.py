@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import stbn
-from stbn.training.config import DataConfig, TrainConfig
+from stbn.training.config import CompileMode, DataConfig, TrainConfig
 from stbn.training.data import TRAIN_PHOTOS, load_photos, synthetic_clip
 from stbn.training.noise import add_gaussian
 from stbn.training.sources import NoisyVideoSource
@@ -308,3 +308,21 @@ def test_fine_tuning_starts_from_the_checkpoint_and_skips_flow_pretraining(tmp_p
     assert any(not torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items())
     with pytest.raises(stbn.CheckpointError, match=r"preset 'cpu-rt'.*'gpu-rt'"):
         Trainer(cfg.replace(preset="gpu-rt"), NoisyVideoSource(noisy, 30.0, cfg.data), progress=False)
+
+
+@pytest.mark.slow
+def test_a_compiled_training_step_is_the_eager_step(tmp_path: Path) -> None:
+    """optim.compile: the same losses and the same updated weights as eager, step after step."""
+    noisy, _ = noisy_clip(frames=5, size=32)
+    runs = {}
+    for mode in (CompileMode.OFF, CompileMode.DEFAULT):
+        cfg = config(tmp_path / mode.value, 3)
+        cfg = cfg.replace(optim=dataclasses.replace(cfg.optim, compile=mode))
+        trainer = Trainer(cfg, NoisyVideoSource(noisy, 30.0, cfg.data), model=tiny_model(), progress=False)
+        batch = trainer.source.next(trainer.rng, trainer.generator)
+        losses = [trainer.train_step(batch)["loss"] for _ in range(3)]
+        runs[mode] = losses, trainer.model.state_dict()
+    (eager, eager_w), (compiled, compiled_w) = runs[CompileMode.OFF], runs[CompileMode.DEFAULT]
+    assert eager[2] < eager[0] and np.allclose(eager, compiled, rtol=1e-4, atol=1e-5), (eager, compiled)
+    for key, value in eager_w.items():
+        assert torch.allclose(value, compiled_w[key], atol=1e-4), key
