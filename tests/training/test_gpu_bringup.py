@@ -7,6 +7,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import stbn
@@ -73,3 +74,40 @@ def test_gpu_bringup_without_cuda_refuses_the_real_run(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "no CUDA device" in done.stdout + done.stderr
+
+
+def test_gpu_windows_add_up_from_the_committed_state(tmp_path: Path) -> None:
+    """scripts/gpu_window.py dry runs: the second window resumes where the landed first one stopped,
+    each is scored against the shipped models, logged, and committed with --commit."""
+    import shutil
+
+    root = tmp_path / "checkout"
+    (root / "weights").mkdir(parents=True)
+    for name in ("stbn-cpu-rt.pt", "stbn-gpu-rt.pt"):  # copies: landing may replace the gpu-rt weights
+        shutil.copyfile(ROOT / "weights" / name, root / "weights" / name)
+    identity = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in
+                (("NAME", "test"), ("EMAIL", "test@example.org"))}  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", **identity)
+
+    def window(n: int) -> dict:
+        out = tmp_path / f"window{n}"
+        for step in (["train", str(out), "--minutes", "0.05", "--dry-run"], ["land", str(out), "--commit"]):
+            done = subprocess.run([sys.executable, "scripts/gpu_window.py", *step, "--root", str(root)], cwd=ROOT,
+                                  env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return json.loads((out / "window.json").read_text())
+
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "base"], cwd=root, env=env, check=True)
+    first = window(1)
+    assert first["iterations"][0] == 0 and first["iterations"][1] > 0
+    assert (root / "weights/training/gpu-rt-state.pt").is_file()
+    second = window(2)
+    assert second["iterations"][0] == first["iterations"][1] < second["iterations"][1]
+    assert second["train_minutes"][0] == first["train_minutes"][1]
+    assert set(second["scores"]) == {"gpu-rt (this window)", "gpu-rt (shipped)", "cpu-rt (shipped)"}
+    assert second["scores"]["cpu-rt (shipped)"] > 25.0  # the comparison really ran the shipped model
+    rows = [r for r in (root / "docs/gpu/windows.md").read_text().splitlines() if "(dry run)" in r]
+    assert len(rows) == 2
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=root, capture_output=True, text=True).stdout
+    assert log.count("GPU window: gpu-rt iterations") == 2
