@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from stbn.evaluation.datasets import BIKES_EVAL
-from stbn.evaluation.metrics import to_uint8
+from stbn.evaluation.metrics import psnr, to_uint8
 from stbn.noise_estimation import estimate_clip_noise, estimate_video_sigma
 from stbn.offline import denoise_clip
 from stbn.stabilize import VarianceStabilizer
@@ -70,8 +70,6 @@ def _blind_poisson_gaussian(noisy: np.ndarray) -> tuple[float, float]:
     return a, float(np.sqrt(b) * 255.0)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
 def main() -> int:
@@ -125,7 +123,7 @@ def main() -> int:
             start = time.time()
             out = np.stack(list(denoise_clip(model, noisy, level, gain=gain)))
             denoise_s = time.time() - start
-            scores.append(_psnr(out, clean))
+            scores.append(psnr(out, clean, 255.0))
             print(f"{name}: {steps} steps -> {scores[-1]:.2f} dB ({adapt_s:.0f} s adapting)", flush=True)
         if treatment is not Treatment.BLIND_GAUSSIAN:
             gains.append(scores[-1] - scores[0])
@@ -135,7 +133,7 @@ def main() -> int:
             Treatment.BLIND_GAUSSIAN: f"blind AWGN: sigma {level:.1f} (est.)",
         }[treatment]
         rows.append(
-            f"| {name} | {used} | {objective.value} | {_psnr(noisy, clean):.2f} | "
+            f"| {name} | {used} | {objective.value} | {psnr(noisy, clean, 255.0):.2f} | "
             + " | ".join(f"{s:.2f}" for s in scores)
             + f" | {scores[-1] - scores[0]:+.2f} | {adapt_s:.0f} | {denoise_s:.1f} | {kept} |"
         )

@@ -28,6 +28,7 @@ from pipeline.config import load_config  # noqa: E402
 from pipeline.runner import Pipeline  # noqa: E402
 from pipeline.sources import synthetic_scene  # noqa: E402
 from pipeline.subscribe import Subscriber  # noqa: E402
+from stbn.evaluation.metrics import psnr  # noqa: E402
 
 
 def free_port() -> int:
@@ -36,8 +37,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / max(np.mean((a.astype(np.float64) - b) ** 2), 1e-12)))
 
 
 def run(args: argparse.Namespace, adapt: bool, out: Path) -> tuple[dict[str, Any], list[tuple[int, float]]]:
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace, adapt: bool, out: Path) -> tuple[dict[str, Any
                 frame = sub.recv(timeout=60)
                 if frame is None:
                     return
-                scores.append((frame.seq, psnr(frame.image, synthetic_scene(frame.seq, w, h, 0))))
+                scores.append((frame.seq, psnr(frame.image, synthetic_scene(frame.seq, w, h, 0), 255.0)))
 
     reader = threading.Thread(target=subscribe, daemon=True)
     reader.start()

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import stbn
 from stbn.clipping import declip
 from stbn.evaluation.datasets import CONTENT_GROUPS, content_group
-from stbn.evaluation.metrics import psnr, to_uint8
+from stbn.evaluation.metrics import mean_frame_psnr, to_uint8
 from stbn.evaluation.noise import add_noise
 from stbn.evaluation.protocol import stbn_offline, stbn_streaming
 from stbn.noise_estimation import NoiseConfig
@@ -30,8 +30,6 @@ from stbn.noise_estimation import NoiseConfig
 COLUMNS = ("float input", "uint8", "uint8 + declip", "L=0 uint8", "L=0 + declip")
 
 
-def clip_psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
-    return float(np.mean([psnr(e, c) for e, c in zip(estimate, clean, strict=True)]))
 
 
 def scores(model: stbn.STBN, clean: np.ndarray, sigma: float, seed: int) -> list[float]:
@@ -43,7 +41,7 @@ def scores(model: stbn.STBN, clean: np.ndarray, sigma: float, seed: int) -> list
     raw_stream = stbn_streaming(model, noisy, sigma, 0, NoiseConfig(mode="fixed", sigma=sigma, clipped=False))
     stream = stbn_streaming(model, noisy, sigma, 0)
     outputs = (offline_float, offline_uint8, declip(offline_uint8, *variance), raw_stream, stream)
-    return [clip_psnr(o, clean) for o in outputs]
+    return [mean_frame_psnr(o, clean) for o in outputs]
 
 
 def main(argv: list[str] | None = None) -> int:

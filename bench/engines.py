@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import stbn
 from engines import BackendUnavailable, EngineConfig, create_engine
 from engines.selection import time_engine
+from stbn.evaluation.metrics import psnr
 from stbn.noise_estimation import NoiseConfig
 from stbn.streaming import StreamingDenoiser
 
@@ -93,9 +94,6 @@ def bm3d_table(args: argparse.Namespace) -> list[str]:
     return rows
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0**2 / mse)
 
 
 def dev_clips(frames: int) -> dict[str, np.ndarray]:
@@ -126,7 +124,7 @@ def quality_table(args: argparse.Namespace) -> list[str]:
         x = torch.from_numpy(noisy).permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0
         with torch.no_grad():
             offline = model(x, sigma / 255.0)[0].permute(0, 2, 3, 1).numpy()
-        offline_psnr = _psnr((offline * 255 + 0.5).astype(np.uint8), clean)
+        offline_psnr = psnr((offline * 255 + 0.5).astype(np.uint8), clean, 255.0)
         for engine_name in args.quality_engines:
             backend, precision = engine_name.split(":")
             config = EngineConfig(backend=backend, precision=precision, cache_dir=args.cache_dir)
@@ -136,9 +134,9 @@ def quality_table(args: argparse.Namespace) -> list[str]:
                     denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
                     out = [f.image for i, frame in enumerate(noisy) for f in denoiser.push(frame, i)]
                     out += [f.image for f in denoiser.flush()]
-                streamed[lookahead] = _psnr(np.stack(out), clean)
+                streamed[lookahead] = psnr(np.stack(out), clean, 255.0)
             rows.append(
-                f"| {name} | {engine_name} | {_psnr(noisy, clean):.2f} | {offline_psnr:.2f} | "
+                f"| {name} | {engine_name} | {psnr(noisy, clean, 255.0):.2f} | {offline_psnr:.2f} | "
                 + " | ".join(f"{streamed[k]:.2f}" for k in (0, 1, 2, 4))
                 + f" | {offline_psnr - streamed[2]:.2f} |"
             )

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 import stbn  # noqa: E402
 from engines import BackendUnavailable, EngineConfig, create_engine  # noqa: E402
 from stbn.evaluation.datasets import CONTENT_GROUPS, bikes  # noqa: E402
-from stbn.evaluation.metrics import psnr, to_uint8  # noqa: E402
+from stbn.evaluation.metrics import mean_frame_psnr, to_uint8  # noqa: E402
 from stbn.evaluation.noise import add_noise  # noqa: E402
 from stbn.evaluation.protocol import stbn_offline, stbn_streaming  # noqa: E402
 from stbn.noise_estimation import NoiseConfig  # noqa: E402
@@ -340,9 +340,11 @@ def evaluation_clips(settings: Settings) -> tuple[dict[str, np.ndarray], dict[st
     return clips, missing
 
 
-def _psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
-    """Mean over frames of the per-frame PSNR (data range 1), as the evaluation protocol scores."""
-    return float(np.mean([psnr(np.clip(e, 0, 1), c) for e, c in zip(estimate, clean, strict=True)]))
+
+
+def _score(estimate: np.ndarray, clean: np.ndarray) -> float:
+    """As the evaluation protocol scores a clip: the estimate clipped to [0, 1], mean per-frame PSNR."""
+    return mean_frame_psnr(np.clip(estimate, 0, 1), clean)
 
 
 def run_evaluation(settings: Settings, report: Report, deadline: float) -> dict[str, Any]:
@@ -367,14 +369,14 @@ def run_evaluation(settings: Settings, report: Report, deadline: float) -> dict[
         for sigma in sigmas:
             key = f"{sigma:g}"
             noisy = add_noise(clean, sigma)
-            scores["noisy"].setdefault(clip_name, {})[key] = _psnr(noisy, clean)
+            scores["noisy"].setdefault(clip_name, {})[key] = _score(noisy, clean)
             for name, model in models.items():
                 post, prior_mean = stbn_offline(model, noisy, sigma)
-                scores[name].setdefault(clip_name, {})[key] = _psnr(post, clean)
+                scores[name].setdefault(clip_name, {})[key] = _score(post, clean)
                 if name == "gpu-rt":
-                    scores["gpu-rt prior mean"].setdefault(clip_name, {})[key] = _psnr(prior_mean, clean)
+                    scores["gpu-rt prior mean"].setdefault(clip_name, {})[key] = _score(prior_mean, clean)
                 streamed = stbn_streaming(model, noisy, sigma, 0)
-                scores[f"{name} L=0"].setdefault(clip_name, {})[key] = _psnr(streamed, clean)
+                scores[f"{name} L=0"].setdefault(clip_name, {})[key] = _score(streamed, clean)
     means = {
         row: {key: float(np.mean([scores[row][c][key] for c in done])) for key in (f"{s:g}" for s in sigmas)}
         for row in rows

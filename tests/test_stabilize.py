@@ -11,6 +11,7 @@ import pytest
 
 import stbn
 from stbn.clipping import declip
+from stbn.evaluation.metrics import psnr
 from stbn.noise_estimation import estimate_clip_noise
 from stbn.offline import denoise_clip
 from stbn.stabilize import VarianceStabilizer
@@ -66,8 +67,6 @@ def test_the_blind_estimate_finds_the_gain(shot_noise_clip) -> None:
     assert a == pytest.approx(0.03, rel=0.25) and b < 0.03 * 0.25  # mostly shot noise, as made
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
 def test_shot_noise_is_denoised_better_through_the_transform(shot_noise_clip) -> None:
@@ -77,8 +76,8 @@ def test_shot_noise_is_denoised_better_through_the_transform(shot_noise_clip) ->
     mid_grey = float(np.sqrt(a * 0.5 + b) * 255.0)  # one AWGN level, as the blind AWGN path gives
     as_gaussian = np.stack(list(denoise_clip(model, noisy, mid_grey)))
     stabilised = np.stack(list(denoise_clip(model, noisy, np.sqrt(b) * 255.0, gain=a)))
-    assert _psnr(stabilised, clean) > _psnr(as_gaussian, clean) + 0.2
-    assert _psnr(stabilised, clean) > _psnr(noisy, clean) + 5.0
+    assert psnr(stabilised, clean, 255.0) > psnr(as_gaussian, clean, 255.0) + 0.2
+    assert psnr(stabilised, clean, 255.0) > psnr(noisy, clean, 255.0) + 5.0
 
 
 def test_adaptation_keeps_the_awgn_likelihood_only_where_it_fits(shot_noise_clip) -> None:
@@ -107,7 +106,7 @@ def test_the_streaming_loop_stabilises_shot_noise_too(shot_noise_clip) -> None:
     mid_grey = float(np.sqrt(0.03 * 0.5 + (5 / 255) ** 2) * 255.0)
     as_gaussian = stream(NoiseConfig(mode="fixed", sigma=mid_grey))
     stabilised = stream(NoiseConfig(mode="fixed", sigma=5.0, gain=0.03))
-    assert _psnr(stabilised, clean) > _psnr(as_gaussian, clean) + 0.2
+    assert psnr(stabilised, clean, 255.0) > psnr(as_gaussian, clean, 255.0) + 0.2
 
 
 def test_black_frames_and_bad_noise_models_give_answers_or_clear_errors() -> None:

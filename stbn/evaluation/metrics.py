@@ -15,15 +15,21 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
-    """PSNR in dB of one (H, W, C) frame, data range 1; inf when the frames are identical."""
+def psnr(estimate: np.ndarray, clean: np.ndarray, data_range: float = 1.0) -> float:
+    """PSNR in dB of ``estimate`` against ``clean`` (clipped to [0, data_range]) over the whole
+    arrays (a frame, or a clip pooled); data range 1 (floats) or 255 (uint8); inf when identical."""
     if estimate.shape != clean.shape:
         raise ValueError(f"shape mismatch: estimate {estimate.shape} vs clean {clean.shape}")
-    ref = np.clip(clean.astype(np.float64), 0.0, 1.0)
+    ref = np.clip(clean.astype(np.float64), 0.0, data_range)
     mse = float(np.mean((estimate.astype(np.float64) - ref) ** 2))
     if mse == 0.0:
         return float("inf")
-    return float(10.0 * np.log10(1.0 / mse))
+    return float(10.0 * np.log10(data_range**2 / mse))
+
+
+def mean_frame_psnr(estimates: np.ndarray, cleans: np.ndarray, data_range: float = 1.0) -> float:
+    """Mean over frames of the per-frame PSNR, as the evaluation protocol scores a clip."""
+    return float(np.mean([psnr(e, c, data_range) for e, c in zip(estimates, cleans, strict=True)]))
 
 
 def ssim(estimate: np.ndarray, clean: np.ndarray) -> float:

@@ -18,6 +18,7 @@ import stbn
 from pipeline.cli import main
 from pipeline.denoise_file import DenoiseOptions, denoise_file, read_input
 from pipeline.sinks import VideoWriter
+from stbn.evaluation.metrics import psnr
 from stbn.training.adapt import AdaptConfig, adapt
 from stbn.training.data import HELDOUT_PHOTOS, load_photos, synthetic_clip
 
@@ -37,8 +38,6 @@ def noisy(clean: np.ndarray) -> np.ndarray:
     return np.clip(clean + rng.normal(0, SIGMA, clean.shape) + 0.5, 0, 255).astype(np.uint8)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
 def _write_folder(folder: Path, frames: np.ndarray) -> list[str]:
@@ -66,7 +65,7 @@ def test_denoise_a_frame_folder_keeps_names_and_count_and_denoises(tmp_path: Pat
     result = read_input(out).frames
     assert result.shape == noisy.shape
     source = read_input(tmp_path / "in").frames  # what the model saw (JPEG frames included)
-    assert _psnr(result, clean) > _psnr(source, clean) + 3.0
+    assert psnr(result, clean, 255.0) > psnr(source, clean, 255.0) + 3.0
     assert not (tmp_path / "out.partial").exists()
 
 
@@ -204,12 +203,13 @@ def test_shot_noise_is_denoised_and_adapted_through_the_stabilising_transform(tm
     assert main([*args, "--gain", "0.03", "--sigma", "4", "--threads", "1"]) == 0  # (estimated: test_stabilize)
     line = capsys.readouterr().out
     assert "poisson-gaussian gain 0.0300 sigma 4.00 (given)" in line and "adapted 2 steps (trained)" in line
-    assert _psnr(read_input(out).frames, clean) > _psnr(read_input(tmp_path / "in").frames, clean) + 3.0
+    assert psnr(read_input(out).frames, clean, 255.0) > psnr(read_input(tmp_path / "in").frames, clean, 255.0) + 3.0
     streamed = tmp_path / "streamed"  # adapted on the frames as the streaming loop's tables give them
     args = [*args[:2], str(streamed), *args[3:], "--gain", "0.03", "--sigma", "4", "--lookahead", "1"]
     assert main([*args, "--backend", "torch", "--threads", "1"]) == 0
     assert "streaming L=1; adapted 2 steps (trained)" in capsys.readouterr().out
-    assert _psnr(read_input(streamed).frames, clean) > _psnr(read_input(tmp_path / "in").frames, clean) + 3.0
+    before = psnr(read_input(tmp_path / "in").frames, clean, 255.0)
+    assert psnr(read_input(streamed).frames, clean, 255.0) > before + 3.0
 
 
 @pytest.mark.parametrize(
@@ -283,7 +283,7 @@ def test_camera_noise_is_denoised_on_the_phases_and_not_adapted_to(tmp_path: Pat
     assert "adaptation skipped: the noise is spatially correlated" in captured.err and not saved.exists()
     result = read_input(out).frames
     source = read_input(tmp_path / "in").frames
-    assert _psnr(result, reference) > _psnr(source, reference) + 2.0  # 27.5 -> 30.4 dB here
+    assert psnr(result, reference, 255.0) > psnr(source, reference, 255.0) + 2.0  # 27.5 -> 30.4 dB here
 
 
 def test_a_truncated_video_is_denoised_up_to_its_damage_with_a_warning(tmp_path: Path, noisy, capsys) -> None:
