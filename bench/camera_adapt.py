@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseOptions, denoise_file, read_input
+from stbn.adapt import AdaptConfig, adapt, choose_objective, trained_loss
 from stbn.camera import CameraCondition, Codec, IsoLevel
 from stbn.evaluation.metrics import mean, psnr
 from stbn.evaluation.noise import Camera
 from stbn.noise_estimation import NoiseConfig, clip_noise
 from stbn.offline import denoise_clip
 from stbn.phases import PhaseTiling
-from stbn.training.adapt import AdaptConfig, adapt, choose_objective, trained_loss
 from stbn.training.data import load_photos, synthetic_clip
 
 PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"

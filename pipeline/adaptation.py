@@ -20,9 +20,9 @@ import numpy as np
 from engines import Engine, EngineError
 from pipeline.config import OnlineAdaptConfig
 from pipeline.stages import Stage, StreamState
+from stbn.adapt import CORRELATED_NOISE_SKIP, AdaptConfig, Objective, adapt, trained_loss
 from stbn.noise_estimation import NoiseConfig, clip_noise
 from stbn.stabilize import VarianceStabilizer
-from stbn.training.adapt import CORRELATED_NOISE_SKIP, AdaptConfig, Objective, adapt, trained_loss
 
 log = logging.getLogger("pipeline.adapt")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseError, NoiseKind, denoise_file, options_from_args
+from stbn.adapt import Objective
 from stbn.noise_estimation import Compression, Correlation
-from stbn.training.adapt import Objective
 
 
 def add_denoise_parser(subparsers: Any) -> None:

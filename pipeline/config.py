@@ -239,7 +239,7 @@ class OnlineAdaptConfig:
     frames: int = 5  # T of each training crop
     crop: int = 64
     batch_size: int = 2
-    objective: str = "mean"  # stbn.training.adapt: "mean" (any noise) or "trained" (the checkpoint's loss)
+    objective: str = "mean"  # stbn.adapt: "mean" (any noise) or "trained" (the checkpoint's loss)
 
     def __post_init__(self) -> None:
         if self.objective not in ("mean", "trained"):

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.viewer.compare import ComparePicker, pick_frames, write_compare_page
+from stbn.adapt import CORRELATED_NOISE_SKIP, Objective
+from stbn.io import IMAGE_SUFFIXES, image_files
 from stbn.noise_estimation import Compression, Correlation, FrameNoise
-from stbn.training.adapt import CORRELATED_NOISE_SKIP, Objective
-from stbn.training.data import IMAGE_SUFFIXES
 
 WRITABLE_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")  # containers that take H.264
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "stbn-cpu-rt.pt"
@@ -113,7 +113,7 @@ class DenoiseOptions:
     adapt_steps: int = 0
     adapt_seconds: float | None = None
     adapt_lr: float = 2e-3
-    adapt_objective: Objective | None = None  # None: stbn.training.adapt.choose_objective
+    adapt_objective: Objective | None = None  # None: stbn.adapt.choose_objective
     save_adapted: Path | None = None
     force: bool = False
     threads: int = 0
@@ -175,7 +175,7 @@ def read_input(path: Path) -> Clip:
 
 
 def _folder_frames(path: Path) -> tuple[tuple[str, ...], Iterator[np.ndarray], float, int]:
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(path)
     if not files:
         raise EmptyInput(f"{path} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
 
@@ -429,8 +429,8 @@ def _adapt(
     options: DenoiseOptions,
     progress: Any,
 ) -> tuple[Any, dict[str, Any]]:
+    from stbn.adapt import AdaptConfig, adapt, choose_objective, trained_loss
     from stbn.stabilize import VarianceStabilizer
-    from stbn.training.adapt import AdaptConfig, adapt, choose_objective, trained_loss
 
     steps = options.adapt_steps if options.adapt_steps else 10**9  # --adapt-time alone: the clock ends it
     # the first HEAD_FRAMES frames (a memory bound) as the model will see them: stabilised where the

@@ -1,6 +1,7 @@
 """Layers one way: stbn (model, streaming algorithm, training, evaluation) imports nothing from
-engines or pipeline; engines nothing from pipeline; none of them from bench, scripts or tests.
-Imports inside functions count too."""
+engines or pipeline; engines nothing from pipeline; none of them from bench, scripts or tests; the
+engines and the pipeline nothing from the training code (test-time adaptation, stbn.adapt, loads it
+when it runs). Imports inside functions count too."""
 
 from __future__ import annotations
 
@@ -17,6 +18,20 @@ FORBIDDEN = {
 }
 
 
+# modules (not whole packages) a layer may not import
+FORBIDDEN_MODULES = {"engines": ("stbn.training",), "pipeline": ("stbn.training",)}
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
 def imported_packages(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -31,6 +46,16 @@ def imported_packages(path: Path) -> set[str]:
 def test_layers_import_one_way(package: str) -> None:
     offenders = {
         str(path.relative_to(ROOT)): sorted(imported_packages(path) & set(FORBIDDEN[package]))
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_MODULES))
+def test_the_live_layers_import_no_training_code(package: str) -> None:
+    banned = FORBIDDEN_MODULES[package]
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imported_modules(path) if m.startswith(banned))
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {k: v for k, v in offenders.items() if v} == {}

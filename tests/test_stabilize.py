@@ -81,7 +81,7 @@ def test_shot_noise_is_denoised_better_through_the_transform(shot_noise_clip) ->
 
 
 def test_adaptation_keeps_the_awgn_likelihood_only_where_it_fits(shot_noise_clip) -> None:
-    from stbn.training.adapt import Objective, choose_objective
+    from stbn.adapt import Objective, choose_objective
 
     clean, shot = shot_noise_clip
     awgn = np.clip(np.round(clean + 25.0 * np.random.default_rng(7).standard_normal(clean.shape)), 0, 255)
@@ -110,8 +110,8 @@ def test_the_streaming_loop_stabilises_shot_noise_too(shot_noise_clip) -> None:
 
 
 def test_black_frames_and_bad_noise_models_give_answers_or_clear_errors() -> None:
+    from stbn.adapt import Objective, choose_objective
     from stbn.noise_estimation import estimate_poisson_gaussian
-    from stbn.training.adapt import Objective, choose_objective
 
     black = np.zeros((4, 64, 96, 3), np.uint8)  # a fade-in: no intensity spread to fit a line to
     assert estimate_poisson_gaussian(black[0]) == (0.0, 0.0)

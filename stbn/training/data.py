@@ -28,7 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from stbn.io import IMAGE_SUFFIXES, image_files
+
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".m4v")
 
 # Photos used to make training clips, and photos held out for the synthetic evaluation clips.
@@ -146,8 +147,7 @@ def read_frame_folder(path: str | Path, start: int = 0, count: int | None = None
     path = Path(path)
     if not path.is_dir():
         raise DataUnavailable(f"frame folder not found: {path}")
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    files = files[start : None if count is None else start + count]
+    files = image_files(path)[start : None if count is None else start + count]
     if not files:
         raise DataUnavailable(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {path}")
     frames = [_read_rgb(file) for file in files]
@@ -313,7 +313,7 @@ def load_photos(names: Sequence[str]) -> list[np.ndarray]:
 def load_image_folder(path: str | Path) -> list[np.ndarray]:
     """Every image of a folder (any sizes) as float32 RGB arrays, for a user's own photos."""
     path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
+    files = image_files(path)
     if not files:
         raise DataUnavailable(f"no image files in {path}")
     return [_read_rgb(file).astype(np.float32) / 255.0 for file in files]

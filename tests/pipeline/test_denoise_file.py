@@ -18,8 +18,8 @@ import stbn
 from pipeline.cli import main
 from pipeline.denoise_file import DenoiseOptions, denoise_file, read_input
 from pipeline.sinks import VideoWriter
+from stbn.adapt import AdaptConfig, adapt
 from stbn.evaluation.metrics import psnr
-from stbn.training.adapt import AdaptConfig, adapt
 from stbn.training.data import HELDOUT_PHOTOS, load_photos, synthetic_clip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,7 +171,7 @@ def test_adapt_then_save_a_checkpoint_that_loads_like_any_other(tmp_path: Path, 
 
 
 def test_adaptation_refuses_a_non_blind_student(noisy) -> None:
-    from stbn.training.adapt import AdaptationError
+    from stbn.adapt import AdaptationError
 
     with pytest.raises(AdaptationError, match="blind-spot"):
         adapt(stbn.build_model("cpu-rt-distilled"), noisy.astype(np.float32) / 255, SIGMA, AdaptConfig(steps=1))

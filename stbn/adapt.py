@@ -1,4 +1,6 @@
-"""Test-time adaptation: a few self-supervised steps on the very clip being denoised.
+"""Test-time adaptation: a few self-supervised steps on the very clip being denoised (``stbn
+denoise --adapt``, the live pipeline's ``adapt:``); the training machinery it drives is imported
+only when it runs.
 
 The blind-spot model needs no clean frames, so it can go on learning from the user's own noisy
 video: random T-frame crops of the clip, starting from the checkpoint. The flow network stays
@@ -22,16 +24,16 @@ import copy
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from stbn.model import STBN
 from stbn.noise_estimation import estimate_clip_noise
-from stbn.training.config import DataConfig
-from stbn.training.sources import NoisyVideoSource
-from stbn.training.trainer import LossModule
+
+if TYPE_CHECKING:
+    from stbn.training.trainer import LossModule
 
 
 class Objective(enum.Enum):
@@ -178,6 +180,11 @@ def adapt(
         raise AdaptationError(f"frames of {w}x{h} are too small to adapt on (16x16 crops at least)")
     sigma = sigma255 / 255.0
     train_frames, held_frames = noisy[: n - held], noisy[n - held :]
+    # the training machinery, loaded only when a clip is adapted (the pipeline and `stbn` import this module)
+    from stbn.training.config import DataConfig
+    from stbn.training.sources import NoisyVideoSource
+    from stbn.training.trainer import LossModule
+
     data = DataConfig(frames=(config.frames, config.frames), crop=(crop, crop), batch_size=config.batch_size)
     source = NoisyVideoSource(train_frames, sigma255, data)
     start_state = copy.deepcopy(model.state_dict())
