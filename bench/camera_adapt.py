@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
-from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseOptions, denoise_file, read_input
+from pipeline.denoise_file import DenoiseOptions, denoise_file, read_input
 from stbn.adapt import AdaptConfig, adapt, choose_objective, trained_loss
 from stbn.camera import CameraCondition, Codec, IsoLevel
 from stbn.evaluation.metrics import mean, psnr
@@ -36,6 +36,7 @@ from stbn.noise_estimation import NoiseConfig, clip_noise
 from stbn.offline import denoise_clip
 from stbn.phases import PhaseTiling
 from stbn.training.data import load_photos, synthetic_clip
+from stbn.weights import resolve_checkpoint
 
 PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
 CLIPS = (("Kite", CameraCondition(IsoLevel.HIGH)), ("Path", CameraCondition(IsoLevel.HIGH, Codec.H264)),
@@ -48,13 +49,13 @@ def _score(frames: np.ndarray, reference: np.ndarray) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--checkpoint", default="", help="default: the shipped CPU model")
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", type=int, nargs=2, default=(360, 640))
     parser.add_argument("--adapt", type=int, default=300)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint}")
-    loaded = stbn.load_checkpoint(args.checkpoint)
+    loaded = stbn.load_checkpoint(resolve_checkpoint(args.checkpoint))
     loss, mean_l2 = trained_loss(loaded.metadata)
     rows = ["| clip | camera | noisy | stbn denoise | --lookahead 2 | adapted anyway | kept by the guard | adapt s |",
             "|---|---|---:|---:|---:|---:|---|---:|"]  # fmt: skip

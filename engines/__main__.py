@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, func in (("build", _build), ("check", _check), ("pick", _pick)):
         p = sub.add_parser(name)
         p.add_argument("--backend", default="auto")
-        p.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt")
+        p.add_argument("--checkpoint", default="", help="default: the shipped CPU model")
         p.add_argument("--device", default="auto")
         p.add_argument("--precision", default="fp32")
         p.add_argument("--cache-dir", help="default: $STBN_CACHE/engines or ~/.cache/stbn/engines")

@@ -15,6 +15,7 @@ import torch
 from stbn.checkpoint import LoadedCheckpoint, load_checkpoint
 from stbn.model import STBN
 from stbn.step import GRAPHS, graph_names
+from stbn.weights import resolve_checkpoint
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -33,7 +34,7 @@ class EngineConfig:
     """What to run and how. ``checkpoint`` is one of our STBN checkpoints (weights + config)."""
 
     backend: str = "auto"
-    checkpoint: str = "weights/stbn-cpu-rt.pt"
+    checkpoint: str = ""  # "" or "shipped": the shipped weights of `preset` (cpu-rt); see stbn.weights
     preset: str | None = None  # when set, the checkpoint must hold this preset
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     precision: str = "fp32"
@@ -74,7 +75,8 @@ class Engine(abc.ABC):
         # when a model was handed in
         self.checkpoint: LoadedCheckpoint | None = None
         if model is None:
-            self.checkpoint = load_checkpoint(config.checkpoint, preset=config.preset)
+            path = resolve_checkpoint(config.checkpoint, config.preset)
+            self.checkpoint = load_checkpoint(path, preset=config.preset)
             model = self.checkpoint.model
         self.model = model.eval()
         self.resolution: tuple[int, int] | None = None

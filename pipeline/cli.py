@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.denoise_file import DEFAULT_CHECKPOINT, DenoiseError, NoiseKind, denoise_file, options_from_args
+from pipeline.denoise_file import DenoiseError, NoiseKind, denoise_file, options_from_args
 from stbn.adapt import Objective
 from stbn.noise_estimation import Compression, Correlation
 
@@ -42,7 +42,7 @@ def add_denoise_parser(subparsers: Any) -> None:
         help="what the frames went through: none (a raw camera, a lossless file), lossy (H.264, JPEG), unknown; "
         "auto: from the input (a video's codec, JPEG frames); picks the camera-noise level's fit",
     )  # fmt: skip
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped CPU model")
+    parser.add_argument("--checkpoint", default="", help="default: the shipped CPU model")
     parser.add_argument(
         "--lookahead", type=int, help="stream causally with this look-ahead (default: offline, bidirectional)"
     )
@@ -99,10 +99,22 @@ def run_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_parser(subparsers: Any) -> None:
+    from pipeline.run import add_arguments, run
+
+    parser = subparsers.add_parser(
+        "run", help="the live pipeline (cameras, RTSP, files -> denoised frames over ZeroMQ, RTSP, files)",
+        description="Run the live denoising pipeline on a config (default: the embedded one); the same as "
+        "python run_pipeline.py.",
+    )  # fmt: skip
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     from stbn.cli import main as stbn_main
 
-    return stbn_main(argv, extra_commands=(add_denoise_parser,))
+    return stbn_main(argv, extra_commands=(add_run_parser, add_denoise_parser))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ the dataclass field they land on."""
 
 from __future__ import annotations
 
+import site
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,6 +285,21 @@ class PipelineConfig:
             raise ValueError(f"duration_s must be >= 0 (0 = until the sources end), got {self.duration_s}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
+
+
+DEFAULT_CONFIG = "default.yaml"
+
+
+def default_config_path() -> Path:
+    """The embedded default config: the checkout's ``configs/default.yaml``, or the copy an installed
+    wheel carries (``<prefix>/share/stbn-stream/configs``)."""
+    places = [Path(__file__).resolve().parents[1] / "configs"]
+    places += [Path(prefix) / "share" / "stbn-stream" / "configs" for prefix in (sys.prefix, site.USER_BASE) if prefix]
+    for folder in places:
+        if (folder / DEFAULT_CONFIG).is_file():
+            return folder / DEFAULT_CONFIG
+    searched = ", ".join(map(str, places))
+    raise ConfigError(f"the embedded {DEFAULT_CONFIG} is missing (looked in {searched}); give --config")
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:

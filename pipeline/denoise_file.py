@@ -29,9 +29,9 @@ from pipeline.viewer.compare import ComparePicker, pick_frames, write_compare_pa
 from stbn.adapt import CORRELATED_NOISE_SKIP, Objective
 from stbn.io import IMAGE_SUFFIXES, image_files
 from stbn.noise_estimation import Compression, Correlation, FrameNoise
+from stbn.weights import resolve_checkpoint
 
 WRITABLE_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")  # containers that take H.264
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "stbn-cpu-rt.pt"
 
 
 class DenoiseError(Exception):
@@ -106,7 +106,7 @@ class DenoiseOptions:
     gain: float | None = None  # poisson-gaussian: a of variance a * x + b on [0, 1]; None = estimated
     correlation: Correlation = Correlation.AUTO  # correlated: a camera's noise, denoised on the 2x2 phases
     compression: Compression | None = None  # None: what the input's format says (Compression.UNKNOWN for PNG)
-    checkpoint: Path = DEFAULT_CHECKPOINT
+    checkpoint: str = ""  # "": the shipped CPU model (stbn.weights)
     lookahead: int | None = None  # None = offline (whole clip, bidirectional, in chunks)
     backend: str = "auto"  # for streaming
     chunk: int = 16
@@ -360,9 +360,9 @@ def denoise_file(
     output = _Output(output_path, clip, options.force)
     try:
         try:
-            loaded = stbn.load_checkpoint(options.checkpoint)
-        except (CheckpointError, OSError) as exc:
-            raise BadCheckpoint(f"{options.checkpoint}: {exc}") from exc
+            loaded = stbn.load_checkpoint(resolve_checkpoint(options.checkpoint))
+        except (CheckpointError, OSError) as exc:  # WeightsNotFound is an OSError
+            raise BadCheckpoint(f"{options.checkpoint or 'the shipped weights'}: {exc}") from exc
         model = loaded.model.eval()
         estimated = options.sigma is None
         noise = _noise_model(clip.head, options, options.compression or clip.compression)
@@ -488,7 +488,7 @@ def options_from_args(args: Any) -> DenoiseOptions:
         compression=None if args.compression == "auto" else Compression(args.compression),
         sigma=args.sigma,
         gain=args.gain,
-        checkpoint=Path(args.checkpoint),
+        checkpoint=args.checkpoint,
         lookahead=args.lookahead,
         backend=args.backend,
         chunk=args.chunk,

@@ -29,6 +29,7 @@ from stbn.evaluation.protocol import (
     summary_tables,
 )
 from stbn.noise_estimation import Compression, Correlation, NoiseConfig
+from stbn.weights import WeightsNotFound, resolve_checkpoint
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -47,7 +48,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt", help="STBN checkpoint")
+    parser.add_argument("--checkpoint", default="", help="STBN checkpoint (default: the shipped CPU model)")
     parser.add_argument(
         "--dataset",
         action="append",
@@ -122,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
     header = []
     if set(STBN_METHODS) & set(methods):
         try:
+            args.checkpoint = str(resolve_checkpoint(args.checkpoint))
             loaded = stbn.load_checkpoint(args.checkpoint)
-        except stbn.CheckpointError as exc:
+        except (stbn.CheckpointError, WeightsNotFound) as exc:
             print(f"stbn eval: {exc}", file=sys.stderr)
             return 2
         model = loaded.model.eval()

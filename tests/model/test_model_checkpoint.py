@@ -99,3 +99,28 @@ def test_authors_import_without_pwc_and_bad_layouts() -> None:
     state["module.extra.weight"] = torch.zeros(1)
     with pytest.raises(stbn.CheckpointError, match="unrecognised key"):
         model_from_authors_state(state, flow="zero")
+
+
+def test_shipped_weights_are_found_by_preset_from_any_directory(tmp_path, monkeypatch) -> None:
+    from stbn.weights import REGISTRY, WeightsNotFound, resolve_checkpoint, shipped_checkpoint
+
+    monkeypatch.chdir(tmp_path)  # not the checkout: relative paths mean nothing here
+    monkeypatch.delenv("STBN_WEIGHTS", raising=False)
+    shipped = shipped_checkpoint("cpu-rt")
+    assert shipped.is_file() and shipped.name == REGISTRY["cpu-rt"].file
+    assert resolve_checkpoint("") == resolve_checkpoint("shipped") == shipped
+    assert resolve_checkpoint("weights/stbn-cpu-rt.pt") == shipped  # a config written for the checkout
+    assert resolve_checkpoint("", "gpu-rt") == shipped_checkpoint("gpu-rt")
+    assert resolve_checkpoint("mine.pt") == Path("mine.pt")  # the loader reports it missing
+    with pytest.raises(WeightsNotFound, match="no shipped weights for preset 'base'"):
+        shipped_checkpoint("base")
+    model = stbn.build_model("cpu-rt", weights="shipped")
+    loaded = stbn.load_checkpoint(shipped).model
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(ValueError, match="no flow or overrides"):
+        stbn.build_model("cpu-rt", weights="shipped", channels=8)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / REGISTRY["cpu-rt"].file).write_bytes(shipped.read_bytes())
+    monkeypatch.setenv("STBN_WEIGHTS", str(other))
+    assert shipped_checkpoint() == other / REGISTRY["cpu-rt"].file  # $STBN_WEIGHTS comes first

@@ -1,0 +1,115 @@
+"""``stbn run`` (and its alias ``python run_pipeline.py``): the live denoising pipeline on a config
+(default: the embedded one, ``configs/default.yaml``, found from any directory) with ``--set k=v``
+overrides.
+
+SIGINT/SIGTERM stop capture, drain the rings, flush the look-ahead frames, close the sockets,
+write the report and exit 0. A fatal error prints one line on stderr and exits 1 (2 for a bad config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from pipeline.config import ConfigError, default_config_path, load_config
+from stbn.weights import WeightsNotFound, resolve_checkpoint
+
+
+def _quiet_native_libraries(level: int) -> None:
+    """OpenCV and FFmpeg print their own warnings on stderr (a decoder's 'corrupt frame' during a
+    reconnect, ...); the pipeline reports what matters in its log, so they speak only at DEBUG."""
+    if level <= logging.DEBUG:
+        return
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        import av.logging
+
+        av.logging.set_level(av.logging.ERROR)
+    except ImportError:
+        pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config file (default: the embedded configs/default.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (dotted key, e.g. sources[0].uri=... or engine.backend=torch)")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--view", action="store_true",
+                        help="serve the live viewer (noisy beside denoised per stream) in the browser; viewer.*")
+
+
+def main(argv: list[str] | None = None, prog: str = "run_pipeline") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Real-time STBN video denoising pipeline")
+    add_arguments(parser)
+    return run(parser.parse_args(argv), prog)
+
+
+def run(args: argparse.Namespace, prog: str = "stbn run") -> int:
+    try:
+        path = args.config or default_config_path()
+        config = load_config(path, [*args.overrides, *(["viewer.enabled=true"] if args.view else [])])
+        checkpoint = resolve_checkpoint(config.engine.checkpoint, config.engine.preset)
+    except (ConfigError, WeightsNotFound) as exc:
+        print(f"{prog}: config error: {exc}", file=sys.stderr)
+        return 2
+    if not checkpoint.is_file():  # a value that points at nothing is a config error
+        print(f"{prog}: config error: engine.checkpoint: no file {config.engine.checkpoint}", file=sys.stderr)
+        return 2
+    level = logging.WARNING if args.quiet else getattr(logging, config.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_native_libraries(level)
+
+    stop = threading.Event()
+
+    pipeline = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set() and pipeline is not None:  # a second signal: stop waiting for anyone
+            pipeline.interrupt(f"second {name}")
+            return
+        logging.getLogger("pipeline").info(
+            "signal %s: stopping (drain, flush, report); a second signal stops waiting for subscribers", name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    from pipeline.runner import Pipeline, PipelineError
+
+    try:
+        pipeline = Pipeline(config)
+        report = pipeline.run(stop)
+    except PipelineError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # e.g. an engine that rejects its config
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    e2e = report.get("latency_ms", {}).get("end_to_end", {})
+    streams = report.get("streams", {}).values()
+    drops = sum(sum(s.get("drops", {}).values()) for s in streams)
+    reconnects = sum(s.get("reconnects", 0) for s in streams)
+    rate = f"{report['fps']} frames/s" if report.get("fps") else "no frames"
+    unsent = {}
+    for stream_report in streams:
+        for reason, n in stream_report.get("unsent", {}).items():
+            unsent[reason] = unsent.get(reason, 0) + n
+    not_sent = "".join(f", {n} {reason} (not sent)" for reason, n in sorted(unsent.items()))
+    latency = f"end-to-end p50 {e2e['p50']} ms p95 {e2e['p95']} ms" if "p50" in e2e else "no latency figures"
+    print(
+        f"{prog}: {report.get('frames_published', 0)} frames{not_sent}, {rate}, {drops} dropped, {reconnects} "
+        f"reconnects, {latency}; report in {config.report.dir}/{config.report.name}.json",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
