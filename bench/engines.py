@@ -132,8 +132,7 @@ def quality_table(args: argparse.Namespace) -> list[str]:
             for lookahead in (0, 1, 2, 4):
                 with create_engine(config, model=model) as engine:
                     denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
-                    out = [f.image for i, frame in enumerate(noisy) for f in denoiser.push(frame, i)]
-                    out += [f.image for f in denoiser.flush()]
+                    out = [f.image for f in denoiser.stream(noisy)]
                 streamed[lookahead] = psnr(np.stack(out), clean, 255.0)
             rows.append(
                 f"| {name} | {engine_name} | {psnr(noisy, clean, 255.0):.2f} | {offline_psnr:.2f} | "

@@ -33,8 +33,7 @@ from stbn.streaming import StreamingDenoiser
 @torch.no_grad()
 def _stream(model: STBN, noisy: np.ndarray, mode: str, lookahead: int) -> np.ndarray:
     denoiser = StreamingDenoiser(EagerRunner(model), lookahead, NoiseConfig(mode=mode))
-    out = [f.image for i, frame in enumerate(noisy) for f in denoiser.push(frame, i)]
-    return np.stack(out + [f.image for f in denoiser.flush()])
+    return np.stack([f.image for f in denoiser.stream(noisy)])
 
 
 def main() -> int:

@@ -54,8 +54,7 @@ def _stream(config: EngineConfig, clip: np.ndarray, lookahead: int, sigma: float
         engine.warmup()
         denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
         start = time.perf_counter()
-        out = [f.image for i, frame in enumerate(clip) for f in denoiser.push(frame, i)]
-        out += [f.image for f in denoiser.flush()]
+        out = [f.image for f in denoiser.stream(clip)]
         return np.stack(out), (time.perf_counter() - start) / len(clip), engine.describe()
 
 

@@ -470,10 +470,7 @@ def _denoised(
         engine.build(*size)
         fixed = NoiseConfig("fixed", noise.sigma255, noise.a, correlation=_layout(noise))
         denoiser = StreamingDenoiser(engine, options.lookahead, fixed)
-        for seq, frame in enumerate(frames):
-            for ready in denoiser.push(frame, seq):
-                yield ready.image
-        for ready in denoiser.flush():
+        for ready in denoiser.stream(frames):
             yield ready.image
 
 

@@ -398,8 +398,7 @@ def _stream(config: EngineConfig, model: stbn.STBN, clip: np.ndarray, lookahead:
     with create_engine(config, model=model) as engine:
         engine.build(*clip.shape[1:3])
         denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", 25.0))
-        out = [f.image for i, frame in enumerate(clip) for f in denoiser.push(frame, i)]
-        out += [f.image for f in denoiser.flush()]
+        out = [f.image for f in denoiser.stream(clip)]
     return np.stack(out)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -151,6 +152,13 @@ class StreamingDenoiser:
         while len(self._window) > self.lookahead:
             ready.append(self._emit_oldest())
         return ready
+
+    def stream(self, frames: Iterable[np.ndarray], start: int = 0) -> Iterator[DenoisedFrame]:
+        """Every frame of ``frames`` (numbered from ``start``) pushed, then the window flushed: the
+        denoised frames in order, one for each frame in (a whole clip, a file, a benchmark)."""
+        for seq, frame in enumerate(frames, start):
+            yield from self.push(frame, seq)
+        yield from self.flush()
 
     def flush(self) -> list[DenoisedFrame]:
         """Emit every pending frame (end of stream); the forward state is kept."""

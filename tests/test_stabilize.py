@@ -100,8 +100,7 @@ def test_the_streaming_loop_stabilises_shot_noise_too(shot_noise_clip) -> None:
 
     def stream(noise: NoiseConfig) -> np.ndarray:
         denoiser = StreamingDenoiser(EagerRunner(model), lookahead=1, noise=noise)
-        out = [f.image for i, frame in enumerate(noisy) for f in denoiser.push(frame, i)]
-        return np.stack(out + [f.image for f in denoiser.flush()])
+        return np.stack([f.image for f in denoiser.stream(noisy)])
 
     mid_grey = float(np.sqrt(0.03 * 0.5 + (5 / 255) ** 2) * 255.0)
     as_gaussian = stream(NoiseConfig(mode="fixed", sigma=mid_grey))

@@ -169,14 +169,8 @@ def stbn_streaming(
 
     noise = noise or NoiseConfig(mode="fixed", sigma=sigma255)
     denoiser = StreamingDenoiser(EagerRunner(model), lookahead, noise)
-    frames = to_uint8(noisy)
-    out: dict[int, np.ndarray] = {}
-    for i, frame in enumerate(frames):
-        for ready in denoiser.push(frame, i):
-            out[ready.seq] = ready.image
-    for ready in denoiser.flush():
-        out[ready.seq] = ready.image
-    return np.stack([out[i] for i in range(len(frames))]).astype(np.float32) / 255.0
+    out = [ready.image for ready in denoiser.stream(to_uint8(noisy))]
+    return np.stack(out).astype(np.float32) / 255.0
 
 
 # --- the run -----------------------------------------------------------------------------------------

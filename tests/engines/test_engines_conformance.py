@@ -32,8 +32,7 @@ BACKENDS = [
 def _run(config: EngineConfig, model: stbn.STBN, clip: np.ndarray) -> np.ndarray:
     with create_engine(config, model=model) as engine:
         denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", 20.0))
-        out = [f.image for i, frame in enumerate(clip) for f in denoiser.push(frame, i)]
-        out += [f.image for f in denoiser.flush()]
+        out = [f.image for f in denoiser.stream(clip)]
     return np.stack(out).astype(np.float64)
 
 
@@ -94,8 +93,7 @@ def test_swapped_weights_run_like_a_fresh_engine_with_them(name: str, changes: d
         exported = [p for p in tmp_path.iterdir() if p.name.startswith("onnx-")]
         assert len(exported) <= 1, exported  # swaps leave nothing in the cache (only the built graphs)
         denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", 20.0))
-        got = [f.image for i, frame in enumerate(clip) for f in denoiser.push(frame, i)]
-        got += [f.image for f in denoiser.flush()]
+        got = [f.image for f in denoiser.stream(clip)]
         wrong = stbn.build_model("cpu-rt", channels=8).state_dict()
         with pytest.raises(EngineError, match="do not fit"):
             engine.prepare_weights(wrong)

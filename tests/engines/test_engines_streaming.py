@@ -23,11 +23,7 @@ SIGMA = 20.0
 
 def _stream(engine: Any, clip: np.ndarray, lookahead: int, sigma: float = SIGMA) -> list[Any]:
     # clipped=False: the raw propagation is compared with the model itself
-    denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma, clipped=False))
-    out = []
-    for seq, frame in enumerate(clip):
-        out += denoiser.push(frame, seq)
-    return out + denoiser.flush()
+    return _stream_with(engine, clip, lookahead, NoiseConfig("fixed", sigma, clipped=False))
 
 
 def _offline_uint8(model: stbn.STBN, clip: np.ndarray) -> np.ndarray:
@@ -176,8 +172,4 @@ def test_correlated_noise_runs_on_the_tiled_phases_and_a_switch_restarts_the_str
 
 
 def _stream_with(engine: Any, clip: np.ndarray, lookahead: int, noise: NoiseConfig) -> list[Any]:
-    denoiser = StreamingDenoiser(engine, lookahead, noise)
-    out = []
-    for seq, frame in enumerate(clip):
-        out += denoiser.push(frame, seq)
-    return out + denoiser.flush()
+    return list(StreamingDenoiser(engine, lookahead, noise).stream(clip))
