@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,19 @@ from stbn.training.trainer import Trainer
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def _median_step_ms(trainer: Trainer, batch: Any, steps: int) -> float:
+    """Median ms of ``steps`` training steps on one batch held on the device, after 3 warm-up steps."""
+    times = []
+    for i in range(steps + 3):
+        _sync(trainer.device)
+        start = time.perf_counter()
+        trainer.train_step(batch)
+        _sync(trainer.device)
+        if i >= 3:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
 
 
 def main() -> int:
@@ -77,15 +91,7 @@ def main() -> int:
         trainer = Trainer(run, source, progress=False)
         device = trainer.device
         fixed = source.next(np.random.default_rng(0), torch.Generator().manual_seed(0))
-        times = []
-        for i in range(args.steps + 3):
-            _sync(device)
-            start = time.perf_counter()
-            trainer.train_step(fixed)
-            _sync(device)
-            if i >= 3:
-                times.append((time.perf_counter() - start) * 1e3)
-        device_ms = statistics.median(times)
+        device_ms = _median_step_ms(trainer, fixed, args.steps)
         if args.compile is not CompileMode.OFF:
             compiled = Trainer(run.replace(optim=dataclasses.replace(run.optim, compile=args.compile)), source,
                                progress=False)  # fmt: skip
@@ -94,15 +100,7 @@ def main() -> int:
             compiled.train_step(fixed)  # the compilation
             _sync(device)
             compile_s = time.perf_counter() - start
-            compiled_times = []
-            for i in range(args.steps + 3):
-                _sync(device)
-                start = time.perf_counter()
-                compiled.train_step(fixed)
-                _sync(device)
-                if i >= 3:
-                    compiled_times.append((time.perf_counter() - start) * 1e3)
-            compiled_ms = statistics.median(compiled_times)
+            compiled_ms = _median_step_ms(compiled, fixed, args.steps)
             compiled_rows.append(
                 f"| {batch} | {device_ms:.1f} | {compiled_ms:.1f} | {device_ms / compiled_ms:.2f}x "
                 f"| {compile_s:.0f} s |"
