@@ -48,12 +48,6 @@ class FrameRecord:
         """This frame after inference: ``image`` denoised at ``sigma``, the input kept as ``noisy``."""
         return dataclasses.replace(self, image=image, sigma=sigma, noisy=self.image)
 
-    def stamp(self, stage: str) -> int | None:
-        for name, t in self.stamps:
-            if name == stage:
-                return t
-        return None
-
     def times(self) -> dict[str, int]:
         return dict(self.stamps)
 

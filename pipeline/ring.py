@@ -82,10 +82,6 @@ class RingBuffer(Generic[T]):
             return self._count
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def dropped(self) -> int:
         return sum(self.drops.values())
 
