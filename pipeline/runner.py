@@ -168,17 +168,13 @@ class Pipeline:
         """
         stop = stop or threading.Event()
         cfg = self.config
-        send = None
         try:
             if cfg.publish.enabled:
                 self.publisher = ZmqPublisher(cfg.publish)
                 self.publisher.open()
                 self._resources.callback(_quietly, self.publisher.close, "publisher")
                 log.info("publishing on %s (topics %s)", self.publisher.endpoint, [s.zmq_topic for s in cfg.sources])
-                topics = {s.id: s.zmq_topic for s in cfg.sources}
                 publisher = self.publisher
-                lookaheads = self.lookaheads
-                send = lambda rec: publisher.send(topics[rec.stream], rec, lookahead=lookaheads[rec.stream])  # noqa: E731
                 self._warn_if_every_frame_is_too_old()
                 if cfg.publish.wait_subscribers:
                     log.info("waiting for %d subscriber(s) on %s", cfg.publish.wait_subscribers, publisher.endpoint)
@@ -216,7 +212,8 @@ class Pipeline:
             raise PipelineError(str(exc)) from None
 
         self._prebuild_engines()
-        self._publish = PublishStage(self.out, send, self._sinks, self._on_published)
+        topics = {s.id: s.zmq_topic for s in cfg.sources}
+        self._publish = PublishStage(self.out, self.publisher, topics, self.lookaheads, self._sinks, self._on_published)
         self.started_at = time.time()
         self._publish.start()
         for st in self.streams.values():

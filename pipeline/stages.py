@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.config import SourceConfig
 from pipeline.frame import FrameRecord, now_ns
-from pipeline.publish import SendOutcome
+from pipeline.publish import SendOutcome, ZmqPublisher
 from pipeline.ring import OverflowPolicy, RingBuffer, RingStats
 from pipeline.sinks import Sink
 from pipeline.sources import Source, SourceDisconnected, SourceError
@@ -118,6 +118,50 @@ class StreamState:
         self.adaptations: dict[str, int] = {}  # outcome -> count (swapped, rolled_back, ...)
         self.last_adaptation: dict[str, Any] | None = None
         self._lock = threading.Lock()
+
+    # Every write below takes the lock: the capture, inference and publish threads and the
+    # adapter write, /metrics, /healthz and the viewer read (snapshot) at any time.
+    def record_connected(self) -> None:
+        with self._lock:
+            self.connected_once = True
+            self.error = None  # the error that caused a reconnect is over
+
+    def record_reconnected(self, last_seq: int, lost_at: float | None) -> int:
+        """A source back after an outage: a new epoch and a gap; returns the epoch."""
+        resumed = time.time()
+        with self._lock:
+            self.epoch += 1
+            self.reconnects += 1
+            self.gaps.append({
+                "epoch": self.epoch,
+                "last_seq_before": last_seq,
+                "lost_at": lost_at,
+                "resumed_at": resumed,
+                "gap_s": None if lost_at is None else round(resumed - lost_at, 3),
+            })  # fmt: skip
+            return self.epoch
+
+    def record_frame_size(self, size: tuple[int, int]) -> None:
+        with self._lock:
+            self.frame_size = size
+
+    def record_captured(self) -> int:
+        """One more frame captured; returns how many so far."""
+        with self._lock:
+            self.captured += 1
+            return self.captured
+
+    def record_source_warnings(self, warnings: list[str]) -> None:
+        with self._lock:
+            self.warnings.extend(warnings)
+
+    def record_inference(self, compute_ms: float | None = None, inferred: int = 0, reset: bool = False) -> None:
+        """The inference stage's counts: one push's compute time, frames out, a denoiser reset."""
+        with self._lock:
+            if compute_ms is not None:
+                self.compute_ms.append(compute_ms)
+            self.inferred += inferred
+            self.resets += int(reset)
 
     def record_sent(self, outcome: SendOutcome) -> int:
         """Count one frame's publish outcome; returns how many frames in a row were stale."""
@@ -261,19 +305,9 @@ class CaptureStage(Stage):
                 self.state.set(StreamStatus.FAILED, str(exc))
                 raise
             if opened_once:
-                self.state.epoch += 1
-                self.state.reconnects += 1
-                resumed = time.time()
-                self.state.gaps.append({
-                    "epoch": self.state.epoch,
-                    "last_seq_before": self._seq - 1,
-                    "lost_at": lost_at,
-                    "resumed_at": resumed,
-                    "gap_s": None if lost_at is None else round(resumed - lost_at, 3),
-                })
+                self.state.record_reconnected(self._seq - 1, lost_at)
             opened_once = True
-            self.state.connected_once = True
-            self.state.error = None  # the error that caused the reconnect is over
+            self.state.record_connected()
             attempt = 0
             self.state.set(StreamStatus.RUNNING)
             try:
@@ -301,13 +335,13 @@ class CaptureStage(Stage):
         while not self.stop_event.is_set():
             got = self.source.read()
             if got is None:
-                self.state.warnings.extend(self.source.warnings)
+                self.state.record_source_warnings(self.source.warnings)
                 self.state.set(StreamStatus.ENDED)
                 return True
             image, pts = got
             if size is None:
                 size = image.shape[:2]
-                self.state.frame_size = size
+                self.state.record_frame_size(size)
             elif image.shape[:2] != size:
                 raise SourceError(
                     f"{self.source.description}: frame size changed mid-stream from "
@@ -316,12 +350,12 @@ class CaptureStage(Stage):
             t = now_ns()
             record = FrameRecord(self.config.id, self._seq, pts, t, image, self.state.epoch).stamped("captured", t)
             self._seq += 1
-            self.state.captured += 1
+            captured = self.state.record_captured()
             record = record.stamped("queued")
             while not self.ring.put(record, timeout=0.1):
                 if self.ring.policy is not OverflowPolicy.BLOCK or self.stop_event.is_set():
                     break
-            if limit and self.state.captured >= limit:
+            if limit and captured >= limit:
                 self.state.set(StreamStatus.ENDED)
                 return True
         return False
@@ -393,7 +427,7 @@ class InferenceStage(Stage):
             self._pending.append((self._local, record))
             t0 = time.perf_counter()
             ready = self.denoiser.push(record.image, self._local)
-            self.state.compute_ms.append((time.perf_counter() - t0) * 1e3)
+            self.state.record_inference(compute_ms=(time.perf_counter() - t0) * 1e3)
             self._local += 1
             self._emit(ready)
             if self.adapter is not None:
@@ -406,7 +440,7 @@ class InferenceStage(Stage):
         self._emit(self.denoiser.flush())
         self.denoiser.reset()
         self._pending.clear()
-        self.state.resets += 1
+        self.state.record_inference(reset=True)
 
     def _emit(self, ready: list[Any]) -> None:
         for out in ready:
@@ -414,7 +448,7 @@ class InferenceStage(Stage):
             if out.seq != local:
                 raise RuntimeError(f"the denoiser returned frame {out.seq} where frame {local} was due")
             record = record.denoised_as(out.image, out.sigma).stamped("infer_end")
-            self.state.inferred += 1
+            self.state.record_inference(inferred=1)
             self.out.put(record)
 
     def on_error(self, exc: BaseException) -> None:
@@ -425,15 +459,19 @@ class InferenceStage(Stage):
 
 
 class PublishStage(Stage):
-    """Sends denoised records over ZeroMQ, then hands them to the sinks and the profiler."""
+    """Sends denoised records over ZeroMQ (each stream on its topic, with its look-ahead in the
+    header), then hands them to the sinks and to ``on_published``."""
 
     def __init__(
-        self, out: RingBuffer[FrameRecord], send: Callable[[FrameRecord], SendOutcome] | None,
-        sinks: dict[str, list[Sink]], on_published: Callable[[FrameRecord, SendOutcome], None],
-    ) -> None:
+        self, out: RingBuffer[FrameRecord], publisher: ZmqPublisher | None, topics: dict[str, str],
+        lookaheads: dict[str, int], sinks: dict[str, list[Sink]],
+        on_published: Callable[[FrameRecord, SendOutcome], None],
+    ) -> None:  # fmt: skip
         super().__init__("publish")
         self.out = out
-        self.send = send
+        self.publisher = publisher
+        self.topics = topics
+        self.lookaheads = lookaheads
         self.sinks = sinks
         self.on_published = on_published
 
@@ -446,7 +484,11 @@ class PublishStage(Stage):
             if record is None:
                 continue
             record = record.stamped("published")  # the one place a frame is stamped published
-            outcome = self.send(record) if self.send is not None else SendOutcome.SENT
+            outcome = SendOutcome.SENT
+            if self.publisher is not None:
+                outcome = self.publisher.send(
+                    self.topics[record.stream], record, lookahead=self.lookaheads[record.stream]
+                )
             for sink in self.sinks.get(record.stream, ()):
                 sink.write(record)
             self.on_published(record, outcome)
