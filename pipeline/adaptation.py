@@ -20,7 +20,7 @@ import numpy as np
 from engines import Engine, EngineError
 from pipeline.config import OnlineAdaptConfig
 from pipeline.stages import Stage, StreamState
-from stbn.adapt import CORRELATED_NOISE_SKIP, AdaptConfig, Objective, adapt, trained_loss
+from stbn.adapt import CORRELATED_NOISE_SKIP, AdaptConfig, adapt, trained_loss
 from stbn.noise_estimation import NoiseConfig, clip_noise
 from stbn.stabilize import VarianceStabilizer
 
@@ -99,7 +99,7 @@ class OnlineAdapter(Stage):
         inputs = noise.model_input(frames, streamed=True)
         settings = AdaptConfig(
             steps=c.steps, lr=c.lr, frames=c.frames, crop=c.crop, batch_size=c.batch_size,
-            objective=Objective(c.objective),
+            objective=c.objective,
             cosine_decay=False,  # each round is short and starts from swapped-in weights (bench/adapt_live.py)
         )  # fmt: skip
         result = adapt(

@@ -13,6 +13,7 @@ from typing import Any
 from engines.base import EngineConfig
 from pipeline.ring import POLICIES, OverflowPolicy
 from pipeline.wire import Encoding
+from stbn.adapt import Objective
 from stbn.noise_estimation import NoiseConfig
 from stbn.yamlconfig import ConfigError, apply_override, from_dict, read_yaml_mapping, to_dict
 
@@ -241,11 +242,9 @@ class OnlineAdaptConfig:
     frames: int = 5  # T of each training crop
     crop: int = 64
     batch_size: int = 2
-    objective: str = "mean"  # stbn.adapt: "mean" (any noise) or "trained" (the checkpoint's loss)
+    objective: Objective = Objective.MEAN  # stbn.adapt: mean (any noise) or trained (the checkpoint's loss)
 
     def __post_init__(self) -> None:
-        if self.objective not in ("mean", "trained"):
-            raise ValueError(f"adapt.objective must be mean or trained, got {self.objective!r}")
         if self.steps < 1 or self.every_s <= 0 or self.lr <= 0:
             raise ValueError("adapt: steps >= 1, every_s > 0 and lr > 0")
         if self.history_frames < 2 * self.frames:

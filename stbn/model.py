@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 import torch
 from torch import nn
 
@@ -37,6 +39,13 @@ def sigma_tensor(sigma: Sigma, noisy: torch.Tensor) -> torch.Tensor:
     if not torch.compiler.is_compiling() and bool((sigma < 0).any() | (sigma > 1).any()):
         raise ValueError("sigma must be on the [0, 1] scale (e.g. 25/255), not 0..255")
     return sigma
+
+
+class Direction(str, enum.Enum):
+    """Which recurrent branch a step runs."""
+
+    FORWARD = "forward"
+    BACKWARD = "backward"
 
 
 class STBN(nn.Module):
@@ -126,7 +135,7 @@ class STBN(nn.Module):
         ``hidden=None`` starts the direction (zero state, Stage A only). Otherwise the previous
         hidden state is pulled onto this frame by nearest-neighbour warping with ``flow``.
         """
-        block = self.forward_rnn if direction == "forward" else self.backward_rnn
+        block = self.forward_rnn if Direction(direction) is Direction.FORWARD else self.backward_rnn
         if block is None:
             raise ValueError("this model is forward-only (bidirectional=False)")
         b, _, h, w = frame.shape

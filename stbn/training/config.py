@@ -11,7 +11,6 @@ from typing import Any
 from stbn.training.data import MotionConfig
 from stbn.yamlconfig import ConfigError, from_dict, read_yaml_mapping
 
-LOSSES = ("nll", "l2", "teacher")
 NOISE_KINDS = ("gaussian", "poisson-gaussian")
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast for the network, losses in fp32 (no loss scaling needed)
 SCHEDULES = ("iterations", "time")  # what the learning-rate milestones are fractions of
@@ -82,6 +81,14 @@ class NoiseSettings:
             raise ConfigError(f"noise.camera_fraction must be in [0, 1], got {self.camera_fraction}")
 
 
+class Loss(str, enum.Enum):
+    """The training objective (``optim.loss``)."""
+
+    NLL = "nll"  # Gaussian NLL of the Bayesian head (needs sigma)
+    L2 = "l2"  # plain L2 of the prior mean to the noisy input
+    TEACHER = "teacher"  # a non-blind student: L2 to the teacher's posterior mean
+
+
 class CompileMode(enum.Enum):
     """How the training step is compiled (``torch.compile`` modes)."""
 
@@ -100,7 +107,7 @@ class OptimConfig:
     grad_clip: float = 1.0
     # "nll" (Gaussian NLL, needs sigma), "l2" (plain L2 to the noisy input, raw-like data) or "teacher"
     # (a non-blind student: L2 to the posterior mean of the `teacher:` checkpoint on the same noisy clip)
-    loss: str = "nll"
+    loss: Loss = Loss.NLL
     mean_l2: float = 0.0  # with "nll": weight of posterior.mean_l2 added to it (keeps the prior mean learning)
     time_limit_minutes: float | None = None  # stop early (and save) after this much training time
     # "time": milestones are fractions of time_limit_minutes (a time-boxed run whose step rate is not
@@ -120,8 +127,6 @@ class OptimConfig:
             raise ConfigError(f"optim.time_limit_minutes must be > 0, got {self.time_limit_minutes}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"optim.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"optim.loss must be one of {LOSSES}, got {self.loss!r}")
         if self.mean_l2 < 0:
             raise ConfigError(f"optim.mean_l2 must be >= 0, got {self.mean_l2}")
         if self.iterations < 0 or self.lr <= 0 or self.grad_clip <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import enum
 import itertools
 import json
 import math
@@ -29,7 +30,7 @@ import stbn
 from stbn.checkpoint import NoiseModel, load_checkpoint, load_state, save_checkpoint
 from stbn.model import STBN, sigma_tensor
 from stbn.posterior import gaussian_nll, mean_l2, posterior_mean
-from stbn.training.config import CompileMode, FlowPretrainConfig, TrainConfig, config_from_dict
+from stbn.training.config import CompileMode, FlowPretrainConfig, Loss, TrainConfig, config_from_dict
 from stbn.training.data import HELDOUT_PHOTOS, MotionConfig, load_photos, synthetic_clip
 from stbn.training.noise import add_gaussian, sample_sigmas
 from stbn.training.sources import Batch
@@ -95,10 +96,10 @@ def load_denoising_teacher(path: str | Path, student: STBN) -> STBN:
 class LossModule(nn.Module):
     """Wraps the model so that DistributedDataParallel sees one forward per step."""
 
-    def __init__(self, model: STBN, loss: str, mean_weight: float = 0.0, precision: str = "fp32") -> None:
+    def __init__(self, model: STBN, loss: Loss | str, mean_weight: float = 0.0, precision: str = "fp32") -> None:
         super().__init__()
         self.model = model
-        self.loss = loss
+        self.loss = Loss(loss)  # an unknown name is an error here, never a silent L2
         self.mean_weight = mean_weight
         self.precision = precision
         self._teacher: tuple[nn.Module, ...] = ()
@@ -123,14 +124,14 @@ class LossModule(nn.Module):
         with self._autocast(noisy.device):
             prior = self.model.prior(noisy, sigma)
         prior = prior.float()
-        if self.loss == "teacher":
+        if self.loss is Loss.TEACHER:
             main = 0.5 * (prior - target).pow(2).mean()
-        elif self.loss == "nll":
+        elif self.loss is Loss.NLL:
             sig = sigma_tensor(sigma, noisy)
             main = gaussian_nll(prior, noisy, sig)
             if self.mean_weight:
                 main = main + self.mean_weight * mean_l2(prior, noisy, sig)
-        else:
+        else:  # Loss.L2 (the value was checked in __init__)
             main = 0.5 * (prior[:, :, :3] - noisy).pow(2).mean()
         dis = torch.zeros((), dtype=noisy.dtype, device=noisy.device)
         if distill_weight > 0 and self._teacher and self.model.config.blind_spot:
@@ -652,6 +653,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):  # before str: a str-valued enum would pickle as its class
+        return _plain(value.value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if value is None or isinstance(value, (str, int, float, bool)):

@@ -85,6 +85,8 @@ def test_forward_only_variant_has_no_backward_branch() -> None:
     assert model.backward_rnn is None
     with pytest.raises(ValueError, match="forward-only"):
         model.propagate("backward", torch.rand(1, 3, 8, 8), torch.zeros(1, 1, 1, 1), None, None)
+    with pytest.raises(ValueError, match="not a valid Direction"):  # not silently the backward branch
+        stbn.build_model("cpu-rt").propagate("sideways", torch.rand(1, 3, 8, 8), None, None, None)
 
 
 def test_config_rejects_unknown_presets_keys_and_values() -> None:

@@ -293,6 +293,13 @@ def test_training_config_names_bad_schedule_precision_device_and_workers() -> No
         DataConfig(workers=-1)
     with pytest.raises(ConfigError, match="device"):
         TrainConfig(device="tpu")
+    from stbn.training.config import config_from_dict
+    from stbn.training.trainer import LossModule
+
+    with pytest.raises(ConfigError, match=r"optim\.loss"):  # no silent fallback to L2
+        config_from_dict({"optim": {"loss": "l1"}})
+    with pytest.raises(ValueError, match="not a valid Loss"):
+        LossModule(tiny_model(), "l1")
 
 
 def test_fine_tuning_starts_from_the_checkpoint_and_skips_flow_pretraining(tmp_path: Path) -> None:
