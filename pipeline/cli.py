@@ -46,7 +46,9 @@ def add_denoise_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--lookahead", type=int, help="stream causally with this look-ahead (default: offline, bidirectional)"
     )
-    parser.add_argument("--backend", default="auto", help="engine for --lookahead: auto, torch, onnxruntime, tensorrt")
+    parser.add_argument(
+        "--backend", default="auto", help="engine for --lookahead: auto, torch, onnxruntime, openvino, tensorrt"
+    )
     parser.add_argument("--chunk", type=int, default=16, help="offline: frames per chunk (memory bound)")
     parser.add_argument("--adapt", type=int, default=0, metavar="N", help="self-supervised steps on the input first")
     parser.add_argument("--adapt-time", type=float, metavar="SECONDS", help="adapt for this long (alone or with N)")

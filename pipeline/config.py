@@ -4,8 +4,6 @@ the dataclass field they land on."""
 
 from __future__ import annotations
 
-import site
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from engines.base import EngineConfig
 from pipeline.ring import POLICIES, OverflowPolicy
 from pipeline.wire import Encoding
 from stbn.adapt import Objective
+from stbn.io import project_data_folders
 from stbn.noise_estimation import NoiseConfig
 from stbn.yamlconfig import ConfigError, apply_override, from_dict, read_yaml_mapping, to_dict
 
@@ -292,8 +291,7 @@ DEFAULT_CONFIG = "default.yaml"
 def default_config_path() -> Path:
     """The embedded default config: the checkout's ``configs/default.yaml``, or the copy an installed
     wheel carries (``<prefix>/share/stbn-stream/configs``)."""
-    places = [Path(__file__).resolve().parents[1] / "configs"]
-    places += [Path(prefix) / "share" / "stbn-stream" / "configs" for prefix in (sys.prefix, site.USER_BASE) if prefix]
+    places = project_data_folders("configs")
     for folder in places:
         if (folder / DEFAULT_CONFIG).is_file():
             return folder / DEFAULT_CONFIG

@@ -9,13 +9,12 @@ find them from any working directory.
 from __future__ import annotations
 
 import os
-import site
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from stbn.io import project_data_folders
+
 SHIPPED_PRESET = "cpu-rt"  # the default model everywhere
-DATA_FOLDER = Path("share") / "stbn-stream" / "weights"  # under an install prefix
 
 
 @dataclass(frozen=True)
@@ -38,9 +37,7 @@ class WeightsNotFound(FileNotFoundError):
 def weights_folders() -> list[Path]:
     """Where shipped weights are looked for, in order."""
     folders = [Path(os.environ["STBN_WEIGHTS"]).expanduser()] if os.environ.get("STBN_WEIGHTS") else []
-    folders.append(Path(__file__).resolve().parents[1] / "weights")  # a checkout (or an editable install)
-    folders += [Path(prefix) / DATA_FOLDER for prefix in (sys.prefix, site.USER_BASE or "") if prefix]
-    return folders
+    return folders + project_data_folders("weights")
 
 
 def shipped_file(name: str) -> Path:
