@@ -1,7 +1,7 @@
-"""Run the live denoising pipeline: ``python run_pipeline.py --config configs/default.yaml [--set k=v ...]``
-(the same as ``stbn run``; pipeline/run.py)."""
+"""Run the live denoising pipeline: ``python run_pipeline.py --config configs/default.yaml [--set k=v ...]
+[--cluster ADDRESS]`` (the same as ``stbn run``; pipeline/run.py, cluster/streams.py)."""
 
-from pipeline.run import main
+from cluster.cli import run_pipeline_main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_pipeline_main())

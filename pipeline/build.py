@@ -5,7 +5,7 @@ the :class:`~pipeline.runner.Pipeline`'s); what fails to build is closed again."
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from pipeline.profiling import LatencyProfiler
 from pipeline.ring import OverflowPolicy, RingBuffer
 from pipeline.sinks import Sink, VideoFileSink
 from pipeline.sources import Source, SourceError, make_source
-from pipeline.stages import CaptureStage, Denoiser, InferenceStage, StreamState
+from pipeline.stages import CaptureStage, Denoiser, InferenceStage, StreamResume, StreamState
 from stbn.checkpoint import CheckpointError
 from stbn.noise_estimation import Compression, NoiseConfig
 from stbn.streaming import StreamingDenoiser
@@ -72,9 +72,11 @@ def build_pipeline(
     model: Any = None,
     denoiser_factory: Callable[[str], Denoiser] | None = None,
     sources: dict[str, Source] | None = None,
+    resume: Mapping[str, StreamResume] | None = None,
 ) -> PipelineParts:
     """The parts for ``config``; ``model``, ``denoiser_factory`` and ``sources`` replace the
-    configured checkpoint, engine + denoiser and sources (tests, benchmarks)."""
+    configured checkpoint, engine + denoiser and sources (tests, benchmarks); ``resume`` says where
+    a stream restarted in this process goes on from."""
     if config.adapt.enabled and denoiser_factory is not None:
         raise BuildError("adapt.enabled needs the configured engine, not a denoiser factory")
     out: RingBuffer[FrameRecord] = RingBuffer(8 * len(config.sources) + 8, OverflowPolicy.BLOCK, "out")
@@ -82,7 +84,8 @@ def build_pipeline(
     try:
         for sc in config.sources:
             source = (sources or {}).get(sc.id) or make_source(sc)
-            state = StreamState(sc.id)
+            restart = (resume or {}).get(sc.id)
+            state = StreamState(sc.id, restart)
             adapter = None
             if denoiser_factory is not None:
                 denoiser = denoiser_factory(sc.id)
@@ -98,7 +101,7 @@ def build_pipeline(
                     metadata = engine.checkpoint.metadata if engine.checkpoint is not None else {}
                     adapter = OnlineAdapter(sc.id, engine, config.adapt, noise, state, metadata)
             ring: RingBuffer[FrameRecord] = RingBuffer(sc.ring_slots, sc.ring_policy, f"ring-{sc.id}")
-            capture = CaptureStage(source, sc, ring, state)
+            capture = CaptureStage(source, sc, ring, state, restart.first_seq if restart else 0)
             inference = InferenceStage(sc.id, ring, denoiser, out, state, adapter)
             parts.streams[sc.id] = Stream(source, ring, capture, inference, state, adapter)
             if config.outputs.video_dir:

@@ -14,7 +14,7 @@ from stbn.adapt import Objective
 from stbn.noise_estimation import Compression, Correlation
 
 
-def add_denoise_parser(subparsers: Any) -> None:
+def add_denoise_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "denoise",
         help="denoise a video file or a folder of frames (optionally adapting to it first)",
@@ -67,6 +67,7 @@ def add_denoise_parser(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run_denoise)
+    return parser
 
 
 def _bar(stage: str, total: int | None) -> Any:
@@ -101,7 +102,7 @@ def run_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_run_parser(subparsers: Any) -> None:
+def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     from pipeline.run import add_arguments, run
 
     parser = subparsers.add_parser(
@@ -111,9 +112,12 @@ def add_run_parser(subparsers: Any) -> None:
     )  # fmt: skip
     add_arguments(parser)
     parser.set_defaults(func=run)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """This layer's commands in one process (``python -m pipeline.cli``); the ``stbn`` console script is
+    cluster.cli's, which adds ``--cluster`` to ``run`` and ``denoise``."""
     from stbn.cli import main as stbn_main
 
     return stbn_main(argv, extra_commands=(add_run_parser, add_denoise_parser))

@@ -190,6 +190,64 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class StreamPlacement:
+    """One stream's own resources on a cluster, where they differ from cluster.num_cpus / num_gpus."""
+
+    stream: str
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    node: str = ""  # run only on the node with this address (a USB camera plugged into it)
+
+    def __post_init__(self) -> None:
+        if (self.num_cpus is not None and self.num_cpus < 0) or (self.num_gpus is not None and self.num_gpus < 0):
+            raise ValueError(f"cluster.streams[{self.stream}]: num_cpus and num_gpus must be >= 0")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where the streams run (the cluster layer, package ``cluster``, reads it; this layer never does).
+
+    ``address`` "" runs every stream in this process. Otherwise each stream runs in its own Ray actor
+    that owns its whole path (capture -> ring -> inference -> publish): "local" starts a Ray instance
+    for the run, "auto" joins the cluster this machine belongs to, "HOST:PORT" a cluster's head,
+    "ray://HOST:PORT" through Ray Client.
+    """
+
+    address: str = ""
+    num_cpus: float = 0.0  # per stream; 0 = engine.threads (at least 1)
+    num_gpus: float | None = None  # per stream; None = 1 on a CUDA engine, else 0 (fractions share a GPU)
+    max_restarts: int = 5  # per stream: an actor (or its node) lost this often more ends the stream as failed
+    restart_initial_s: float = 1.0  # back-off before a restart, doubling up to restart_max_s
+    restart_max_s: float = 30.0
+    poll_s: float = 0.5  # how often the driver reads every actor's snapshot (a lost actor shows within it)
+    # where an actor binds its ZeroMQ publisher: "node" = the address of the node it runs on (the
+    # endpoint is logged, reported and in /healthz), or an interface address such as 0.0.0.0; the
+    # port is always a free one, since several streams may share a node
+    publish_host: str = "node"
+    spread: bool = True  # place streams on as many nodes as possible (Ray's SPREAD), else pack them
+    streams: tuple[StreamPlacement, ...] = ()  # per-stream resources or node, by source id
+
+    def __post_init__(self) -> None:
+        if self.num_cpus < 0 or (self.num_gpus is not None and self.num_gpus < 0):
+            raise ValueError("cluster.num_cpus and cluster.num_gpus must be >= 0")
+        if self.max_restarts < 0:
+            raise ValueError(f"cluster.max_restarts must be >= 0, got {self.max_restarts}")
+        if not 0 < self.restart_initial_s <= self.restart_max_s:
+            raise ValueError("cluster.restart_initial_s must be > 0 and <= cluster.restart_max_s")
+        if self.poll_s <= 0:
+            raise ValueError(f"cluster.poll_s must be > 0, got {self.poll_s}")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+    def placement(self, stream: str) -> StreamPlacement:
+        """The stream's own entry, or the defaults."""
+        own = next((p for p in self.streams if p.stream == stream), None)
+        return own or StreamPlacement(stream)
+
+
+@dataclass(frozen=True)
 class ViewerConfig:
     """A page in the browser with every stream's noisy input beside its denoised output (the same
     frame), its state and latency (pipeline.viewer). Off by default; ``run_pipeline.py --view``."""
@@ -262,6 +320,7 @@ class PipelineConfig:
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     adapt: OnlineAdaptConfig = field(default_factory=OnlineAdaptConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     duration_s: float = 0.0  # stop after this long (0 = when every source has ended)
     fail_fast: bool = False  # a failed stream stops every stream (batch jobs); else it ends alone
     log_level: str = "INFO"
@@ -277,6 +336,9 @@ class PipelineConfig:
             for b in topics[i + 1 :]:
                 if a.startswith(b) or b.startswith(a):
                     raise ValueError(f"topics {a!r} and {b!r} overlap as ZeroMQ prefixes")
+        unknown = sorted({p.stream for p in self.cluster.streams} - set(ids))
+        if unknown:
+            raise ValueError(f"cluster.streams names no source: {unknown} (sources: {ids})")
         if not 0 <= self.lookahead <= 8:
             raise ValueError(f"lookahead must be in 0..8, got {self.lookahead}")
         if self.duration_s < 0:

@@ -345,12 +345,14 @@ def denoise_file(
     output_path: Path,
     options: DenoiseOptions,
     progress: Callable[[str, int], Any] | None = None,
+    checkpoint: Any = None,
 ) -> DenoiseSummary:
-    """Denoise ``input_path`` into ``output_path``; ``progress(stage, total)`` returns a tqdm-like bar."""
+    """Denoise ``input_path`` into ``output_path``; ``progress(stage, total)`` returns a tqdm-like bar.
+    ``checkpoint`` (a :class:`stbn.checkpoint.LoadedCheckpoint`, never changed here) replaces
+    ``options.checkpoint`` where a worker denoises many files with one model."""
     import torch
 
-    import stbn
-    from stbn.checkpoint import CheckpointError, save_checkpoint
+    from stbn.checkpoint import save_checkpoint
 
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -359,10 +361,7 @@ def denoise_file(
     clip = open_input(input_path)
     output = _Output(output_path, clip, options.force)
     try:
-        try:
-            loaded = stbn.load_checkpoint(resolve_checkpoint(options.checkpoint))
-        except (CheckpointError, OSError) as exc:  # WeightsNotFound is an OSError
-            raise BadCheckpoint(f"{options.checkpoint or 'the shipped weights'}: {exc}") from exc
+        loaded = checkpoint or load_options_checkpoint(options)
         model = loaded.model.eval()
         estimated = options.sigma is None
         noise = _noise_model(clip.head, options, options.compression or clip.compression)
@@ -407,6 +406,17 @@ def denoise_file(
         written = f"the denoised output {output_path} is written"
         raise UnwritableOutput(f"--compare {options.compare}: {exc} ({written})") from exc
     return dataclasses.replace(summary, compare=page)
+
+
+def load_options_checkpoint(options: DenoiseOptions) -> Any:
+    """The checkpoint ``options`` names (default: the shipped weights), or BadCheckpoint."""
+    import stbn
+    from stbn.checkpoint import CheckpointError
+
+    try:
+        return stbn.load_checkpoint(resolve_checkpoint(options.checkpoint))
+    except (CheckpointError, OSError) as exc:  # WeightsNotFound is an OSError
+        raise BadCheckpoint(f"{options.checkpoint or 'the shipped weights'}: {exc}") from exc
 
 
 def _noise_model(head: np.ndarray, options: DenoiseOptions, compression: Compression) -> FrameNoise:

@@ -16,12 +16,26 @@ from pipeline.stages import STATES, LiveStream
 Snapshot = Callable[[], dict[str, LiveStream]]
 
 
+# stream -> where it runs, for a pipeline spread over machines (the cluster layer): node, ZeroMQ
+# endpoint, restarts; shown in /healthz and as the labels of stbn_stream_placement
+Placement = Callable[[], dict[str, dict[str, Any]]]
+
+
 class _Collector:
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, placement: Placement | None) -> None:
         self._snapshot = snapshot
+        self._placement = placement
 
     def collect(self) -> Any:
         snap = self._snapshot()
+        if self._placement is not None:
+            where = GaugeMetricFamily(
+                "stbn_stream_placement", "1 where each stream runs (node, ZeroMQ endpoint)",
+                labels=["stream", "node", "endpoint"],
+            )  # fmt: skip
+            for stream, info in self._placement().items():
+                where.add_metric([stream, str(info.get("node", "")), str(info.get("endpoint", ""))], 1.0)
+            yield where
         state = GaugeMetricFamily("stbn_stream_state", "1 for the stream's current state", labels=["stream", "state"])
         frames = CounterMetricFamily("stbn_frames", "frames per stream and stage", labels=["stream", "stage"])
         drops = CounterMetricFamily("stbn_drops", "frames dropped by the ring, per reason", labels=["stream", "reason"])
@@ -58,11 +72,11 @@ class _Collector:
 
 class MetricsServer:
     """Serves ``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 503 if a stream failed or has never
-    connected)."""
+    connected); ``placement`` adds where each stream runs."""
 
-    def __init__(self, host: str, port: int, snapshot: Snapshot) -> None:
+    def __init__(self, host: str, port: int, snapshot: Snapshot, placement: Placement | None = None) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_Collector(snapshot))
+        self.registry.register(_Collector(snapshot, placement))
         registry = self.registry
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +93,8 @@ class MetricsServer:
                     health: dict[str, Any] = {"ok": ok, "streams": states}
                     if never:
                         health["never_connected"] = never
+                    if placement is not None:
+                        health["placement"] = placement()
                     body = json.dumps(health).encode()
                     code, ctype = (200 if ok else 503), "application/json"
                 else:

@@ -54,9 +54,20 @@ class LatencyProfiler:
             self._rows[record.stream][n] = [record.seq, *(times.get(s, 0) for s in STAGES)]
             self._count[record.stream] = n + 1
 
-    def rows(self, stream: str) -> np.ndarray:
+    def extend(self, stream: str, rows: np.ndarray) -> None:
+        """Add another process's rows of ``stream`` (:meth:`rows` there): the cluster's merged report."""
         with self._lock:
-            return self._rows[stream][: self._count[stream]].copy()
+            n = self._count[stream]
+            take = min(len(rows), self.max_frames - n)
+            self._rows[stream][n : n + take] = rows[:take]
+            self._count[stream] = n + take
+            self.overflow[stream] += len(rows) - take
+
+    def rows(self, stream: str, start: int = 0) -> np.ndarray:
+        """(frames, 1 + stages) sequence number and stage times (ns) of the published frames from
+        the ``start``-th kept one on."""
+        with self._lock:
+            return self._rows[stream][start : self._count[stream]].copy()
 
     def intervals_ms(self, stream: str) -> dict[str, np.ndarray]:
         rows = self.rows(stream)

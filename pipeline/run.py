@@ -13,8 +13,10 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
-from pipeline.config import ConfigError, default_config_path, load_config
+from pipeline.config import ConfigError, PipelineConfig, default_config_path, load_config
 from stbn.weights import WeightsNotFound, resolve_checkpoint
 
 
@@ -43,35 +45,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the live viewer (noisy beside denoised per stream) in the browser; viewer.*")
 
 
-def main(argv: list[str] | None = None, prog: str = "run_pipeline") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Real-time STBN video denoising pipeline")
-    add_arguments(parser)
-    return run(parser.parse_args(argv), prog)
-
-
-def run(args: argparse.Namespace, prog: str = "stbn run") -> int:
+def configure(args: argparse.Namespace, prog: str) -> PipelineConfig | None:
+    """The run's config (file, ``--set``, ``--view``) with logging set up; None after printing a
+    config error (exit status 2)."""
     try:
         path = args.config or default_config_path()
         config = load_config(path, [*args.overrides, *(["viewer.enabled=true"] if args.view else [])])
         checkpoint = resolve_checkpoint(config.engine.checkpoint, config.engine.preset)
     except (ConfigError, WeightsNotFound) as exc:
         print(f"{prog}: config error: {exc}", file=sys.stderr)
-        return 2
+        return None
     if not checkpoint.is_file():  # a value that points at nothing is a config error
         print(f"{prog}: config error: engine.checkpoint: no file {config.engine.checkpoint}", file=sys.stderr)
-        return 2
+        return None
     level = logging.WARNING if args.quiet else getattr(logging, config.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _quiet_native_libraries(level)
+    return config
 
+
+def stop_on_signals(interrupt: Callable[[str], None]) -> threading.Event:
+    """An event set by the first SIGINT/SIGTERM; a second one calls ``interrupt`` (stop waiting)."""
     stop = threading.Event()
-
-    pipeline = None
 
     def on_signal(signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
-        if stop.is_set() and pipeline is not None:  # a second signal: stop waiting for anyone
-            pipeline.interrupt(f"second {name}")
+        if stop.is_set():  # a second signal: stop waiting for anyone
+            interrupt(f"second {name}")
             return
         logging.getLogger("pipeline").info(
             "signal %s: stopping (drain, flush, report); a second signal stops waiting for subscribers", name
@@ -80,9 +80,27 @@ def run(args: argparse.Namespace, prog: str = "stbn run") -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    return stop
 
+
+def run(args: argparse.Namespace, prog: str = "stbn run") -> int:
+    config = configure(args, prog)
+    if config is None:
+        return 2
+    return run_config(config, prog)
+
+
+def run_config(config: PipelineConfig, prog: str) -> int:
+    """Run one process's pipeline until its sources end or a signal; the summary line on stderr."""
     from pipeline.runner import Pipeline, PipelineError
 
+    pipeline: Pipeline | None = None
+
+    def interrupt(reason: str) -> None:
+        if pipeline is not None:
+            pipeline.interrupt(reason)
+
+    stop = stop_on_signals(interrupt)
     try:
         pipeline = Pipeline(config)
         report = pipeline.run(stop)
@@ -92,24 +110,24 @@ def run(args: argparse.Namespace, prog: str = "stbn run") -> int:
     except ValueError as exc:  # e.g. an engine that rejects its config
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    print(f"{prog}: {summary_line(report)}; report in {config.report.dir}/{config.report.name}.json", file=sys.stderr)
+    return 0
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """Frames, rate, drops, reconnects and end-to-end latency of a run's report."""
     e2e = report.get("latency_ms", {}).get("end_to_end", {})
     streams = report.get("streams", {}).values()
     drops = sum(sum(s.get("drops", {}).values()) for s in streams)
     reconnects = sum(s.get("reconnects", 0) for s in streams)
     rate = f"{report['fps']} frames/s" if report.get("fps") else "no frames"
-    unsent = {}
+    unsent: dict[str, int] = {}
     for stream_report in streams:
         for reason, n in stream_report.get("unsent", {}).items():
             unsent[reason] = unsent.get(reason, 0) + n
     not_sent = "".join(f", {n} {reason} (not sent)" for reason, n in sorted(unsent.items()))
     latency = f"end-to-end p50 {e2e['p50']} ms p95 {e2e['p95']} ms" if "p50" in e2e else "no latency figures"
-    print(
-        f"{prog}: {report.get('frames_published', 0)} frames{not_sent}, {rate}, {drops} dropped, {reconnects} "
-        f"reconnects, {latency}; report in {config.report.dir}/{config.report.name}.json",
-        file=sys.stderr,
+    return (
+        f"{report.get('frames_published', 0)} frames{not_sent}, {rate}, {drops} dropped, {reconnects} "
+        f"reconnects, {latency}"
     )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

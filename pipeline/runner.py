@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from pipeline.metrics import MetricsServer
 from pipeline.profiling import summarize, write_json
 from pipeline.publish import PublishError, SendOutcome, ZmqPublisher
 from pipeline.sources import Source
-from pipeline.stages import Denoiser, LiveStream, PublishStage, StreamStatus
+from pipeline.stages import Denoiser, LiveStream, PublishStage, StreamResume, StreamStatus
 from pipeline.viewer import ViewerError, ViewerServer
 
 log = logging.getLogger("pipeline")
@@ -47,7 +47,8 @@ class Pipeline:
     configured source: capture -> ring -> inference -> publish.
 
     ``model`` (an ``stbn.STBN``) replaces the checkpoint, ``denoiser_factory(stream_id)`` replaces the
-    engine + streaming denoiser (benchmarks), ``sources`` replaces configured sources by id.
+    engine + streaming denoiser (benchmarks), ``sources`` replaces configured sources by id,
+    ``resume`` says where a stream restarted in this process goes on from (the cluster layer).
     """
 
     def __init__(
@@ -56,9 +57,10 @@ class Pipeline:
         model: Any = None,
         denoiser_factory: Callable[[str], Denoiser] | None = None,
         sources: dict[str, Source] | None = None,
+        resume: Mapping[str, StreamResume] | None = None,
     ) -> None:
         try:
-            parts = build_pipeline(config, model, denoiser_factory, sources)
+            parts = build_pipeline(config, model, denoiser_factory, sources, resume)
         except BuildError as exc:
             raise PipelineError(str(exc)) from None
         self.config = config
@@ -149,6 +151,10 @@ class Pipeline:
             engine.close()
 
     # -- introspection -------------------------------------------------------------------------
+    @property
+    def engine_description(self) -> str:
+        return self._engine_desc
+
     def snapshot(self) -> dict[str, LiveStream]:
         """Every stream's state, ring and recent latency (for /metrics and /healthz)."""
         live = {}

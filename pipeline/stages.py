@@ -95,10 +95,25 @@ class LiveStream:
     recent_latency_ms: dict[str, dict[str, float]]  # interval -> percentiles of the last frames
 
 
+@dataclass(frozen=True)
+class StreamResume:
+    """Where a stream restarted in a new process goes on from (the cluster layer restarts a stream
+    whose actor or node was lost): reported like a reconnect, a new epoch and a gap, and sequence
+    numbers that go on above every number the lost process may have used."""
+
+    first_seq: int
+    epoch: int  # the new epoch (the lost process's + 1)
+    reconnects: int  # including this restart
+    gaps: tuple[dict[str, Any], ...]  # the earlier gaps
+    last_seq_before: int  # the last sequence number known to be captured before the loss
+    lost_at: float  # when the loss was noticed (time.time())
+    cause: str
+
+
 class StreamState:
     """What one stream is doing, for metrics, /healthz and the report (updated by its stages)."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, resume: StreamResume | None = None) -> None:
         self.stream = stream
         self.state = StreamStatus.CONNECTING
         self.error: str | None = None
@@ -118,6 +133,17 @@ class StreamState:
         self.adaptations: dict[str, int] = {}  # outcome -> count (swapped, rolled_back, ...)
         self.last_adaptation: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        if resume is not None:
+            self.epoch, self.reconnects = resume.epoch, resume.reconnects
+            resumed = time.time()
+            self.gaps = [*resume.gaps, {
+                "epoch": resume.epoch,
+                "last_seq_before": resume.last_seq_before,
+                "lost_at": resume.lost_at,
+                "resumed_at": resumed,
+                "gap_s": round(resumed - resume.lost_at, 3),
+                "cause": resume.cause,
+            }]  # fmt: skip
 
     # Every write below takes the lock: the capture, inference and publish threads and the
     # adapter write, /metrics, /healthz and the viewer read (snapshot) at any time.
@@ -266,13 +292,21 @@ class Stage(abc.ABC):
 class CaptureStage(Stage):
     """Reads a source into a ring; reconnects with exponential back-off; stamps captured/queued."""
 
-    def __init__(self, source: Source, config: SourceConfig, ring: RingBuffer[FrameRecord], state: StreamState) -> None:
+    def __init__(
+        self,
+        source: Source,
+        config: SourceConfig,
+        ring: RingBuffer[FrameRecord],
+        state: StreamState,
+        first_seq: int = 0,
+    ) -> None:
         super().__init__(f"capture-{config.id}")
         self.source = source
         self.config = config
         self.ring = ring
         self.state = state
-        self._seq = 0
+        self.first_seq = first_seq  # above 0 where a lost process's stream goes on (StreamResume)
+        self._seq = first_seq
 
     def stop(self) -> None:
         super().stop()
@@ -282,7 +316,7 @@ class CaptureStage(Stage):
         rc = self.config.reconnect
         attempt = 0
         opened_once = False
-        self._seq = 0
+        self._seq = self.first_seq
         lost_at: float | None = None
         while not self.stop_event.is_set():
             self.state.set(StreamStatus.RECONNECTING if opened_once or attempt else StreamStatus.CONNECTING)

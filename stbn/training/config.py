@@ -60,15 +60,32 @@ class DataConfig:
             raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
 
 
+class CameraLayout(str, enum.Enum):
+    """How a camera clip is given to the model (``noise.camera_layout``)."""
+
+    PHASES = "phases"  # its 2x2 phases tiled (stbn.phases), the live path's layout on correlated noise
+    FRAME = "frame"  # the frame as it is
+
+
+class CameraTarget(str, enum.Enum):
+    """What the likelihood scores a camera clip's prior against (``noise.camera_target``)."""
+
+    NOISY = "noisy"  # the clip itself, as the blind-spot method intends
+    # a second capture of the same scene with independent noise (Noise2Noise): what a flow-aligned
+    # neighbouring frame gives; correlated noise cannot be kept, since the target does not share it
+    SECOND_CAPTURE = "second-capture"
+
+
 @dataclass(frozen=True)
 class NoiseSettings:
     kind: str = "gaussian"
     sigma_range: tuple[float, float] = (5.0, 55.0)  # 0..255 scale, per sample
     gain_range: tuple[float, float] = (0.0, 0.02)  # Poisson gain a (variance a*x + sigma^2, x in [0,1])
-    # share of the clips made by the camera simulator (stbn.camera: random sensor, ISP, no codec or
-    # JPEG) and given to the model as their 2x2 phases tiled, the layout the live path uses on
-    # correlated noise (stbn.phases); their level is the simulated noise's own standard deviation
+    # share of the clips made by the camera simulator (stbn.camera: random sensor, ISP, codec); their
+    # level is the simulated noise's own standard deviation
     camera_fraction: float = 0.0
+    camera_layout: CameraLayout = CameraLayout.PHASES
+    camera_target: CameraTarget = CameraTarget.NOISY
 
     def __post_init__(self) -> None:
         if self.kind not in NOISE_KINDS:

@@ -12,7 +12,7 @@ import torch
 
 from stbn.camera import CameraModel, Codec
 from stbn.phases import PhaseTiling
-from stbn.training.config import DataConfig, NoiseSettings, VideoSource
+from stbn.training.config import CameraLayout, CameraTarget, DataConfig, NoiseSettings, VideoSource
 from stbn.training.data import (
     TRAIN_PHOTOS,
     WALLPAPER_TRAIN_PHOTOS,
@@ -38,12 +38,15 @@ class Batch:
     noisy: torch.Tensor  # (B, T, 3, H, W) float, unclipped
     sigma: torch.Tensor  # (B,) or (B, T, 3, H, W), [0, 1] scale
     clean: torch.Tensor | None = None  # for PSNR logging only; the loss never reads it
+    # (B, T, 3, H, W) what the likelihood scores the prior against where it is not ``noisy`` itself:
+    # a second noisy capture of the same scene (noise.camera_target: second-capture)
+    target: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         if device.type == "cpu":
             return self
-        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.noisy), move(self.sigma), None if self.clean is None else move(self.clean))
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.noisy), move(self.sigma), move(self.clean), move(self.target))
 
 
 def resolve_video_path(path: str, cache_dir: str | Path | None = None) -> Path:
@@ -142,26 +145,56 @@ class SyntheticNoiseSource:
         sigma = sample_sigmas(b, self.noise.sigma_range, generator)
         if self.noise.kind == "gaussian":
             noisy = add_gaussian(clean, sigma, generator)
+            target = None
             if self.noise.camera_fraction > 0:
+                pairs = self.noise.camera_target is CameraTarget.SECOND_CAPTURE
+                target = noisy.clone() if pairs else None  # AWGN clips: the blind-spot target, themselves
                 for i in np.flatnonzero(rng.random(b) < self.noise.camera_fraction):
-                    noisy[i], clean[i], sigma[i] = _camera_sample(clean_np[i], rng)
-            return Batch(noisy, sigma, clean)
+                    sample = camera_sample(clean_np[i], rng, self.noise.camera_layout, pairs)
+                    noisy[i], clean[i], sigma[i] = sample.noisy, sample.reference, sample.sigma
+                    if pairs:
+                        target[i] = sample.second_capture
+            return Batch(noisy, sigma, clean, target)
         lo, hi = self.noise.gain_range
         gain = lo + (hi - lo) * torch.rand(b, generator=generator)
         noisy = add_poisson_gaussian(clean, gain, sigma, generator)
         return Batch(noisy, poisson_gaussian_sigma_map(noisy, gain, sigma), clean)
 
 
-def _camera_sample(clean: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One (T, H, W, 3) clean clip through a random camera (no codec or JPEG: H.264's P-frames carry
-    noise from frame to frame, which a blind-spot model would learn to keep), as the phases the
-    model sees on correlated noise: (noisy, reference) as (T, 3, H, W) and the noise's std."""
-    camera = CameraModel.sample(rng, codecs=(Codec.NONE, Codec.JPEG))
+@dataclass(frozen=True)
+class CameraSample:
+    noisy: torch.Tensor  # (T, 3, H, W) in the layout asked for
+    reference: torch.Tensor  # (T, 3, H, W) what the camera shows of the noiseless scene
+    sigma: torch.Tensor  # () the simulated noise's standard deviation
+    second_capture: torch.Tensor | None  # (T, 3, H, W) the same scene and camera, independent noise
+
+
+def camera_sample(
+    clean: np.ndarray, rng: np.random.Generator, layout: CameraLayout, second_capture: bool
+) -> CameraSample:
+    """One (T, H, W, 3) clean clip through a random camera.
+
+    Scored against itself (blind spot), no H.264: its P-frames carry noise from frame to frame,
+    which a blind-spot model would learn to keep. Scored against a second capture, H.264 is drawn
+    too: the two captures are encoded independently, so the target shares none of the input's noise.
+    """
+    codecs = (Codec.NONE, Codec.JPEG, Codec.H264) if second_capture else (Codec.NONE, Codec.JPEG)
+    camera = CameraModel.sample(rng, codecs=codecs)
     noisy = camera.simulate(clean, rng).astype(np.float32) / 255.0
     reference = camera.reference(clean)
-    tiling = PhaseTiling(*clean.shape[1:3])
-    as_t = lambda a: torch.from_numpy(tiling.tile(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-    return as_t(noisy), as_t(reference), torch.tensor(float(np.std(noisy - reference)))
+    second = camera.simulate(clean, rng).astype(np.float32) / 255.0 if second_capture else None
+    tiling = PhaseTiling(*clean.shape[1:3]) if layout is CameraLayout.PHASES else None
+
+    def as_t(frames: np.ndarray) -> torch.Tensor:
+        frames = frames if tiling is None else tiling.tile(frames)
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+
+    return CameraSample(
+        as_t(noisy),
+        as_t(reference),
+        torch.tensor(float(np.std(noisy - reference))),
+        None if second is None else as_t(second),
+    )
 
 
 class NoisyVideoSource:

@@ -120,19 +120,23 @@ class LossModule(nn.Module):
         distill_weight: float,
         param_l2: float,
         target: torch.Tensor | None = None,
+        observed: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``target``: the teacher's estimate (Loss.TEACHER); ``observed``: what the likelihood
+        scores the prior against where it is not ``noisy`` itself (a second capture)."""
         with self._autocast(noisy.device):
             prior = self.model.prior(noisy, sigma)
         prior = prior.float()
+        observed = noisy if observed is None else observed
         if self.loss is Loss.TEACHER:
             main = 0.5 * (prior - target).pow(2).mean()
         elif self.loss is Loss.NLL:
             sig = sigma_tensor(sigma, noisy)
-            main = gaussian_nll(prior, noisy, sig)
+            main = gaussian_nll(prior, observed, sig)
             if self.mean_weight:
-                main = main + self.mean_weight * mean_l2(prior, noisy, sig)
+                main = main + self.mean_weight * mean_l2(prior, observed, sig)
         else:  # Loss.L2 (the value was checked in __init__)
-            main = 0.5 * (prior[:, :, :3] - noisy).pow(2).mean()
+            main = 0.5 * (prior[:, :, :3] - observed).pow(2).mean()
         dis = torch.zeros((), dtype=noisy.dtype, device=noisy.device)
         if distill_weight > 0 and self._teacher and self.model.config.blind_spot:
             with self._autocast(noisy.device):
@@ -413,7 +417,9 @@ class Trainer:
         if self.denoising_teacher is not None:
             with torch.no_grad():
                 target = self.denoising_teacher(batch.noisy, batch.sigma)
-        loss, main, dis, prior = self._module()(batch.noisy, batch.sigma, weight, self.config.distill.param_l2, target)
+        loss, main, dis, prior = self._module()(
+            batch.noisy, batch.sigma, weight, self.config.distill.param_l2, target, batch.target
+        )
         main, dis, prior = main.detach(), dis.detach(), prior.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,198 @@
+"""Live streams on a real Ray cluster: one actor per stream, a node killed mid-stream, the merged report,
+the driver's /metrics and /healthz, ZeroMQ subscribers on the actors' endpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster.streams import ClusterRun
+from pipeline.config import PipelineConfig, default_config_path, load_config
+from pipeline.subscribe import Subscriber
+from tests.cluster.conftest import REPO, TwoNodeCluster, ray_env
+
+pytestmark = pytest.mark.slow
+
+
+def stream_config(checkpoint: Path, out: Path, address: str, frames: int = 0, fps: float = 10.0) -> PipelineConfig:
+    overrides = [
+        "engine.backend=torch", f"engine.checkpoint={checkpoint}", "engine.preset=cpu-rt", "engine.device=cpu",
+        "engine.threads=1", "noise.mode=fixed", "noise.sigma=20", "lookahead=1", "outputs.video_dir=",
+        f"report.dir={out}", "report.name=cluster", "report.plot=false", "metrics.enabled=true", "metrics.port=0",
+        f"cluster.address={address}", "cluster.num_cpus=1", "cluster.publish_host=127.0.0.1",
+    ]  # fmt: skip
+    config = load_config(default_config_path(), overrides)
+    source = dataclasses.replace(config.sources[0], width=96, height=64, fps=fps, frames=frames, pace=True,
+                                 policy="drop_oldest")  # fmt: skip
+    sources = (dataclasses.replace(source, id="cam0", seed=0), dataclasses.replace(source, id="cam1", seed=1))
+    return dataclasses.replace(config, sources=sources)
+
+
+class Collector:
+    """A ZeroMQ subscriber on a thread: (epoch, seq) of every frame it receives."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.frames: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with Subscriber(self.endpoint, rcvhwm=1000) as sub:
+            while not self._stop.is_set():
+                frame = sub.recv(timeout=0.2)
+                if frame is not None:
+                    self.frames.append((int(frame.header.get("epoch", 0)), frame.seq))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+def get_json(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_killed_node_s_stream_comes_back_on_the_other_node(
+    two_node_cluster: TwoNodeCluster, cluster_checkpoint: Path, tmp_path: Path
+) -> None:
+    import ray
+
+    config = stream_config(cluster_checkpoint, tmp_path, two_node_cluster.address)
+    run = ClusterRun(config, ray)
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(report=run.run(stop)), daemon=True)
+    thread.start()
+    collectors: dict[str, Collector] = {}
+    try:
+        live = lambda sid, n: sid in run.snapshot() and run.snapshot()[sid].status.published >= n  # noqa: E731
+        wait_until(lambda: live("cam0", 5) and live("cam1", 5), 120, "both streams publishing")
+        where = run.placement()
+        nodes = {sid: run.slots[sid].current.node_id for sid in where}
+        assert len(set(nodes.values())) == 2, f"the streams were not spread over the two nodes: {nodes}"
+        lost = next(sid for sid, node in nodes.items() if node == two_node_cluster.worker_node_id)
+        kept = "cam1" if lost == "cam0" else "cam0"
+        for sid, info in where.items():
+            assert info["endpoint"].startswith("tcp://127.0.0.1:") and info["cluster_state"] == "running"
+            collectors[sid] = Collector(info["endpoint"])
+        # the driver's /healthz and /metrics show both streams and where they run
+        port = run.metrics.port
+        code, health = get_json(f"http://127.0.0.1:{port}/healthz")
+        assert code == 200 and health["ok"] and set(health["placement"]) == {"cam0", "cam1"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert f'stbn_stream_placement{{endpoint="{where[lost]["endpoint"]}"' in metrics
+        time.sleep(2.0)
+
+        two_node_cluster.worker.kill()
+        back = wait_until(
+            lambda: run.placement()[lost]["generation"] == 1 and run.placement()[lost]["cluster_state"] == "running",
+            30, "the lost stream running again",
+        )  # fmt: skip
+        assert back < 15.0, f"the lost stream came back after {back:.1f} s"
+        assert run.slots[lost].current.node_id != two_node_cluster.worker_node_id
+        new_endpoint = run.placement()[lost]["endpoint"]
+        collectors[f"{lost}-after"] = Collector(new_endpoint)
+        published = run.snapshot()[lost].status.published
+        more = lambda: run.snapshot()[lost].status.published >= published + 10  # noqa: E731
+        wait_until(more, 30, "the restarted stream publishing")
+        # while restarting it reads as a reconnecting stream; /healthz names its new place
+        code, health = get_json(f"http://127.0.0.1:{port}/healthz")
+        assert health["placement"][lost]["endpoint"] == new_endpoint and health["placement"][lost]["restarts"] == 1
+    finally:
+        stop.set()
+        thread.join(120)
+        for c in collectors.values():
+            c.close()
+    assert not thread.is_alive()
+    report = result["report"]
+    assert report["ok"], report["error"]
+    streams = report["streams"]
+    # the other stream lost nothing: every frame captured was published, in order, one epoch
+    other = streams[kept]
+    assert other["reconnects"] == 0 and other["gaps"] == [] and other["in_order"]
+    assert other["published"] == other["captured"] == other["frames_published"] > 30
+    got = [seq for _, seq in collectors[kept].frames]
+    assert got == list(range(got[0], got[0] + len(got))), "the kept stream's subscriber missed or repeated frames"
+    # the lost one: reported like a reconnect, sequence numbers going on above the lost ones
+    hit = streams[lost]
+    assert hit["reconnects"] == 1 and hit["epoch"] == 1 and hit["in_order"]
+    gap = hit["gaps"][0]
+    assert gap["cause"].startswith("actor restarted") and gap["gap_s"] < 15
+    generations = hit["cluster"]["generations"]
+    assert [g["generation"] for g in generations] == [0, 1] and generations[0]["end"].startswith("lost")
+    assert generations[1]["first_seq"] > gap["last_seq_before"]
+    before = collectors[lost].frames
+    after = collectors[f"{lost}-after"].frames
+    assert before and after and all(e == 0 for e, _ in before) and all(e == 1 for e, _ in after)
+    assert min(s for _, s in after) > max(s for _, s in before)
+    assert hit["published"] == sum(g["published"] for g in generations)
+
+
+def test_run_pipeline_on_a_local_cluster_publishes_every_frame_once(cluster_checkpoint: Path, tmp_path: Path) -> None:
+    """``run_pipeline.py --cluster local``: two finite streams on two actors of a Ray instance started
+    for the run; each frame is published once, in order, and the merged report says so."""
+    config = tmp_path / "two.yaml"
+    config.write_text(f"""
+sources:
+  - {{id: cam0, kind: synthetic, width: 96, height: 64, fps: 30, frames: 40, pace: false}}
+  - {{id: cam1, kind: synthetic, width: 96, height: 64, fps: 30, frames: 30, pace: false, seed: 1}}
+engine: {{backend: torch, checkpoint: {cluster_checkpoint}, preset: cpu-rt, device: cpu, threads: 1}}
+noise: {{mode: fixed, sigma: 20}}
+lookahead: 2
+report: {{dir: {tmp_path / "out"}, name: local, plot: false}}
+cluster: {{num_cpus: 1}}
+""")
+    env = ray_env()
+    proc = subprocess.run(
+        [sys.executable, "run_pipeline.py", "--config", str(config), "--cluster", "local"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "70 frames" in proc.stderr and "0 actor restart(s)" in proc.stderr
+    report = json.loads((tmp_path / "out" / "local.json").read_text())
+    assert report["ok"] and report["frames_published"] == 70
+    pids = set()
+    for sid, frames in (("cam0", 40), ("cam1", 30)):
+        stream = report["streams"][sid]
+        assert stream["published"] == stream["captured"] == stream["frames_published"] == frames
+        assert stream["in_order"] and stream["reconnects"] == 0
+        (generation,) = stream["cluster"]["generations"]
+        assert generation["end"] == "ended" and generation["endpoint"].startswith("tcp://127.0.0.1:")
+        pids.add(generation["pid"])
+    assert len(pids) == 2, "the two streams did not run in two actor processes"
+
+
+def test_a_stream_that_cannot_fit_any_node_is_a_clear_error(cluster_checkpoint: Path, tmp_path: Path) -> None:
+    env = ray_env()
+    proc = subprocess.run(
+        [sys.executable, "run_pipeline.py", "--cluster", "local", "--set", "cluster.num_gpus=1",
+         "--set", f"engine.checkpoint={cluster_checkpoint}", "--set", f"report.dir={tmp_path}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "asks for 2 CPU / 1 GPU, more than any node has" in proc.stderr
