@@ -1,5 +1,6 @@
 """Layers one way: stbn (model, streaming algorithm, training, evaluation) imports nothing from
-engines or pipeline; engines nothing from pipeline; none of them from bench, scripts or tests; the
+engines, pipeline or cluster; engines nothing from pipeline or cluster; pipeline nothing from the
+cluster layer above it; none of them from bench, scripts or tests; the
 engines and the pipeline nothing from the training code (test-time adaptation, stbn.adapt, loads it
 when it runs). Imports inside functions count too."""
 
@@ -12,14 +13,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "stbn": ("engines", "pipeline", "bench", "scripts", "tests"),
-    "engines": ("pipeline", "bench", "scripts", "tests"),
-    "pipeline": ("bench", "scripts", "tests"),
+    "stbn": ("engines", "pipeline", "cluster", "bench", "scripts", "tests"),
+    "engines": ("pipeline", "cluster", "bench", "scripts", "tests"),
+    "pipeline": ("cluster", "bench", "scripts", "tests"),
+    "cluster": ("bench", "scripts", "tests"),
 }
 
 
 # modules (not whole packages) a layer may not import
-FORBIDDEN_MODULES = {"engines": ("stbn.training",), "pipeline": ("stbn.training",)}
+FORBIDDEN_MODULES = {"engines": ("stbn.training",), "pipeline": ("stbn.training",), "cluster": ("stbn.training",)}
 
 
 def imported_modules(path: Path) -> set[str]:
