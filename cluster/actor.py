@@ -57,6 +57,7 @@ class Poll:
     rows: np.ndarray  # latency rows of the frames published since the last poll (LatencyProfiler.rows)
     compute_ms: list[float]  # inference times since the last poll
     running: bool  # False once the pipeline has ended (its source ended or the stream failed)
+    fenced: bool  # it stopped itself, not polled for too long (the driver restarts it)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Finished:
 class StreamActor:
     """Runs one stream's pipeline on a thread of the actor process (created by cluster.streams)."""
 
-    def __init__(self, config: PipelineConfig, publish_host: str, resume: StreamResume | None) -> None:
+    def __init__(self, config: PipelineConfig, publish_host: str, resume: StreamResume | None, fence_s: float) -> None:
         import ray
 
         level = getattr(logging, config.log_level.upper(), logging.INFO)
@@ -88,9 +89,15 @@ class StreamActor:
         self._rows_sent = 0
         self._compute_sent = 0
         self._thread: threading.Thread | None = None
+        # a lease: an actor the driver has not polled for fence_s stops its stream, so that when the
+        # driver has given it up (its node unreachable) and started it elsewhere, one copy publishes
+        self.fence_s = fence_s
+        self._contact = time.monotonic()
+        self.fenced = False
 
     def start(self, timeout_s: float) -> Started:
         """Build and start the pipeline; returns once it runs (engine built, publisher bound) or failed."""
+        self._contact = time.monotonic()
         try:
             resume = {self.source.id: self.resume} if self.resume is not None else None
             self.pipeline = Pipeline(self.config, resume=resume)
@@ -98,6 +105,7 @@ class StreamActor:
             return Started(self.node, self.node_id, os.getpid(), None, "", str(exc))
         self._thread = threading.Thread(target=self._run, name=f"pipeline-{self.source.id}", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._fence, name=f"fence-{self.source.id}", daemon=True).start()
         if not self._ready.wait(timeout_s):
             log.warning("stream %s: not running after %.0f s; the driver goes on polling it", self.source.id, timeout_s)
         publisher = self.pipeline.publisher
@@ -114,7 +122,17 @@ class StreamActor:
         finally:
             self._ready.set()
 
+    def _fence(self) -> None:
+        while not self.stop_event.wait(0.25):
+            silent = time.monotonic() - self._contact
+            if silent > self.fence_s:
+                log.warning("stream %s: the driver has not polled for %.1f s: stopping this copy (it may run "
+                            "elsewhere now)", self.source.id, silent)  # fmt: skip
+                self.fenced = True
+                self.stop_event.set()
+
     def poll(self) -> Poll:
+        self._contact = time.monotonic()
         pipeline = self.pipeline
         sid = self.source.id
         live = pipeline.snapshot()[sid]
@@ -123,10 +141,11 @@ class StreamActor:
         compute = list(pipeline.streams[sid].state.compute_ms)
         fresh = compute[self._compute_sent :] if len(compute) >= self._compute_sent else compute
         self._compute_sent = len(compute)
-        return Poll(live, rows, fresh, self._thread is not None and self._thread.is_alive())
+        return Poll(live, rows, fresh, self._thread is not None and self._thread.is_alive(), self.fenced)
 
     def finish(self, timeout_s: float) -> Finished:
         """Stop (drain, flush, close) and return the report; the last rows ride along."""
+        self._contact = time.monotonic()
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -134,9 +153,6 @@ class StreamActor:
             self.pipeline.interrupt("the cluster driver stopped waiting")
             self._thread.join(10.0)
         return Finished(self._report, self._error, self.poll())
-
-    def ping(self) -> float:
-        return time.time()
 
 
 def publish_host_is_wildcard(endpoint: str) -> bool:

@@ -35,6 +35,7 @@ log = logging.getLogger("cluster")
 
 START_TIMEOUT_S = 120.0  # an actor's engine build (an export on first use) and socket bind
 LOST_AFTER_S = 10.0  # an actor that has not answered a poll for this long is taken as lost
+FENCE_S = 5.0  # an actor not polled for this long stops its stream itself (cluster.actor): < LOST_AFTER_S
 PROGRESS_EVERY_S = 10.0
 SUMMED = ("captured", "inferred", "published", "denoiser_resets")  # counters that add up over generations
 
@@ -158,7 +159,7 @@ class ClusterRun:
             "scheduling_strategy": self._strategy(slot),
         }
         config = self.config_for(slot.source)
-        actor = self._remote.options(**options).remote(config, self.publish_host, resume)
+        actor = self._remote.options(**options).remote(config, self.publish_host, resume, FENCE_S)
         first_seq = resume.first_seq if resume else 0
         with self._lock:
             slot.generations.append(Generation(len(slot.generations), started_at=time.time(), first_seq=first_seq))
@@ -247,6 +248,8 @@ class ClusterRun:
             self._take(slot, poll, now)
             if not poll.running:
                 self._finish(slot)
+                if poll.fenced:  # it stopped itself while this driver was not polling: not an end
+                    self._lost(slot, f"not polled for {FENCE_S:.0f} s, it stopped itself")
 
     def _take(self, slot: StreamSlot, poll: Poll, now: float) -> None:
         sid = slot.source.id
@@ -286,7 +289,10 @@ class ClusterRun:
             slot.actor = None
             if not restart or slot.restarts >= self.cluster.max_restarts:
                 slot.state = SlotState.FAILED
-                slot.error = f"actor lost ({why}); {slot.restarts} restart(s), cluster.max_restarts reached"
+                slot.error = (
+                    f"actor lost ({why}) while stopping" if not restart
+                    else f"actor lost ({why}); {slot.restarts} restart(s), cluster.max_restarts reached"
+                )  # fmt: skip
                 log.error("stream %s: %s", slot.source.id, slot.error)
                 return
             slot.restarts += 1
@@ -301,8 +307,8 @@ class ClusterRun:
 
     def _resume(self, slot: StreamSlot, now: float, why: str) -> StreamResume:
         """Where the restarted stream goes on from: sequence numbers above any the lost actor may have
-        used since its last poll (at the rate it captured), a new epoch, the restart counted as a
-        reconnect."""
+        used since its last poll (at the rate it captured, until it fenced itself: it may outlive its
+        node's loss, or be cut off rather than dead), a new epoch, the restart counted as a reconnect."""
         gen = slot.current
         status = gen.last.status if gen is not None and gen.last is not None else None
         if status is None:  # lost before its first poll
@@ -314,7 +320,7 @@ class ClusterRun:
         last_seq = gen.first_seq + status.captured - 1
         elapsed = max(now - gen.started_at, 1e-3)
         rate = max(status.captured / elapsed, slot.source.fps)
-        unseen = math.ceil(rate * (now - gen.polled_at)) + 1
+        unseen = math.ceil(rate * (max(now, gen.polled_at + FENCE_S) - gen.polled_at)) + 1
         return StreamResume(
             first_seq=last_seq + 1 + unseen,
             epoch=status.epoch + 1,

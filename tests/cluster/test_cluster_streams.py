@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
+from cluster.actor import StreamActor
+from cluster.local import LocalCluster
 from cluster.streams import ClusterRun
 from pipeline.config import PipelineConfig, default_config_path, load_config
 from pipeline.subscribe import Subscriber
-from tests.cluster.conftest import REPO, TwoNodeCluster, ray_env
+from tests.cluster.conftest import REPO, ray_env
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +79,7 @@ def get_json(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_killed_node_s_stream_comes_back_on_the_other_node(
-    two_node_cluster: TwoNodeCluster, cluster_checkpoint: Path, tmp_path: Path
+    two_node_cluster: LocalCluster, cluster_checkpoint: Path, tmp_path: Path
 ) -> None:
     import ray
 
@@ -94,7 +96,7 @@ def test_a_killed_node_s_stream_comes_back_on_the_other_node(
         where = run.placement()
         nodes = {sid: run.slots[sid].current.node_id for sid in where}
         assert len(set(nodes.values())) == 2, f"the streams were not spread over the two nodes: {nodes}"
-        lost = next(sid for sid, node in nodes.items() if node == two_node_cluster.worker_node_id)
+        lost = next(sid for sid, node in nodes.items() if node == two_node_cluster.workers[0].node_id)
         kept = "cam1" if lost == "cam0" else "cam0"
         for sid, info in where.items():
             assert info["endpoint"].startswith("tcp://127.0.0.1:") and info["cluster_state"] == "running"
@@ -108,13 +110,13 @@ def test_a_killed_node_s_stream_comes_back_on_the_other_node(
         assert f'stbn_stream_placement{{endpoint="{where[lost]["endpoint"]}"' in metrics
         time.sleep(2.0)
 
-        two_node_cluster.worker.kill()
+        two_node_cluster.workers[0].kill()
         back = wait_until(
             lambda: run.placement()[lost]["generation"] == 1 and run.placement()[lost]["cluster_state"] == "running",
             30, "the lost stream running again",
         )  # fmt: skip
         assert back < 15.0, f"the lost stream came back after {back:.1f} s"
-        assert run.slots[lost].current.node_id != two_node_cluster.worker_node_id
+        assert run.slots[lost].current.node_id != two_node_cluster.workers[0].node_id
         new_endpoint = run.placement()[lost]["endpoint"]
         collectors[f"{lost}-after"] = Collector(new_endpoint)
         published = run.snapshot()[lost].status.published
@@ -149,8 +151,28 @@ def test_a_killed_node_s_stream_comes_back_on_the_other_node(
     before = collectors[lost].frames
     after = collectors[f"{lost}-after"].frames
     assert before and after and all(e == 0 for e, _ in before) and all(e == 1 for e, _ in after)
-    assert min(s for _, s in after) > max(s for _, s in before)
+    assert min(s for _, s in after) > max(s for _, s in before), (hit["gaps"], generations)
     assert hit["published"] == sum(g["published"] for g in generations)
+
+
+def test_an_actor_no_longer_polled_stops_its_stream(
+    two_node_cluster: LocalCluster, cluster_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The lease: a copy whose driver gave it up (cut off, not dead) stops, so one copy publishes."""
+    import ray
+
+    config = stream_config(cluster_checkpoint, tmp_path, two_node_cluster.address)
+    one = dataclasses.replace(config, sources=config.sources[:1])
+    actor = ray.remote(StreamActor).options(num_cpus=1).remote(one, "127.0.0.1", None, 1.5)
+    try:
+        started = ray.get(actor.start.remote(60.0), timeout=90)
+        assert started.error is None and started.endpoint.startswith("tcp://127.0.0.1:")
+        time.sleep(3.5)
+        poll = ray.get(actor.poll.remote(), timeout=30)
+        assert poll.fenced and not poll.running
+        assert poll.live.status.state.value == "ended"  # stopped as a source that ends: drained, flushed
+    finally:
+        ray.kill(actor)
 
 
 def test_run_pipeline_on_a_local_cluster_publishes_every_frame_once(cluster_checkpoint: Path, tmp_path: Path) -> None:
