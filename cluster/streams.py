@@ -57,7 +57,8 @@ class Generation:
     node_id: str = ""
     pid: int = 0
     endpoint: str | None = None
-    started_at: float = 0.0
+    started_at: float = 0.0  # the actor was asked for
+    running_at: float | None = None  # its pipeline ran (engine built, publisher bound)
     ended_at: float | None = None
     end: str = ""  # ended / stopped / failed: ... / lost: ...
     first_seq: int = 0
@@ -66,7 +67,7 @@ class Generation:
 
     def to_json(self) -> dict[str, Any]:
         published = self.last.status.published if self.last else 0
-        fields = ("node", "node_id", "pid", "endpoint", "started_at", "ended_at", "end", "first_seq")
+        fields = ("node", "node_id", "pid", "endpoint", "started_at", "running_at", "ended_at", "end", "first_seq")
         return {"generation": self.index, **{k: getattr(self, k) for k in fields}, "published": published}
 
 
@@ -189,7 +190,7 @@ class ClusterRun:
         gen = slot.current
         with self._lock:
             gen.node, gen.node_id, gen.pid, gen.endpoint = started.node, started.node_id, started.pid, started.endpoint
-            gen.polled_at = time.time()
+            gen.polled_at = gen.running_at = time.time()
             slot.pending_resume = None
             slot.start_ref = None
             self.engine = self.engine or started.engine
