@@ -29,6 +29,7 @@ from pipeline.metrics import MetricsServer
 from pipeline.profiling import LatencyProfiler, write_json
 from pipeline.ring import RingStats
 from pipeline.run import stop_on_signals, summary_line
+from pipeline.runner import RunClock
 from pipeline.stages import LiveStream, StreamResume, StreamSnapshot, StreamStatus
 
 log = logging.getLogger("cluster")
@@ -36,7 +37,6 @@ log = logging.getLogger("cluster")
 START_TIMEOUT_S = 120.0  # an actor's engine build (an export on first use) and socket bind
 LOST_AFTER_S = 10.0  # an actor that has not answered a poll for this long is taken as lost
 FENCE_S = 5.0  # an actor not polled for this long stops its stream itself (cluster.actor): < LOST_AFTER_S
-PROGRESS_EVERY_S = 10.0
 SUMMED = ("captured", "inferred", "published", "denoiser_resets")  # counters that add up over generations
 
 
@@ -71,12 +71,26 @@ class Generation:
         return {"generation": self.index, **{k: getattr(self, k) for k in fields}, "published": published}
 
 
+@dataclass(frozen=True)
+class StreamResources:
+    """What one stream's actor asks the scheduler for."""
+
+    num_cpus: float
+    num_gpus: float
+    node: str  # pinned to the node of this address; "" = anywhere
+
+    def fits(self, node: dict[str, Any]) -> bool:
+        """Whether a node of ``ray.nodes()`` has the CPUs and GPUs in all."""
+        have = node.get("Resources", {})
+        return have.get("CPU", 0) >= self.num_cpus and have.get("GPU", 0) >= self.num_gpus
+
+
 @dataclass
 class StreamSlot:
     """The driver's record of one stream: its actor, its generations, what they counted."""
 
     source: SourceConfig
-    resources: dict[str, Any]
+    resources: StreamResources
     state: SlotState = SlotState.STARTING
     actor: Any = None
     generations: list[Generation] = field(default_factory=list)
@@ -116,14 +130,14 @@ class ClusterRun:
         self.publish_host = "127.0.0.1" if local and self.cluster.publish_host == "node" else self.cluster.publish_host
 
     # -- placement -----------------------------------------------------------------------------------
-    def _resources(self, source: SourceConfig) -> dict[str, Any]:
+    def _resources(self, source: SourceConfig) -> StreamResources:
         own = self.cluster.placement(source.id)
         engine = self.config.engine
         cpus = own.num_cpus if own.num_cpus is not None else (self.cluster.num_cpus or max(1, engine.threads))
         gpus = own.num_gpus if own.num_gpus is not None else self.cluster.num_gpus
         if gpus is None:
             gpus = 1.0 if engine.device.startswith("cuda") else 0.0
-        return {"num_cpus": cpus, "num_gpus": gpus, "node": own.node}
+        return StreamResources(cpus, gpus, own.node)
 
     def _strategy(self, slot: StreamSlot) -> Any:
         """Where the scheduler may put the stream: its configured node, away from the node it was
@@ -131,18 +145,14 @@ class ClusterRun:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
-        pinned = slot.resources["node"]
+        pinned = slot.resources.node
         if pinned:
             node = next((n for n in nodes if n.get("NodeManagerAddress") == pinned), None)
             if node is None:
                 raise ClusterUnavailable(f"stream {slot.source.id}: no live node at {pinned} (cluster.streams.node)")
             return NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         if slot.avoid_node:
-            others = [
-                n for n in nodes
-                if n.get("NodeID") != slot.avoid_node
-                and n.get("Resources", {}).get("CPU", 0) >= slot.resources["num_cpus"]
-            ]  # fmt: skip
+            others = [n for n in nodes if n.get("NodeID") != slot.avoid_node and slot.resources.fits(n)]
             if others:
                 target = others[slot.restarts % len(others)]
                 return NodeAffinitySchedulingStrategy(target["NodeID"], soft=True)
@@ -153,8 +163,8 @@ class ClusterRun:
         :meth:`_check_starts` sees it running. Never waits: the other streams stay supervised."""
         resume = slot.pending_resume
         options = {
-            "num_cpus": slot.resources["num_cpus"],
-            "num_gpus": slot.resources["num_gpus"],
+            "num_cpus": slot.resources.num_cpus,
+            "num_gpus": slot.resources.num_gpus,
             "max_restarts": 0,  # the driver restarts, with the seq and epoch bookkeeping
             "max_concurrency": 4,  # poll while finish drains
             "scheduling_strategy": self._strategy(slot),
@@ -211,14 +221,16 @@ class ClusterRun:
     # -- supervision ----------------------------------------------------------------------------------
     def _check_feasible(self) -> None:
         """Every stream's resources fit some node (else Ray would wait for them forever)."""
-        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         for slot in self.slots.values():
-            cpus, gpus = slot.resources["num_cpus"], slot.resources["num_gpus"]
-            if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
-                have = ", ".join(f"{n.get('CPU', 0):g} CPU / {n.get('GPU', 0):g} GPU" for n in nodes)
+            want = slot.resources
+            if not any(want.fits(n) for n in nodes):
+                have = ", ".join(
+                    f"{n['Resources'].get('CPU', 0):g} CPU / {n['Resources'].get('GPU', 0):g} GPU" for n in nodes
+                )
                 raise ClusterUnavailable(
-                    f"stream {slot.source.id} asks for {cpus:g} CPU / {gpus:g} GPU, more than any node has ({have}); "
-                    "lower cluster.num_cpus / num_gpus or cluster.streams"
+                    f"stream {slot.source.id} asks for {want.num_cpus:g} CPU / {want.num_gpus:g} GPU, more than any "
+                    f"node has ({have}); lower cluster.num_cpus / num_gpus or cluster.streams"
                 )
 
     def _actor_errors(self) -> tuple[type[BaseException], ...]:
@@ -373,10 +385,10 @@ class ClusterRun:
             log.info("metrics for every stream on http://%s:%d/metrics", cfg.metrics.host, self.metrics.port)
         try:
             self._check_feasible()
-            self.started_at = time.time()
+            clock = RunClock(cfg.duration_s, self._log_progress)
+            self.started_at = clock.started_at
             for slot in self.slots.values():
                 self._create(slot)
-            next_progress = time.monotonic() + PROGRESS_EVERY_S
             while not stop.is_set():
                 self._check_starts()
                 self._poll()
@@ -386,11 +398,9 @@ class ClusterRun:
                     break
                 if cfg.fail_fast and SlotState.FAILED in states:
                     break
-                if cfg.duration_s and time.time() - self.started_at >= cfg.duration_s:
+                if clock.expired():
                     break
-                if time.monotonic() >= next_progress:
-                    self._log_progress()
-                    next_progress = time.monotonic() + PROGRESS_EVERY_S
+                clock.tick()
                 stop.wait(self.cluster.poll_s)
         finally:
             self._stop_all()

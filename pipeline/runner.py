@@ -28,6 +28,25 @@ KEEP_UP_DROPPED = 0.1  # share of a window's frames the ring dropped before a st
 STALE_WARN_AFTER = 30  # frames in a row too old to send before a stream warns that subscribers get nothing
 
 
+class RunClock:
+    """A run's time limit (``duration_s``; 0 = none) and its progress line every PROGRESS_EVERY_S."""
+
+    def __init__(self, duration_s: float, log_progress: Callable[[], None]) -> None:
+        self.duration_s = duration_s
+        self.started_at = time.time()
+        self._log_progress = log_progress
+        self._next_progress = time.monotonic() + PROGRESS_EVERY_S
+
+    def expired(self) -> bool:
+        return bool(self.duration_s) and time.time() - self.started_at >= self.duration_s
+
+    def tick(self) -> None:
+        """Log progress when it is due."""
+        if time.monotonic() >= self._next_progress:
+            self._log_progress()
+            self._next_progress = time.monotonic() + PROGRESS_EVERY_S
+
+
 class PipelineError(RuntimeError):
     """A fatal pipeline error (bad source, engine, checkpoint, endpoint, failed stream)."""
 
@@ -220,7 +239,8 @@ class Pipeline:
         self._prebuild_engines()
         topics = {s.id: s.zmq_topic for s in cfg.sources}
         self._publish = PublishStage(self.out, self.publisher, topics, self.lookaheads, self._sinks, self._on_published)
-        self.started_at = time.time()
+        clock = RunClock(cfg.duration_s, self._log_progress)
+        self.started_at = clock.started_at
         self._publish.start()
         for st in self.streams.values():
             st.inference.start()
@@ -230,7 +250,6 @@ class Pipeline:
         if on_ready is not None:
             on_ready(self)
         failure: str | None = None
-        next_progress = time.monotonic() + PROGRESS_EVERY_S
         try:
             while not stop.is_set():
                 # one stream's failure stops that stream only; the others (and /metrics, /healthz)
@@ -244,11 +263,9 @@ class Pipeline:
                         st.capture.stop()
                 if all(not st.capture.alive for st in self.streams.values()):
                     break
-                if cfg.duration_s and time.time() - self.started_at >= cfg.duration_s:
+                if clock.expired():
                     break
-                if time.monotonic() >= next_progress:
-                    self._log_progress()
-                    next_progress = time.monotonic() + PROGRESS_EVERY_S
+                clock.tick()
                 self._keep_up.check(self.streams)
                 stop.wait(0.05)
         finally:
