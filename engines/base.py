@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stbn import devices
 from stbn.checkpoint import LoadedCheckpoint, load_checkpoint
 from stbn.model import STBN
 from stbn.step import GRAPHS, graph_names
@@ -172,12 +173,11 @@ class Engine(abc.ABC):
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailable(f"device {name!r} asked for, but PyTorch sees no CUDA device")
-    return device
+    """stbn.devices' rule, a missing CUDA device as this layer's BackendUnavailable."""
+    try:
+        return devices.resolve_device(name)
+    except devices.DeviceUnavailable as exc:
+        raise BackendUnavailable(str(exc)) from None
 
 
 def upload_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -19,7 +19,8 @@ from stbn.camera import CameraModel
 from stbn.evaluation.metrics import mean_frame_psnr
 from stbn.evaluation.protocol import stbn_streaming
 from stbn.noise_estimation import NoiseConfig, scale_levels
-from stbn.training.data import TRAIN_PHOTOS, WALLPAPER_TRAIN_PHOTOS, load_photos, synthetic_clip
+from stbn.training.motion import synthetic_clip
+from stbn.training.photos import TRAIN_PHOTOS, WALLPAPER_TRAIN_PHOTOS, load_photos
 from stbn.weights import shipped_checkpoint
 
 STRIDES = (1, 2, 3, 4)

@@ -32,7 +32,8 @@ from stbn.evaluation.metrics import psnr
 from stbn.evaluation.protocol import stbn_streaming
 from stbn.noise_estimation import CORRELATED_ABOVE, NoiseConfig, scale_levels
 from stbn.phases import PhaseTiling
-from stbn.training.data import TRAIN_PHOTOS, WALLPAPER_TRAIN_PHOTOS, load_photos, synthetic_clip
+from stbn.training.motion import synthetic_clip
+from stbn.training.photos import TRAIN_PHOTOS, WALLPAPER_TRAIN_PHOTOS, load_photos
 
 MULTIPLIERS = (0.125, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8)  # of the clip's 2x2-averaged level
 

@@ -44,18 +44,18 @@ from stbn.evaluation.datasets import CONTENT_GROUPS, bikes  # noqa: E402
 from stbn.evaluation.metrics import mean_frame_psnr, to_uint8  # noqa: E402
 from stbn.evaluation.noise import add_noise  # noqa: E402
 from stbn.evaluation.protocol import stbn_offline, stbn_streaming  # noqa: E402
+from stbn.io import DataUnavailable  # noqa: E402
 from stbn.noise_estimation import NoiseConfig  # noqa: E402
 from stbn.streaming import StreamingDenoiser  # noqa: E402
 from stbn.training.config import load_train_config  # noqa: E402
-from stbn.training.data import (  # noqa: E402
+from stbn.training.motion import synthetic_clip  # noqa: E402
+from stbn.training.photos import (  # noqa: E402
     HELDOUT_PHOTOS,
     TRAIN_PHOTOS,
     WALLPAPER_TRAIN_PHOTOS,
-    DataUnavailable,
     default_cache_dir,
     load_photo,
     load_photos,
-    synthetic_clip,
 )
 from stbn.training.run import train  # noqa: E402
 from stbn.training.sources import resolve_video_path  # noqa: E402

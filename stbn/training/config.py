@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stbn.training.data import MotionConfig
+from stbn.training.motion import MotionConfig
 from stbn.yamlconfig import ConfigError, from_dict, read_yaml_mapping
 
 NOISE_KINDS = ("gaussian", "poisson-gaussian")
@@ -32,9 +32,9 @@ class VideoSource:
 
 @dataclass(frozen=True)
 class DataConfig:
-    photos: tuple[str, ...] = ()  # bundled photo names; empty = stbn.training.data.TRAIN_PHOTOS
+    photos: tuple[str, ...] = ()  # bundled photo names; empty = stbn.training.photos.TRAIN_PHOTOS
     photo_folder: str | None = None  # a user's own photos for synthetic-motion clips (added)
-    wallpapers: bool = False  # add stbn.training.data.WALLPAPER_TRAIN_PHOTOS (Debian packages, fetched once)
+    wallpapers: bool = False  # add stbn.training.photos.WALLPAPER_TRAIN_PHOTOS (Debian packages, fetched once)
     videos: tuple[VideoSource, ...] = ()
     synthetic_fraction: float = 1.0  # share of clips from the synthetic-motion generator
     frames: tuple[int, int] = (5, 8)  # clip length T, drawn per batch (inclusive)

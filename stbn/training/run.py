@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from stbn.checkpoint import NoiseModel
+from stbn.io import read_clip, to_float
 from stbn.noise_estimation import estimate_video_sigma
 from stbn.training.config import TrainConfig
-from stbn.training.data import read_clip, to_float
+from stbn.training.distributed import init_distributed
 from stbn.training.sources import CleanClipSampler, NoisyVideoSource, SyntheticNoiseSource, training_photos
-from stbn.training.trainer import Trainer, init_distributed, validation_clips
+from stbn.training.trainer import Trainer
+from stbn.training.validation import validation_clips
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:

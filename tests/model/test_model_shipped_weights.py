@@ -17,7 +17,7 @@ import torch
 
 import stbn
 from stbn.evaluation.metrics import psnr
-from stbn.training.data import MotionConfig, synthetic_clip
+from stbn.training.motion import MotionConfig, synthetic_clip
 
 WEIGHTS = sorted((Path(__file__).parents[2] / "weights").glob("stbn-*.pt"))
 SIGMA = 25.0

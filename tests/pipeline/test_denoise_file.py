@@ -20,7 +20,8 @@ from pipeline.denoise_file import DenoiseOptions, denoise_file, read_input
 from pipeline.sinks import VideoWriter
 from stbn.adapt import AdaptConfig, adapt
 from stbn.evaluation.metrics import psnr
-from stbn.training.data import HELDOUT_PHOTOS, load_photos, synthetic_clip
+from stbn.training.motion import synthetic_clip
+from stbn.training.photos import HELDOUT_PHOTOS, load_photos
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGMA = 25.0

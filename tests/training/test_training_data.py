@@ -9,16 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from stbn.io import read_clip
 from stbn.training.config import ConfigError, load_train_config
-from stbn.training.data import (
-    HELDOUT_PHOTOS,
-    TRAIN_PHOTOS,
-    load_photos,
-    random_clip_crop,
-    read_clip,
-    synthetic_clip,
-)
+from stbn.training.motion import random_clip_crop, synthetic_clip
 from stbn.training.noise import add_gaussian, add_poisson_gaussian, sample_sigmas
+from stbn.training.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photos
 from stbn.warp import warp_bilinear
 
 ROOT = Path(__file__).resolve().parents[2]

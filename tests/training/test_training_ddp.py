@@ -12,8 +12,9 @@ import torch.multiprocessing as mp
 
 import stbn
 from stbn.training.config import DataConfig, TrainConfig
+from stbn.training.distributed import init_distributed
 from stbn.training.sources import NoisyVideoSource
-from stbn.training.trainer import Trainer, init_distributed
+from stbn.training.trainer import Trainer
 
 TINY = {"channels": 8, "stage_b_mid": 8, "srfe_channels": 16, "flow_channels": 8, "flow_levels": 2}
 

@@ -13,10 +13,12 @@ import torch
 
 import stbn
 from stbn.training.config import CompileMode, DataConfig, TrainConfig
-from stbn.training.data import TRAIN_PHOTOS, load_photos, synthetic_clip
+from stbn.training.losses import batch_psnr, distillation_loss, make_teacher
+from stbn.training.motion import synthetic_clip
 from stbn.training.noise import add_gaussian
+from stbn.training.photos import TRAIN_PHOTOS, load_photos
 from stbn.training.sources import NoisyVideoSource
-from stbn.training.trainer import Trainer, batch_psnr, distillation_loss, make_teacher
+from stbn.training.trainer import Trainer
 
 TINY = {"channels": 8, "stage_b_mid": 8, "srfe_channels": 16, "flow_channels": 8, "flow_levels": 2}
 
@@ -197,7 +199,8 @@ def test_training_l2_loss_and_poisson_gaussian_source(tmp_path: Path) -> None:
 
 def test_validation_reports_the_prior_mean_and_keeps_the_best_checkpoint(tmp_path: Path) -> None:
     from stbn.training.config import ValConfig
-    from stbn.training.trainer import BEST_FILE, validation_clips
+    from stbn.training.trainer import BEST_FILE
+    from stbn.training.validation import validation_clips
 
     noisy, _ = noisy_clip(frames=5, size=32)
     cfg = config(tmp_path, 4).replace(val=ValConfig(every=2, clips=1, frames=3, size=32, sigma=30.0))
@@ -247,7 +250,7 @@ def test_student_learns_the_teachers_posterior_and_sees_the_centre_pixel(tmp_pat
 
 
 def test_teacher_and_student_configs_must_agree(tmp_path: Path) -> None:
-    from stbn.training.trainer import load_denoising_teacher
+    from stbn.training.losses import load_denoising_teacher
     from stbn.yamlconfig import ConfigError
 
     with pytest.raises(ConfigError, match="teacher"):
@@ -294,7 +297,7 @@ def test_training_config_names_bad_schedule_precision_device_and_workers() -> No
     with pytest.raises(ConfigError, match="device"):
         TrainConfig(device="tpu")
     from stbn.training.config import config_from_dict
-    from stbn.training.trainer import LossModule
+    from stbn.training.losses import LossModule
 
     with pytest.raises(ConfigError, match=r"optim\.loss"):  # no silent fallback to L2
         config_from_dict({"optim": {"loss": "l1"}})
