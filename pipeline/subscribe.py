@@ -22,6 +22,7 @@ import numpy as np
 import zmq
 import zmq.auth
 
+from pipeline.profiling import summarize
 from pipeline.wire import ReceivedFrame, WireFormatError, decode
 
 
@@ -77,12 +78,8 @@ class Subscriber:
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"count": 0}
-    a = np.asarray(values, np.float64)
-    return {"count": int(a.size), "p50": round(float(np.percentile(a, 50)), 2),
-            "p95": round(float(np.percentile(a, 95)), 2), "p99": round(float(np.percentile(a, 99)), 2),
-            "mean": round(float(a.mean()), 2), "max": round(float(a.max()), 2)}
+    """The report's percentile summary (pipeline.profiling.summarize) of a list of ms."""
+    return summarize(np.asarray(values, np.float64))
 
 
 def _rate(frames: list[ReceivedFrame]) -> float | None:

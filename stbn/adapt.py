@@ -120,13 +120,12 @@ def trained_loss(metadata: dict[str, Any]) -> tuple[str, float]:
 def _holdout_batches(
     noisy: np.ndarray, sigma: float, config: AdaptConfig, frames: int, crop: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    from stbn.training.motion import random_window
+
     rng = np.random.default_rng([config.seed, 1])
-    n, h, w = noisy.shape[:3]
     out = []
     for _ in range(config.guard_crops):
-        t0 = int(rng.integers(0, n - frames + 1))
-        y0, x0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-        clip = noisy[t0 : t0 + frames, y0 : y0 + crop, x0 : x0 + crop]
+        clip = noisy[random_window(noisy.shape, frames, crop, rng)]
         out.append(
             (torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).unsqueeze(0), torch.tensor([sigma]))
         )

@@ -191,17 +191,25 @@ def synthetic_clip(
 # --- crops ----------------------------------------------------------------------------------------
 
 
-def random_clip_crop(
-    frames: np.ndarray, length: int, size: int | tuple[int, int], rng: np.random.Generator
-) -> np.ndarray:
-    """``length`` consecutive frames of (N, H, W, 3) with one random spatial crop for all of them."""
+def random_window(
+    shape: tuple[int, ...], length: int, size: int | tuple[int, int], rng: np.random.Generator
+) -> tuple[slice, slice, slice]:
+    """A random (time, row, column) window of ``length`` frames of ``size`` in an (N, H, W, ...) array:
+    the one crop sampler of training, adaptation and its guard."""
     ch, cw = (size, size) if isinstance(size, int) else size
-    n, h, w = frames.shape[:3]
+    n, h, w = shape[:3]
     if n < length or h < ch or w < cw:
         raise ValueError(f"cannot take {length} frames of {ch}x{cw} from a clip of {n} frames of {h}x{w}")
     t0 = int(rng.integers(0, n - length + 1))
     y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    return frames[t0 : t0 + length, y0 : y0 + ch, x0 : x0 + cw]
+    return slice(t0, t0 + length), slice(y0, y0 + ch), slice(x0, x0 + cw)
+
+
+def random_clip_crop(
+    frames: np.ndarray, length: int, size: int | tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """``length`` consecutive frames of (N, H, W, 3) with one random spatial crop for all of them."""
+    return frames[random_window(frames.shape, length, size, rng)]
 
 
 def centre_crop(frames: np.ndarray, height: int | None, width: int | None) -> np.ndarray:

@@ -14,7 +14,7 @@ from stbn.camera import CameraModel, Codec
 from stbn.io import read_clip, to_float
 from stbn.phases import PhaseTiling
 from stbn.training.config import CameraLayout, CameraTarget, DataConfig, NoiseSettings, VideoSource
-from stbn.training.motion import MotionConfig, random_clip_crop, synthetic_clip
+from stbn.training.motion import MotionConfig, random_clip_crop, random_window, synthetic_clip
 from stbn.training.noise import (
     add_gaussian,
     add_poisson_gaussian,
@@ -217,9 +217,7 @@ class NoisyVideoSource:
         frames, size = min(frames, n), min(size, h // 16 * 16, w // 16 * 16)
         noisy, clean = [], []
         for _ in range(self.data.batch_size):
-            t0 = int(rng.integers(0, n - frames + 1))
-            y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-            window = (slice(t0, t0 + frames), slice(y0, y0 + size), slice(x0, x0 + size))
+            window = random_window(self.noisy.shape, frames, size, rng)
             noisy.append(self.noisy[window])
             if self.clean is not None:
                 clean.append(self.clean[window])
