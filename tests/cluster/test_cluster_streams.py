@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -218,3 +220,44 @@ def test_a_stream_that_cannot_fit_any_node_is_a_clear_error(cluster_checkpoint: 
     )  # fmt: skip
     assert proc.returncode == 1
     assert "asks for 2 CPU / 1 GPU, more than any node has" in proc.stderr
+
+
+def test_ctrl_c_stops_every_actor_and_writes_one_report(cluster_checkpoint: Path, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole process group: the driver and the Ray processes it
+    started) on ``run_pipeline.py --cluster local`` with endless streams: the actors drain and stop,
+    one merged report, exit 0."""
+    config = tmp_path / "endless.yaml"
+    config.write_text(f"""
+sources:
+  - {{id: cam0, kind: synthetic, width: 96, height: 64, fps: 10, frames: 0, pace: true}}
+  - {{id: cam1, kind: synthetic, width: 96, height: 64, fps: 10, frames: 0, pace: true, seed: 1}}
+engine: {{backend: torch, checkpoint: {cluster_checkpoint}, preset: cpu-rt, device: cpu, threads: 1}}
+noise: {{mode: fixed, sigma: 20}}
+lookahead: 1
+metrics: {{enabled: true, port: 0}}
+report: {{dir: {tmp_path / "out"}, name: stopped, plot: false}}
+cluster: {{num_cpus: 1}}
+""")
+    proc = subprocess.Popen(
+        [sys.executable, "run_pipeline.py", "--config", str(config), "--cluster", "local"],
+        cwd=REPO, env=ray_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        seen = ""
+        while time.monotonic() < deadline and seen.count("running on node") < 2:
+            line = proc.stderr.readline()
+            assert line, "the run ended before both streams ran"
+            seen += line
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, (seen + err)[-3000:]
+    report = json.loads((tmp_path / "out" / "stopped.json").read_text())
+    assert report["ok"] and set(report["streams"]) == {"cam0", "cam1"}
+    for stream in report["streams"].values():
+        assert stream["published"] >= 10 and stream["in_order"]
+        assert stream["cluster"]["generations"][0]["end"] in ("stopped", "ended")
