@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engines import Engine, EngineError, create_engine
-from pipeline.config import PipelineConfig, SourceConfig
+from pipeline.config import PipelineConfig, SourceConfig, SourceKind
 from pipeline.frame import FrameRecord
 from pipeline.profiling import LatencyProfiler
 from pipeline.ring import OverflowPolicy, RingBuffer
@@ -57,7 +57,7 @@ class PipelineParts:
 # what a source kind says of its frames' encoding, where the config does not say (noise.compression):
 # RTSP carries H.264/HEVC/MJPEG and files are nearly always lossy; a camera's format is not reported
 # through OpenCV, synthetic frames and GStreamer pipelines could be anything
-_SOURCE_COMPRESSION = {"rtsp": Compression.LOSSY, "file": Compression.LOSSY}
+_SOURCE_COMPRESSION = {SourceKind.RTSP: Compression.LOSSY, SourceKind.FILE: Compression.LOSSY}
 
 
 def stream_noise(noise: NoiseConfig, source: SourceConfig) -> NoiseConfig:

@@ -4,6 +4,7 @@ the dataclass field they land on."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,32 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 __all__ = ["ConfigError", "PipelineConfig", "load_config", "to_dict"]
 
-SOURCE_KINDS = ("synthetic", "file", "camera", "rtsp", "gstreamer")
-SOURCE_BACKENDS = ("auto", "gstreamer", "pyav", "opencv")
+class SourceKind(str, enum.Enum):
+    """What a source is (``sources[].kind``)."""
+
+    SYNTHETIC = "synthetic"  # a generated noisy scene with a drawn timestamp
+    FILE = "file"
+    CAMERA = "camera"  # a USB / V4L2 camera (index or device path)
+    RTSP = "rtsp"
+    GSTREAMER = "gstreamer"  # any GStreamer launch line ending in an appsink
+
+    @property
+    def live(self) -> bool:
+        """A device or a stream: it does not wait for a slow reader."""
+        return self in (SourceKind.CAMERA, SourceKind.RTSP, SourceKind.GSTREAMER)
+
+
+class SourceBackend(str, enum.Enum):
+    """Which library reads a source (``sources[].backend``); AUTO is each kind's default."""
+
+    AUTO = "auto"
+    GSTREAMER = "gstreamer"
+    PYAV = "pyav"
+    OPENCV = "opencv"
+
+
+SOURCE_KINDS = tuple(k.value for k in SourceKind)
+SOURCE_BACKENDS = tuple(b.value for b in SourceBackend)
 RING_POLICIES = ("auto", *POLICIES)
 ENCODINGS = tuple(e.value for e in Encoding)
 
@@ -45,9 +70,9 @@ class ReconnectConfig:
 @dataclass(frozen=True)
 class SourceConfig:
     id: str = "cam0"
-    kind: str = "synthetic"
+    kind: SourceKind = SourceKind.SYNTHETIC
     uri: str = ""  # file path, camera index/path, rtsp:// URL or a GStreamer pipeline ending in appsink
-    backend: str = "auto"  # rtsp: gstreamer (default) | pyav | opencv; file: pyav (default) | opencv
+    backend: SourceBackend = SourceBackend.AUTO  # rtsp: gstreamer (default) | pyav | opencv; file: pyav | opencv
     topic: str = ""  # ZeroMQ topic; defaults to the id
     loop: bool = False  # file: start again at the end
     pace: bool = True  # file/synthetic: deliver at the frame rate (False: as fast as possible)
@@ -65,14 +90,17 @@ class SourceConfig:
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
 
     def __post_init__(self) -> None:
+        # a SourceConfig built in code may name them as strings: one check, one enum
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
         if self.backend not in SOURCE_BACKENDS:
             raise ValueError(f"backend must be one of {SOURCE_BACKENDS}, got {self.backend!r}")
+        object.__setattr__(self, "kind", SourceKind(self.kind))
+        object.__setattr__(self, "backend", SourceBackend(self.backend))
         if self.policy not in RING_POLICIES:
             raise ValueError(f"policy must be one of {RING_POLICIES}, got {self.policy!r}")
-        if self.kind in ("file", "rtsp", "gstreamer") and not self.uri:
-            raise ValueError(f"a {self.kind} source needs a uri")
+        if self.kind in (SourceKind.FILE, SourceKind.RTSP, SourceKind.GSTREAMER) and not self.uri:
+            raise ValueError(f"a {self.kind.value} source needs a uri")
         if not self.id or not self.id.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ValueError(f"id must be a non-empty name of letters, digits, -_. ; got {self.id!r}")
         for key, ok, rule in (
@@ -90,7 +118,7 @@ class SourceConfig:
 
     @property
     def live(self) -> bool:
-        return self.kind in ("camera", "rtsp", "gstreamer") or (self.kind == "synthetic" and self.pace)
+        return self.kind.live or (self.kind is SourceKind.SYNTHETIC and self.pace)
 
     @property
     def ring_policy(self) -> OverflowPolicy:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.build import BuildError, build_pipeline
-from pipeline.config import PipelineConfig, to_dict
+from pipeline.config import PipelineConfig, SourceKind, to_dict
 from pipeline.frame import FrameRecord, now_ns
 from pipeline.metrics import MetricsServer
 from pipeline.profiling import summarize, write_json
@@ -144,7 +144,7 @@ class Pipeline:
         """Export / compile before the clock starts where the frame size is known (synthetic
         sources), so the first frames' latency does not include it."""
         for engine, sc in zip(self.engines, self.config.sources):
-            if sc.kind == "synthetic" and engine.resolution != (sc.height, sc.width):
+            if sc.kind is SourceKind.SYNTHETIC and engine.resolution != (sc.height, sc.width):
                 start = time.perf_counter()
                 engine.build(sc.height, sc.width)
                 took = time.perf_counter() - start

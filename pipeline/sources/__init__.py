@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.config import SourceConfig
+from pipeline.config import SourceBackend, SourceConfig, SourceKind
 from pipeline.sources.base import Frame, Source, SourceDisconnected, SourceError
 from pipeline.sources.gstreamer import GStreamerSource, check_host, rtsp_launch
 from pipeline.sources.opencv import OpenCVSource
@@ -31,26 +31,27 @@ def _rtsp(make: Callable[[SourceConfig], Source]) -> Callable[[SourceConfig], So
     return checked
 
 
-# (kind, backend) -> the source; backend "auto" is each kind's default (config.SOURCE_KINDS and
-# SOURCE_BACKENDS name what a config may ask for).
-SOURCES: dict[tuple[str, str], Callable[[SourceConfig], Source]] = {
-    ("synthetic", "auto"): SyntheticSource,
-    ("file", "auto"): PyAVFileSource,
-    ("file", "pyav"): PyAVFileSource,
-    ("file", "opencv"): OpenCVSource,
-    ("camera", "auto"): lambda config: OpenCVSource(config, camera=True),
-    ("gstreamer", "auto"): GStreamerSource,
-    ("rtsp", "auto"): _rtsp(lambda config: GStreamerSource(config, rtsp_launch(config.uri))),
-    ("rtsp", "pyav"): _rtsp(PyAVStreamSource),
-    ("rtsp", "opencv"): _rtsp(OpenCVSource),
+# (kind, backend) -> the source; backend AUTO is each kind's default (config.SourceKind and
+# SourceBackend name what a config may ask for).
+K, B = SourceKind, SourceBackend
+SOURCES: dict[tuple[SourceKind, SourceBackend], Callable[[SourceConfig], Source]] = {
+    (K.SYNTHETIC, B.AUTO): SyntheticSource,
+    (K.FILE, B.AUTO): PyAVFileSource,
+    (K.FILE, B.PYAV): PyAVFileSource,
+    (K.FILE, B.OPENCV): OpenCVSource,
+    (K.CAMERA, B.AUTO): lambda config: OpenCVSource(config, camera=True),
+    (K.GSTREAMER, B.AUTO): GStreamerSource,
+    (K.RTSP, B.AUTO): _rtsp(lambda config: GStreamerSource(config, rtsp_launch(config.uri))),
+    (K.RTSP, B.PYAV): _rtsp(PyAVStreamSource),
+    (K.RTSP, B.OPENCV): _rtsp(OpenCVSource),
 }
 
 
 def make_source(config: SourceConfig) -> Source:
     """The source for a config (backend ``auto``: GStreamer for RTSP, PyAV for files)."""
-    make = SOURCES.get((config.kind, config.backend)) or SOURCES.get((config.kind, "auto"))
+    make = SOURCES.get((config.kind, config.backend)) or SOURCES.get((config.kind, SourceBackend.AUTO))
     if make is None:
-        raise SourceError(f"no {config.kind} source")
+        raise SourceError(f"no {config.kind.value} source")
     return make(config)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import SourceConfig
+from pipeline.config import SourceConfig, SourceKind
 
 log = logging.getLogger("pipeline.sources")
 
@@ -27,9 +27,9 @@ class SourceDisconnected(SourceError):
 class Source(abc.ABC):
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
-        self.description = f"{config.kind} source {config.id!r}"
+        self.description = f"{config.kind.value} source {config.id!r}"
         self.warnings: list[str] = []  # what the source noticed and reports at its end (a truncated file)
-        if config.kind in ("rtsp", "camera"):
+        if config.kind in (SourceKind.RTSP, SourceKind.CAMERA):
             self.description += f" ({config.uri})"
 
     @abc.abstractmethod

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from pipeline.config import SourceConfig
+from pipeline.config import SourceConfig, SourceKind
 from pipeline.gst import GStreamerUnavailable, load_gstreamer
 from pipeline.sources.base import Frame, Source, SourceDisconnected, SourceError
 
@@ -120,7 +120,7 @@ class GStreamerSource(Source):
                 if sample is not None:
                     break
                 error = self._bus_error()
-                if error == "end of stream" and self.config.kind == "gstreamer":
+                if error == "end of stream" and self.config.kind is SourceKind.GSTREAMER:
                     return None
             if error:
                 raise SourceDisconnected(f"{self.description}: {error}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import cv2
 
-from pipeline.config import SourceConfig
+from pipeline.config import SourceConfig, SourceKind
 from pipeline.sources.base import Frame, Source, SourceDisconnected, SourceError, check_path
 
 
@@ -30,7 +30,7 @@ class OpenCVSource(Source):
             if isinstance(target, str) and not Path(target).exists():
                 raise SourceDisconnected(f"{self.description}: no camera device {target!r}")
             cap = cv2.VideoCapture(target, cv2.CAP_V4L2 if hasattr(cv2, "CAP_V4L2") else cv2.CAP_ANY)
-        elif c.kind == "file":
+        elif c.kind is SourceKind.FILE:
             check_path(c.uri, self.description)
             cap = cv2.VideoCapture(c.uri, cv2.CAP_FFMPEG)
         else:
@@ -43,7 +43,7 @@ class OpenCVSource(Source):
             cap = cv2.VideoCapture(c.uri, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
-            if c.kind == "file":
+            if c.kind is SourceKind.FILE:
                 raise SourceError(f"{self.description}: {c.uri!r} is not a video file OpenCV can open")
             raise SourceDisconnected(f"{self.description}: could not open {c.uri or 0!r}")
         if self._camera:
@@ -62,7 +62,7 @@ class OpenCVSource(Source):
     def read(self) -> Frame | None:
         ok, bgr = self._cap.read()
         if not ok:
-            if self.config.kind == "file":
+            if self.config.kind is SourceKind.FILE:
                 if self.config.loop and self._count:
                     self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     ok, bgr = self._cap.read()
@@ -73,7 +73,7 @@ class OpenCVSource(Source):
             else:
                 raise SourceDisconnected(f"{self.description}: no frame (device or stream lost)")
         pts = self._count * self._period
-        if self.config.kind == "file" and self.config.pace:
+        if self.config.kind is SourceKind.FILE and self.config.pace:
             delay = self._start + pts - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
