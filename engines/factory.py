@@ -4,6 +4,7 @@ which and why."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import torch
@@ -13,6 +14,14 @@ from engines.selection import cpu_backend
 from stbn.model import STBN
 
 log = logging.getLogger("engines")
+
+# backend -> (module, Engine subclass): one file per backend
+BACKEND_CLASSES: dict[str, tuple[str, str]] = {
+    "torch": ("engines.torch_engine", "TorchEngine"),
+    "onnxruntime": ("engines.onnxruntime_engine", "OnnxRuntimeEngine"),
+    "openvino": ("engines.openvino_engine", "OpenVinoEngine"),
+    "tensorrt": ("engines.tensorrt_engine", "TensorRTEngine"),
+}
 
 
 def _tensorrt_usable() -> str | None:
@@ -40,20 +49,9 @@ def create_engine(config: EngineConfig, model: STBN | None = None) -> Engine:
             backend, why = pick.backend, pick.reason(config.precision)
         log.info("engine backend auto -> %s: %s", backend, why)
         config = config.replace(backend=backend)
-    if backend == "torch":
-        from engines.torch_engine import TorchEngine
-
-        return TorchEngine(config, model)
-    if backend == "onnxruntime":
-        from engines.onnxruntime_engine import OnnxRuntimeEngine
-
-        return OnnxRuntimeEngine(config, model)
-    if backend == "openvino":
-        from engines.openvino_engine import OpenVinoEngine
-
-        return OpenVinoEngine(config, model)
-    if backend == "tensorrt":
-        from engines.tensorrt_engine import TensorRTEngine
-
-        return TensorRTEngine(config, model)
-    raise BackendUnavailable(f"unknown backend {backend!r}")
+    if backend not in BACKEND_CLASSES:
+        raise BackendUnavailable(f"unknown backend {backend!r}")
+    module, name = BACKEND_CLASSES[backend]
+    # each backend's file imports its optional library: only the one asked for is loaded
+    engine_class = getattr(importlib.import_module(module), name)
+    return engine_class(config, model)

@@ -46,3 +46,10 @@ def test_pick_measures_every_installed_cpu_backend_and_auto_follows_it(tmp_path:
         engine = create_engine(config)
     engine.close()
     assert engine.name == slowest and "engines pick" in caplog.text and "frames/s" in caplog.text
+
+
+def test_every_backend_a_config_may_name_has_an_engine_class() -> None:
+    from engines.base import BACKENDS
+    from engines.factory import BACKEND_CLASSES
+
+    assert set(BACKENDS) - {"auto"} == set(BACKEND_CLASSES)
