@@ -177,20 +177,29 @@ def test_an_actor_no_longer_polled_stops_its_stream(
         ray.kill(actor)
 
 
+def local_config(
+    folder: Path, checkpoint: Path, name: str, frames: tuple[int, int], fps: float, pace: bool, lookahead: int
+) -> Path:
+    """A config of two small synthetic streams (cam0, cam1) for ``--cluster local``, its report
+    ``folder/out/<name>.json``."""
+    sources = "".join(
+        f"  - {{id: cam{i}, kind: synthetic, width: 96, height: 64, fps: {fps}, frames: {n}, "
+        f"pace: {str(pace).lower()}, seed: {i}}}\n" for i, n in enumerate(frames)
+    )  # fmt: skip
+    config = folder / f"{name}.yaml"
+    config.write_text(
+        f"sources:\n{sources}"
+        f"engine: {{backend: torch, checkpoint: {checkpoint}, preset: cpu-rt, device: cpu, threads: 1}}\n"
+        f"noise: {{mode: fixed, sigma: 20}}\nlookahead: {lookahead}\nmetrics: {{enabled: true, port: 0}}\n"
+        f"report: {{dir: {folder / 'out'}, name: {name}, plot: false}}\ncluster: {{num_cpus: 1}}\n"
+    )
+    return config
+
+
 def test_run_pipeline_on_a_local_cluster_publishes_every_frame_once(cluster_checkpoint: Path, tmp_path: Path) -> None:
     """``run_pipeline.py --cluster local``: two finite streams on two actors of a Ray instance started
     for the run; each frame is published once, in order, and the merged report says so."""
-    config = tmp_path / "two.yaml"
-    config.write_text(f"""
-sources:
-  - {{id: cam0, kind: synthetic, width: 96, height: 64, fps: 30, frames: 40, pace: false}}
-  - {{id: cam1, kind: synthetic, width: 96, height: 64, fps: 30, frames: 30, pace: false, seed: 1}}
-engine: {{backend: torch, checkpoint: {cluster_checkpoint}, preset: cpu-rt, device: cpu, threads: 1}}
-noise: {{mode: fixed, sigma: 20}}
-lookahead: 2
-report: {{dir: {tmp_path / "out"}, name: local, plot: false}}
-cluster: {{num_cpus: 1}}
-""")
+    config = local_config(tmp_path, cluster_checkpoint, "local", frames=(40, 30), fps=30, pace=False, lookahead=2)
     env = ray_env()
     proc = subprocess.run(
         [sys.executable, "run_pipeline.py", "--config", str(config), "--cluster", "local"],
@@ -226,18 +235,7 @@ def test_ctrl_c_stops_every_actor_and_writes_one_report(cluster_checkpoint: Path
     """Ctrl-C in a terminal (SIGINT to the whole process group: the driver and the Ray processes it
     started) on ``run_pipeline.py --cluster local`` with endless streams: the actors drain and stop,
     one merged report, exit 0."""
-    config = tmp_path / "endless.yaml"
-    config.write_text(f"""
-sources:
-  - {{id: cam0, kind: synthetic, width: 96, height: 64, fps: 10, frames: 0, pace: true}}
-  - {{id: cam1, kind: synthetic, width: 96, height: 64, fps: 10, frames: 0, pace: true, seed: 1}}
-engine: {{backend: torch, checkpoint: {cluster_checkpoint}, preset: cpu-rt, device: cpu, threads: 1}}
-noise: {{mode: fixed, sigma: 20}}
-lookahead: 1
-metrics: {{enabled: true, port: 0}}
-report: {{dir: {tmp_path / "out"}, name: stopped, plot: false}}
-cluster: {{num_cpus: 1}}
-""")
+    config = local_config(tmp_path, cluster_checkpoint, "stopped", frames=(0, 0), fps=10, pace=True, lookahead=1)
     proc = subprocess.Popen(
         [sys.executable, "run_pipeline.py", "--config", str(config), "--cluster", "local"],
         cwd=REPO, env=ray_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
