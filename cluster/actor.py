@@ -64,7 +64,7 @@ class Poll:
 class Finished:
     report: dict[str, Any] | None
     error: str | None
-    last: Poll
+    last: Poll | None  # None: stopped before its pipeline started
 
 
 class StreamActor:
@@ -147,9 +147,10 @@ class StreamActor:
         """Stop (drain, flush, close) and return the report; the last rows ride along."""
         self._contact = time.monotonic()
         self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        if self._thread is not None and self._thread.is_alive():
+        if self._thread is None:  # still building its pipeline (the driver kills the actor next)
+            return Finished(None, None, None)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
             self.pipeline.interrupt("the cluster driver stopped waiting")
             self._thread.join(10.0)
         return Finished(self._report, self._error, self.poll())

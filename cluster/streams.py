@@ -273,13 +273,18 @@ class ClusterRun:
             slot.current.polled_at = now
 
     def _finish(self, slot: StreamSlot, timeout_s: float = 60.0) -> None:
-        """Collect an actor's report (its pipeline ended, or the run stops)."""
+        """Stop an actor and collect its report (its pipeline ended)."""
+        self._collect(slot, slot.actor.finish.remote(timeout_s), timeout_s + 30)
+
+    def _collect(self, slot: StreamSlot, finishing: Any, timeout_s: float) -> None:
+        """An actor's report from its ``finish`` call ``finishing``."""
         try:
-            done: Finished = self.ray.get(slot.actor.finish.remote(timeout_s), timeout=timeout_s + 30)
-        except self._actor_errors() as exc:
+            done: Finished = self.ray.get(finishing, timeout=timeout_s)
+        except (*self._actor_errors(), self.ray.exceptions.RayTaskError) as exc:
             self._lost(slot, first_line(exc), restart=False)
             return
-        self._take(slot, done.last, time.time())
+        if done.last is not None:
+            self._take(slot, done.last, time.time())
         gen = slot.current
         with self._lock:
             gen.ended_at = time.time()
@@ -411,10 +416,17 @@ class ClusterRun:
 
     def _stop_all(self) -> None:
         drain = self.config.publish.drain_timeout_s + 30.0
+        # every actor drains at once: a stop takes one drain, not one per stream
+        finishing = {
+            sid: slot.actor.finish.remote(drain)
+            for sid, slot in self.slots.items()
+            if slot.actor is not None and slot.state in (SlotState.RUNNING, SlotState.STARTING)
+        }
+        deadline = time.monotonic() + drain + 30
+        for sid, ref in finishing.items():
+            self._collect(self.slots[sid], ref, max(1.0, deadline - time.monotonic()))
         for slot in self.slots.values():
-            if slot.actor is not None and slot.state in (SlotState.RUNNING, SlotState.STARTING):
-                self._finish(slot, drain)
-            elif slot.state is SlotState.RESTART_PENDING:
+            if slot.state is SlotState.RESTART_PENDING:
                 with self._lock:
                     slot.state = SlotState.FAILED
                     slot.error = slot.error or "stopped while waiting to restart"
