@@ -138,9 +138,7 @@ class StreamActor:
         live = pipeline.snapshot()[sid]
         rows = pipeline.profiler.rows(sid, self._rows_sent)
         self._rows_sent += len(rows)
-        compute = list(pipeline.streams[sid].state.compute_ms)
-        fresh = compute[self._compute_sent :] if len(compute) >= self._compute_sent else compute
-        self._compute_sent = len(compute)
+        fresh, self._compute_sent = pipeline.streams[sid].state.compute_since(self._compute_sent)
         return Poll(live, rows, fresh, self._thread is not None and self._thread.is_alive(), self.fenced)
 
     def finish(self, timeout_s: float) -> Finished:

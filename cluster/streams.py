@@ -18,6 +18,7 @@ import math
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,9 @@ class ClusterRun:
         self._lock = threading.Lock()  # slots are written by the loop and read by /metrics
         self.slots = {s.id: StreamSlot(s, self._resources(s)) for s in config.sources}
         self.profiler = LatencyProfiler([s.id for s in config.sources], config.report.max_frames)
-        self.compute_ms: dict[str, list[float]] = {s.id: [] for s in config.sources}
+        # as many as the report keeps rows: a driver that runs for days holds a bounded window
+        keep = config.report.max_frames
+        self.compute_ms: dict[str, deque[float]] = {s.id: deque(maxlen=keep) for s in config.sources}
         self.engine = ""
         self.metrics: MetricsServer | None = None
         self.started_at: float | None = None
@@ -201,7 +204,6 @@ class ClusterRun:
         with self._lock:
             gen.node, gen.node_id, gen.pid, gen.endpoint = started.node, started.node_id, started.pid, started.endpoint
             gen.polled_at = gen.running_at = time.time()
-            slot.pending_resume = None
             slot.start_ref = None
             self.engine = self.engine or started.engine
             if started.error is not None:  # the stream itself cannot run (a bad source): as in one process
@@ -271,6 +273,7 @@ class ClusterRun:
             self.compute_ms[sid].extend(poll.compute_ms)
             slot.current.last = poll.live
             slot.current.polled_at = now
+            slot.pending_resume = None  # polled: a later loss resumes from this generation's snapshot
 
     def _finish(self, slot: StreamSlot, timeout_s: float = 60.0) -> None:
         """Stop an actor and collect its report (its pipeline ended)."""
@@ -299,11 +302,10 @@ class ClusterRun:
 
     def _lost(self, slot: StreamSlot, why: str, restart: bool = True) -> None:
         """The actor (or its node) is gone: schedule a restart elsewhere, or fail the stream."""
-        gen = slot.current
+        gen = slot.current  # a slot is lost only once its first actor was created
         now = time.time()
         with self._lock:
-            if gen is not None:
-                gen.ended_at, gen.end = now, f"lost: {why}"
+            gen.ended_at, gen.end = now, f"lost: {why}"
             slot.actor = None
             if not restart or slot.restarts >= self.cluster.max_restarts:
                 slot.state = SlotState.FAILED
@@ -316,11 +318,11 @@ class ClusterRun:
             slot.restarts += 1
             delay = min(self.cluster.restart_max_s, self.cluster.restart_initial_s * 2 ** (slot.restarts - 1))
             slot.state, slot.restart_at = SlotState.RESTART_PENDING, now + delay
-            slot.avoid_node = gen.node_id if gen is not None else ""
+            slot.avoid_node = gen.node_id
             slot.pending_resume = self._resume(slot, now, why)
         log.warning(
             "stream %s: actor on node %s lost (%s); restart %d of at most %d in %.1f s",
-            slot.source.id, gen.node if gen else "?", why, slot.restarts, self.cluster.max_restarts, delay,
+            slot.source.id, gen.node or "?", why, slot.restarts, self.cluster.max_restarts, delay,
         )  # fmt: skip
 
     def _resume(self, slot: StreamSlot, now: float, why: str) -> StreamResume:
@@ -328,22 +330,22 @@ class ClusterRun:
         used since its last poll (at the rate it captured, until it fenced itself: it may outlive its
         node's loss, or be cut off rather than dead), a new epoch, the restart counted as a reconnect."""
         gen = slot.current
-        status = gen.last.status if gen is not None and gen.last is not None else None
-        if status is None:  # lost before its first poll
-            previous = slot.pending_resume
-            first = previous.first_seq if previous else (gen.first_seq if gen else 0)
-            return StreamResume(first, (previous.epoch + 1) if previous else 1,
-                                (previous.reconnects + 1) if previous else 1,
-                                previous.gaps if previous else (), first - 1, now, why)  # fmt: skip
-        last_seq = gen.first_seq + status.captured - 1
-        elapsed = max(now - gen.started_at, 1e-3)
-        rate = max(status.captured / elapsed, slot.source.fps)
-        unseen = math.ceil(rate * (max(now, gen.polled_at + FENCE_S) - gen.polled_at)) + 1
+        if gen.last is not None:
+            status = gen.last.status
+            last_seq = gen.first_seq + status.captured - 1
+            rate = max(status.captured / max(now - gen.started_at, 1e-3), slot.source.fps)
+            since = gen.polled_at
+            epoch, reconnects, gaps = status.epoch, status.reconnects, status.gaps
+        else:  # lost before its first poll: whatever it captured since it was asked for is unseen
+            base = slot.pending_resume  # the resume it was started from, if it was a restart
+            last_seq, rate, since = gen.first_seq - 1, slot.source.fps, gen.started_at
+            epoch, reconnects, gaps = (base.epoch, base.reconnects, base.gaps) if base else (0, 0, ())
+        unseen = math.ceil(rate * (max(now, since + FENCE_S) - since)) + 1
         return StreamResume(
             first_seq=last_seq + 1 + unseen,
-            epoch=status.epoch + 1,
-            reconnects=status.reconnects + 1,
-            gaps=status.gaps,
+            epoch=epoch + 1,
+            reconnects=reconnects + 1,
+            gaps=gaps,
             last_seq_before=last_seq,
             lost_at=now,
             cause=f"actor restarted ({why})",

@@ -127,6 +127,7 @@ class StreamState:
         self.resets = 0
         self.gaps: list[dict[str, Any]] = []
         self.compute_ms: deque[float] = deque(maxlen=100_000)
+        self._compute_recorded = 0  # every compute time ever recorded (the deque keeps the last ones)
         self.frame_size: tuple[int, int] | None = None
         self.connected_once = False
         self.warnings: list[str] = []  # what a source reported at its end (a truncated file)
@@ -186,8 +187,16 @@ class StreamState:
         with self._lock:
             if compute_ms is not None:
                 self.compute_ms.append(compute_ms)
+                self._compute_recorded += 1
             self.inferred += inferred
             self.resets += int(reset)
+
+    def compute_since(self, seen: int) -> tuple[list[float], int]:
+        """The compute times recorded after the first ``seen`` (of all ever recorded; those the deque
+        still holds) and the new total: what a reader that comes back (the cluster driver) has not had."""
+        with self._lock:
+            fresh = min(self._compute_recorded - seen, len(self.compute_ms))
+            return list(self.compute_ms)[len(self.compute_ms) - fresh :], self._compute_recorded
 
     def record_sent(self, outcome: SendOutcome) -> int:
         """Count one frame's publish outcome; returns how many frames in a row were stale."""
