@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.connect import ClusterUnavailable, connected, first_line
+from cluster.connect import ClusterAddress, ClusterUnavailable, connected, first_line
 from pipeline.denoise_file import DenoiseError, DenoiseOptions, denoise_file, load_options_checkpoint, options_from_args
 from stbn.io import VIDEO_SUFFIXES
 
@@ -128,6 +128,7 @@ def run_batch(args: argparse.Namespace) -> int:
     try:
         if args.compare or args.save_adapted:
             raise BatchError("--compare and --save-adapted name one file: not available for a batch")
+        ClusterAddress.parse(args.cluster)
         options = options_from_args(args)
         # absolute: a worker on another node (which must see the same files) has another directory
         inputs = [p.resolve() for p in batch_inputs(args.input)]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("cluster")
+from pipeline.config import CLUSTER_ADDRESS
 
-_HOST_PORT = re.compile(r"^(ray://)?[A-Za-z0-9.\-]+:\d{1,5}$")
+log = logging.getLogger("cluster")
+REACH_TIMEOUT_S = 5.0  # a head that does not accept a connection within this is reported, not waited for
 
 
 class ClusterUnavailable(RuntimeError):
@@ -33,14 +34,28 @@ class ClusterAddress:
 
     @classmethod
     def parse(cls, text: str) -> ClusterAddress:
+        """One of pipeline.config.CLUSTER_ADDRESS's forms, or a ValueError saying which are."""
         text = text.strip()
+        if not CLUSTER_ADDRESS.match(text):
+            raise ValueError(f"--cluster must be local, auto, HOST:PORT or ray://HOST:PORT, got {text!r}")
         if text == "local":
             return cls(AddressKind.LOCAL, None)
         if text == "auto":
             return cls(AddressKind.AUTO, "auto")
-        if _HOST_PORT.match(text):
-            return cls(AddressKind.CLIENT if text.startswith("ray://") else AddressKind.HEAD, text)
-        raise ValueError(f"cluster address must be local, auto, HOST:PORT or ray://HOST:PORT, got {text!r}")
+        return cls(AddressKind.CLIENT if text.startswith("ray://") else AddressKind.HEAD, text)
+
+    def check_reachable(self) -> None:
+        """A HOST:PORT that accepts no connection is an error now (Ray itself retries for minutes)."""
+        if self.kind not in (AddressKind.HEAD, AddressKind.CLIENT):
+            return
+        host, port = self.address.removeprefix("ray://").rsplit(":", 1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S):
+                pass
+        except OSError as exc:
+            raise ClusterUnavailable(
+                f"nothing answers at {host}:{port} ({exc.strerror or exc}); is `ray start --head` running there?"
+            ) from None
 
 
 def first_line(exc: BaseException) -> str:
@@ -60,7 +75,7 @@ def import_ray() -> Any:
 
 
 @contextlib.contextmanager
-def connected(address: str, local_cpus: int | None = None) -> Iterator[Any]:
+def connected(address: str) -> Iterator[Any]:
     """``ray`` connected to the cluster at ``address`` for the block; a local instance started here is
     stopped at its end, a cluster joined is left running."""
     ray = import_ray()
@@ -68,10 +83,11 @@ def connected(address: str, local_cpus: int | None = None) -> Iterator[Any]:
     if ray.is_initialized():  # an embedding program (a test, a notebook) connected already
         yield ray
         return
-    log.info("connecting to Ray (%s); a cluster that does not answer fails within a minute", address)
+    where.check_reachable()
+    log.info("connecting to Ray (%s)", address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
     if where.kind is AddressKind.LOCAL:
-        kwargs |= {"num_cpus": local_cpus, "include_dashboard": False}
+        kwargs["include_dashboard"] = False
     try:
         ray.init(address=where.address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:

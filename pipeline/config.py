@@ -5,6 +5,7 @@ the dataclass field they land on."""
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from stbn.yamlconfig import ConfigError, apply_override, from_dict, read_yaml_ma
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 __all__ = ["ConfigError", "PipelineConfig", "load_config", "to_dict"]
+
 
 class SourceKind(str, enum.Enum):
     """What a source is (``sources[].kind``)."""
@@ -217,6 +219,10 @@ class MetricsConfig:
             raise ValueError(f"port must be 0..65535 (0 = any free port), got {self.port}")
 
 
+# what cluster.address (and --cluster) may be: local, auto, HOST:PORT or ray://HOST:PORT
+CLUSTER_ADDRESS = re.compile(r"^(local|auto|(ray://)?[A-Za-z0-9.\-]+:\d{1,5})$")
+
+
 @dataclass(frozen=True)
 class StreamPlacement:
     """One stream's own resources on a cluster, where they differ from cluster.num_cpus / num_gpus."""
@@ -256,6 +262,8 @@ class ClusterConfig:
     streams: tuple[StreamPlacement, ...] = ()  # per-stream resources or node, by source id
 
     def __post_init__(self) -> None:
+        if self.address and not CLUSTER_ADDRESS.match(self.address):
+            raise ValueError(f"cluster.address must be local, auto, HOST:PORT or ray://HOST:PORT, got {self.address!r}")
         if self.num_cpus < 0 or (self.num_gpus is not None and self.num_gpus < 0):
             raise ValueError("cluster.num_cpus and cluster.num_gpus must be >= 0")
         if self.max_restarts < 0:

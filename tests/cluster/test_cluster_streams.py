@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -259,3 +260,33 @@ def test_ctrl_c_stops_every_actor_and_writes_one_report(cluster_checkpoint: Path
     for stream in report["streams"].values():
         assert stream["published"] >= 10 and stream["in_order"]
         assert stream["cluster"]["generations"][0]["end"] in ("stopped", "ended")
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "message"),
+    [
+        (["run_pipeline.py", "--cluster", "nonsense"], 2,
+         "run_pipeline: config error: cluster.address must be local, auto, HOST:PORT or ray://HOST:PORT"),
+        (["run_pipeline.py", "--cluster", "127.0.0.1:{port}"], 1, "run_pipeline: error: nothing answers at 127.0.0.1:"),
+        (["-m", "cluster.cli", "denoise", "{tmp}", "{tmp}/out", "--cluster", "nonsense"], 2,
+         "stbn denoise: --cluster must be local, auto, HOST:PORT or ray://HOST:PORT"),
+        (["-m", "cluster.cli", "denoise", "{tmp}", "{tmp}/out", "--cluster", "127.0.0.1:{port}"], 1,
+         "stbn denoise: error: nothing answers at 127.0.0.1:"),
+    ],
+)  # fmt: skip
+def test_a_bad_or_dead_cluster_address_is_one_line_at_once(
+    command: list[str], status: int, message: str, tmp_path: Path
+) -> None:
+    """A malformed address is a config error; a head where nothing listens fails within seconds (Ray
+    itself would retry for minutes), before anything starts."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    args = [a.format(port=port, tmp=tmp_path) for a in command]
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=ray_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - start < 30
