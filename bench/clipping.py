@@ -25,7 +25,7 @@ from stbn.evaluation.datasets import CONTENT_GROUPS, content_group
 from stbn.evaluation.metrics import mean_frame_psnr, to_uint8
 from stbn.evaluation.noise import add_noise
 from stbn.evaluation.protocol import stbn_offline, stbn_streaming
-from stbn.noise_estimation import NoiseConfig
+from stbn.noise_estimation import NoiseConfig, NoiseMode
 
 COLUMNS = ("float input", "uint8", "uint8 + declip", "L=0 uint8", "L=0 + declip")
 
@@ -38,7 +38,7 @@ def scores(model: stbn.STBN, clean: np.ndarray, sigma: float, seed: int) -> list
     offline_float, _ = stbn_offline(model, noisy, sigma)
     offline_uint8, _ = stbn_offline(model, uint8, sigma)
     variance = (0.0, (sigma / 255.0) ** 2)
-    raw_stream = stbn_streaming(model, noisy, sigma, 0, NoiseConfig(mode="fixed", sigma=sigma, clipped=False))
+    raw_stream = stbn_streaming(model, noisy, sigma, 0, NoiseConfig(mode=NoiseMode.FIXED, sigma=sigma, clipped=False))
     stream = stbn_streaming(model, noisy, sigma, 0)
     outputs = (offline_float, offline_uint8, declip(offline_uint8, *variance), raw_stream, stream)
     return [mean_frame_psnr(o, clean) for o in outputs]

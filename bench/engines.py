@@ -25,7 +25,7 @@ import stbn
 from engines import BackendUnavailable, EngineConfig, create_engine
 from engines.selection import time_engine
 from stbn.evaluation.metrics import psnr
-from stbn.noise_estimation import NoiseConfig
+from stbn.noise_estimation import NoiseConfig, NoiseMode
 from stbn.streaming import StreamingDenoiser
 
 RESOLUTIONS = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
@@ -133,7 +133,7 @@ def quality_table(args: argparse.Namespace) -> list[str]:
             streamed = {}
             for lookahead in (0, 1, 2, 4):
                 with create_engine(config, model=model) as engine:
-                    denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
+                    denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig(NoiseMode.FIXED, sigma))
                     out = [f.image for f in denoiser.stream(noisy)]
                 streamed[lookahead] = psnr(np.stack(out), clean, 255.0)
             rows.append(

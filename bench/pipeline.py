@@ -37,7 +37,7 @@ from engines import create_engine  # noqa: E402
 from pipeline.config import SourceConfig, load_config  # noqa: E402
 from pipeline.runner import Pipeline  # noqa: E402
 from pipeline.sources import Frame, Source, synthetic_scene  # noqa: E402
-from stbn.noise_estimation import NoiseConfig  # noqa: E402
+from stbn.noise_estimation import NoiseConfig, NoiseMode  # noqa: E402
 from stbn.streaming import DenoisedFrame, StreamingDenoiser  # noqa: E402
 
 
@@ -120,7 +120,7 @@ def bench_throughput(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     def bare_run() -> float:
         engine = create_engine(cfg.engine)
-        den = StreamingDenoiser(engine, args.lookahead, NoiseConfig(mode="estimate"))
+        den = StreamingDenoiser(engine, args.lookahead, NoiseConfig(mode=NoiseMode.ESTIMATE))
         for k, f in enumerate(frames[:3]):  # warm-up
             den.push(f, k)
         den.flush()
@@ -137,7 +137,7 @@ def bench_throughput(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     def factory(_sid: str) -> StreamingDenoiser:
         e = create_engine(cfg.engine)
-        d = StreamingDenoiser(e, args.lookahead, NoiseConfig(mode="estimate"))
+        d = StreamingDenoiser(e, args.lookahead, NoiseConfig(mode=NoiseMode.ESTIMATE))
         for k, f in enumerate(frames[:3]):
             d.push(f, k)
         d.flush()

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stbn.training.config import CompileMode, load_train_config
+from stbn.training.config import CompileMode, Precision, load_train_config
 from stbn.training.sources import CleanClipSampler, SyntheticNoiseSource
 from stbn.training.trainer import Trainer
 
@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--config", default="configs/train-gpu-rt.yaml")
     parser.add_argument("--preset", default=None, help="override the config's preset")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default=None, choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default=None, choices=[p.value for p in Precision])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[4, 16])
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--steps", type=int, default=20)
@@ -72,7 +72,7 @@ def main() -> int:
         config = config.replace(preset=args.preset)
     sampler = CleanClipSampler.from_config(config.data)
     rows = [
-        f"training step, preset {config.preset}, {config.optim.precision}, T {config.data.frames[1]}, "
+        f"training step, preset {config.preset}, {config.optim.precision.value}, T {config.data.frames[1]}, "
         f"crop {config.data.crop[1]}",
         "",
         "| batch | device only ms/step | with data ms/step | data workers | clips/s device only | clips/s with data |",

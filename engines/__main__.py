@@ -15,7 +15,7 @@ from engines.base import EngineConfig, EngineError
 from engines.factory import create_engine
 from engines.selection import measure_cpu_backends
 from stbn.checkpoint import CheckpointError
-from stbn.noise_estimation import NoiseConfig
+from stbn.noise_estimation import NoiseConfig, NoiseMode
 from stbn.streaming import StreamingDenoiser
 
 
@@ -52,7 +52,7 @@ def _stream(config: EngineConfig, clip: np.ndarray, lookahead: int, sigma: float
     with create_engine(config) as engine:
         engine.build(*clip.shape[1:3])
         engine.warmup()
-        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", sigma))
+        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig(NoiseMode.FIXED, sigma))
         start = time.perf_counter()
         out = [f.image for f in denoiser.stream(clip)]
         return np.stack(out), (time.perf_counter() - start) / len(clip), engine.describe()

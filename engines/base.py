@@ -126,14 +126,14 @@ class Engine(abc.ABC):
     def warmup(self, iterations: int = 2) -> None:
         """Stream dummy frames through the real streaming loop, causal and with look-ahead (every
         graph runs), so that the first real frame pays no set-up cost."""
-        from stbn.noise_estimation import NoiseConfig
+        from stbn.noise_estimation import NoiseConfig, NoiseMode
         from stbn.streaming import StreamingDenoiser
 
         if self.resolution is None:
             raise EngineError("build() the engine before warmup()")
         frame = np.zeros((*self.resolution, 3), np.uint8)
         for lookahead in (0, 1):
-            denoiser = StreamingDenoiser(self, lookahead, NoiseConfig(mode="fixed", sigma=25.0))
+            denoiser = StreamingDenoiser(self, lookahead, NoiseConfig(mode=NoiseMode.FIXED, sigma=25.0))
             for seq in range(iterations + lookahead):
                 denoiser.push(frame, seq)
             denoiser.flush()

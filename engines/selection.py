@@ -88,7 +88,7 @@ def time_engine(config: EngineConfig, model: STBN | None, hw: tuple[int, int], l
     import torch
 
     from engines.factory import create_engine
-    from stbn.noise_estimation import NoiseConfig
+    from stbn.noise_estimation import NoiseConfig, NoiseMode
     from stbn.streaming import StreamingDenoiser
 
     rng = np.random.default_rng(0)
@@ -98,7 +98,7 @@ def time_engine(config: EngineConfig, model: STBN | None, hw: tuple[int, int], l
     with create_engine(config, model=model) as engine:
         engine.build(*hw)
         engine.warmup(1)
-        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", 25.0))
+        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig(NoiseMode.FIXED, 25.0))
         times = []
         for i, frame in enumerate(clip):
             start = time.perf_counter()

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.denoise_file import DenoiseError, NoiseKind, denoise_file, options_from_args
+from pipeline.denoise_file import DenoiseError, denoise_file, options_from_args
 from stbn.adapt import Objective
-from stbn.noise_estimation import Compression, Correlation
+from stbn.noise_estimation import Compression, Correlation, NoiseFamily
 
 
 def add_denoise_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def add_denoise_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument(
-        "--noise", choices=[k.value for k in NoiseKind], default=NoiseKind.GAUSSIAN.value,
+        "--noise", choices=[k.value for k in NoiseFamily], default=NoiseFamily.GAUSSIAN.value,
         help="gaussian: one level everywhere; poisson-gaussian: a sensor's shot noise, stronger in bright "
         "areas (denoised through a variance-stabilising transform)",
     )  # fmt: skip

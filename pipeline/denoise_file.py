@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import itertools
 import shutil
 import sys
@@ -28,7 +27,7 @@ import numpy as np
 from pipeline.viewer.compare import ComparePicker, pick_frames, write_compare_page
 from stbn.adapt import CORRELATED_NOISE_SKIP, Objective
 from stbn.io import IMAGE_SUFFIXES, image_files
-from stbn.noise_estimation import Compression, Correlation, FrameNoise
+from stbn.noise_estimation import Compression, Correlation, FrameNoise, NoiseFamily
 from stbn.weights import resolve_checkpoint
 
 WRITABLE_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")  # containers that take H.264
@@ -94,14 +93,9 @@ class Clip:
     fps: float
 
 
-class NoiseKind(enum.Enum):
-    GAUSSIAN = "gaussian"  # one level everywhere (AWGN)
-    POISSON_GAUSSIAN = "poisson-gaussian"  # variance gain * x + (sigma / 255)^2: a sensor's shot noise
-
-
 @dataclass(frozen=True)
 class DenoiseOptions:
-    noise: NoiseKind = NoiseKind.GAUSSIAN
+    noise: NoiseFamily = NoiseFamily.GAUSSIAN
     sigma: float | None = None  # 0..255; None = blind estimate
     gain: float | None = None  # poisson-gaussian: a of variance a * x + b on [0, 1]; None = estimated
     correlation: Correlation = Correlation.AUTO  # correlated: a camera's noise, denoised on the 2x2 phases
@@ -122,9 +116,9 @@ class DenoiseOptions:
     def __post_init__(self) -> None:
         if self.sigma is not None and not 0.0 <= self.sigma <= 255.0:
             raise ValueError(f"--sigma must be in 0..255, got {self.sigma}")
-        if self.gain is not None and (self.noise is not NoiseKind.POISSON_GAUSSIAN or not 0.0 <= self.gain < 1.0):
+        if self.gain is not None and (self.noise is not NoiseFamily.POISSON_GAUSSIAN or not 0.0 <= self.gain < 1.0):
             raise ValueError(f"--gain (0..1) goes with --noise poisson-gaussian, got {self.gain} ({self.noise.value})")
-        if self.noise is NoiseKind.POISSON_GAUSSIAN and (self.sigma is None) != (self.gain is None):
+        if self.noise is NoiseFamily.POISSON_GAUSSIAN and (self.sigma is None) != (self.gain is None):
             raise ValueError("--noise poisson-gaussian: give both --gain and --sigma, or neither (estimated)")
         if self.adapt_steps < 0:
             raise ValueError(f"--adapt must be >= 0, got {self.adapt_steps}")
@@ -310,7 +304,7 @@ class DenoiseSummary:
     width: int
     height: int
     seconds: float
-    noise: NoiseKind
+    noise: NoiseFamily
     sigma: float
     gain: float
     correlated: bool
@@ -323,7 +317,7 @@ class DenoiseSummary:
     def line(self) -> str:
         fps = self.frames / max(self.seconds, 1e-9)
         noise = f"sigma {self.sigma:.2f}"
-        if self.noise is NoiseKind.POISSON_GAUSSIAN and not self.correlated:
+        if self.noise is NoiseFamily.POISSON_GAUSSIAN and not self.correlated:
             noise = f"poisson-gaussian gain {self.gain:.4f} {noise}"
         if self.correlated:
             noise = f"correlated (camera) noise, {noise} on the 2x2 phases"
@@ -421,12 +415,12 @@ def load_options_checkpoint(options: DenoiseOptions) -> Any:
 
 def _noise_model(head: np.ndarray, options: DenoiseOptions, compression: Compression) -> FrameNoise:
     """Variance gain * x + (sigma / 255)^2, white or correlated: given or estimated on the first frames."""
-    from stbn.noise_estimation import NoiseConfig, clip_noise
+    from stbn.noise_estimation import NoiseConfig, NoiseMode, clip_noise
 
     if options.sigma is not None:
-        config = NoiseConfig("fixed", options.sigma, options.gain or 0.0, correlation=options.correlation)
+        config = NoiseConfig(NoiseMode.FIXED, options.sigma, options.gain or 0.0, correlation=options.correlation)
     else:
-        mode = "estimate" if options.noise is NoiseKind.GAUSSIAN else "estimate-poisson-gaussian"
+        mode = NoiseMode.estimating(options.noise)
         config = NoiseConfig(mode, correlation=options.correlation, compression=compression)
     return clip_noise(head, config)
 
@@ -448,7 +442,7 @@ def _adapt(
     noise = VarianceStabilizer(frame_noise.a, frame_noise.b)
     frames = noise.model_input(clip.head, streamed=options.lookahead is not None)
     objective = options.adapt_objective or choose_objective(
-        clip.head, stabilised=options.noise is NoiseKind.POISSON_GAUSSIAN
+        clip.head, stabilised=options.noise is NoiseFamily.POISSON_GAUSSIAN
     )
     config = AdaptConfig(steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr, objective=objective)
     loss, mean_l2 = trained_loss(metadata)
@@ -472,13 +466,13 @@ def _denoised(
         )
         return
     from engines import EngineConfig, create_engine
-    from stbn.noise_estimation import NoiseConfig
+    from stbn.noise_estimation import NoiseConfig, NoiseMode
     from stbn.streaming import StreamingDenoiser
 
     config = EngineConfig(backend=options.backend, threads=options.threads)
     with create_engine(config, model=model) as engine:
         engine.build(*size)
-        fixed = NoiseConfig("fixed", noise.sigma255, noise.a, correlation=_layout(noise))
+        fixed = NoiseConfig(NoiseMode.FIXED, noise.sigma255, noise.a, correlation=_layout(noise))
         denoiser = StreamingDenoiser(engine, options.lookahead, fixed)
         for ready in denoiser.stream(frames):
             yield ready.image
@@ -490,7 +484,7 @@ def _layout(noise: FrameNoise) -> Correlation:
 
 def options_from_args(args: Any) -> DenoiseOptions:
     return DenoiseOptions(
-        noise=NoiseKind(args.noise),
+        noise=NoiseFamily(args.noise),
         correlation=Correlation(args.correlation),
         compression=None if args.compression == "auto" else Compression(args.compression),
         sigma=args.sigma,

@@ -25,7 +25,7 @@ from stbn.evaluation.metrics import mean, psnr
 from stbn.evaluation.noise import Camera, Noisy
 from stbn.evaluation.protocol import BEST_LEVEL_FACTORS, stbn_offline, stbn_streaming
 from stbn.model import STBN
-from stbn.noise_estimation import Correlation, NoiseConfig
+from stbn.noise_estimation import Correlation, NoiseConfig, NoiseMode
 
 
 def score(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -37,7 +37,7 @@ def by_level(model: STBN, noisy: Noisy, layout: Correlation, factors: Sequence[f
     out = {}
     for factor in factors:
         level = float(np.clip(noisy.level * factor, 0.5, 255.0))
-        estimate = stbn_streaming(model, noisy.noisy, level, 2, NoiseConfig("fixed", level, correlation=layout))
+        estimate = stbn_streaming(model, noisy.noisy, level, 2, NoiseConfig(NoiseMode.FIXED, level, correlation=layout))
         out[factor] = score(estimate, noisy.reference)
     return out
 

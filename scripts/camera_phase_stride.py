@@ -18,7 +18,7 @@ import stbn
 from stbn.camera import CameraModel
 from stbn.evaluation.metrics import mean_frame_psnr
 from stbn.evaluation.protocol import stbn_streaming
-from stbn.noise_estimation import NoiseConfig, scale_levels
+from stbn.noise_estimation import NoiseConfig, NoiseMode, scale_levels
 from stbn.training.motion import synthetic_clip
 from stbn.training.photos import TRAIN_PHOTOS, WALLPAPER_TRAIN_PHOTOS, load_photos
 from stbn.weights import shipped_checkpoint
@@ -61,7 +61,7 @@ def main() -> int:
             for m in MULTIPLIERS:
                 level = float(np.clip(area2 * m, 0.5, 254.0))
                 out = stbn_streaming(model, tile(noisy, s).astype(np.float32) / 255.0, level, 2,
-                                     NoiseConfig(mode="fixed", sigma=level))  # fmt: skip
+                                     NoiseConfig(mode=NoiseMode.FIXED, sigma=level))  # fmt: skip
                 scores.append(mean_frame_psnr(untile(out, s), reference))
             best.append(max(scores))
         rows.append(best)

@@ -30,7 +30,7 @@ import stbn
 from stbn.camera import CameraModel
 from stbn.evaluation.metrics import psnr
 from stbn.evaluation.protocol import stbn_streaming
-from stbn.noise_estimation import CORRELATED_ABOVE, NoiseConfig, scale_levels
+from stbn.noise_estimation import CORRELATED_ABOVE, NoiseConfig, NoiseMode, scale_levels
 from stbn.phases import PhaseTiling
 from stbn.training.motion import synthetic_clip
 from stbn.training.photos import TRAIN_PHOTOS, WALLPAPER_TRAIN_PHOTOS, load_photos
@@ -42,7 +42,7 @@ def tiled_streaming(model: stbn.STBN, noisy: np.ndarray, level: float, lookahead
     """The live path on correlated noise: phases tiled, streamed at a fixed level, untiled."""
     tiling = PhaseTiling(*noisy.shape[1:3])
     tiled = tiling.tile(noisy).astype(np.float32) / 255.0
-    out = stbn_streaming(model, tiled, level, lookahead, NoiseConfig(mode="fixed", sigma=level))
+    out = stbn_streaming(model, tiled, level, lookahead, NoiseConfig(mode=NoiseMode.FIXED, sigma=level))
     return tiling.untile(out)
 
 

@@ -45,7 +45,7 @@ from stbn.evaluation.metrics import mean_frame_psnr, to_uint8  # noqa: E402
 from stbn.evaluation.noise import add_noise  # noqa: E402
 from stbn.evaluation.protocol import stbn_offline, stbn_streaming  # noqa: E402
 from stbn.io import DataUnavailable  # noqa: E402
-from stbn.noise_estimation import NoiseConfig  # noqa: E402
+from stbn.noise_estimation import NoiseConfig, NoiseMode  # noqa: E402
 from stbn.streaming import StreamingDenoiser  # noqa: E402
 from stbn.training.config import load_train_config  # noqa: E402
 from stbn.training.motion import synthetic_clip  # noqa: E402
@@ -397,7 +397,7 @@ def _clip_720p(settings: Settings, frames: int) -> np.ndarray:
 def _stream(config: EngineConfig, model: stbn.STBN, clip: np.ndarray, lookahead: int) -> np.ndarray:
     with create_engine(config, model=model) as engine:
         engine.build(*clip.shape[1:3])
-        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", 25.0))
+        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig(NoiseMode.FIXED, 25.0))
         out = [f.image for f in denoiser.stream(clip)]
     return np.stack(out)
 
@@ -460,7 +460,7 @@ def time_cell(
         engine.build(*hw)
         engine.warmup(2)
         build_s = time.time() - start
-        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig("fixed", 25.0))
+        denoiser = StreamingDenoiser(engine, lookahead, NoiseConfig(NoiseMode.FIXED, 25.0))
         rng = np.random.default_rng(0)
         base = rng.integers(0, 256, (hw[0], hw[1] + 2 * (frames + lookahead + 1), 3), dtype=np.uint8)
         times = []

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from stbn.config import STBNConfig
+from stbn.config import FlowKind, STBNConfig
 from stbn.model import STBN
+from stbn.noise_estimation import NoiseFamily
 
 FORMAT_VERSION = 1
 
@@ -24,7 +25,7 @@ class CheckpointError(ValueError):
 class NoiseModel:
     """The noise the weights were trained for: AWGN over a sigma range or Poisson-Gaussian."""
 
-    kind: str = "gaussian"  # "gaussian" | "poisson-gaussian"
+    kind: NoiseFamily = NoiseFamily.GAUSSIAN
     sigma_range: tuple[float, float] = (5.0, 55.0)  # on the 0..255 scale
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -43,7 +44,11 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "preset": preset,
         "config": model.config.to_dict(),
-        "noise": {"kind": noise.kind, "sigma_range": list(noise.sigma_range), "extra": dict(noise.extra)},
+        "noise": {
+            "kind": NoiseFamily(noise.kind).value,  # a plain string: the file does not pickle this module's enum
+            "sigma_range": list(noise.sigma_range),
+            "extra": dict(noise.extra),
+        },
         "metadata": dict(metadata or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -98,7 +103,9 @@ def load_checkpoint(path: str | Path, preset: str | None = None) -> LoadedCheckp
         model=model,
         preset=payload["preset"],
         noise=NoiseModel(
-            noise.get("kind", "gaussian"), tuple(noise.get("sigma_range", (5.0, 55.0))), noise.get("extra", {})
+            NoiseFamily(noise.get("kind", NoiseFamily.GAUSSIAN.value)),
+            tuple(noise.get("sigma_range", (5.0, 55.0))),
+            noise.get("extra", {}),
         ),
         metadata=payload.get("metadata", {}),
     )
@@ -177,7 +184,7 @@ def import_authors_state_dict(state: dict[str, torch.Tensor], config: STBNConfig
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         key = key[len("module.") :] if key.startswith("module.") else key
-        if key.startswith("pwcnet.") and config.flow != "pwc":
+        if key.startswith("pwcnet.") and config.flow is not FlowKind.PWC:
             continue  # the caller chose another flow network
         ours = _authors_key(key, config.stage_a_units)
         if ours is not None:
@@ -185,7 +192,7 @@ def import_authors_state_dict(state: dict[str, torch.Tensor], config: STBNConfig
     return out
 
 
-def import_authors_checkpoint(path: str | Path, flow: str = "pwc") -> STBN:
+def import_authors_checkpoint(path: str | Path, flow: FlowKind | str = FlowKind.PWC) -> STBN:
     """Load the authors' ``bdc_2_unify`` (noise map) or ``bdc_flow`` (no noise map) checkpoint.
 
     The variant is read from the first Stage A conv: 70 input channels = 3 + 64 + 3 (noise map).
@@ -197,19 +204,20 @@ def import_authors_checkpoint(path: str | Path, flow: str = "pwc") -> STBN:
     return model_from_authors_state(state, flow)
 
 
-def model_from_authors_state(state: dict[str, torch.Tensor], flow: str = "pwc") -> STBN:
+def model_from_authors_state(state: dict[str, torch.Tensor], flow: FlowKind | str = FlowKind.PWC) -> STBN:
+    flow = FlowKind(flow)
     key = next((k for k in state if k.endswith("forward_rnn.head.0.weight")), None)
     if key is None:
         raise CheckpointError("not an STBN authors' state_dict: no forward_rnn.head.0.weight")
     stage_in = state[key].shape[1]
     if stage_in not in (70, 67):
         raise CheckpointError(f"unexpected Stage A input width {stage_in} (70 = bdc_2_unify, 67 = bdc_flow)")
-    if flow == "pwc" and not any(k.split("module.", 1)[-1].startswith("pwcnet.") for k in state):
+    if flow is FlowKind.PWC and not any(k.split("module.", 1)[-1].startswith("pwcnet.") for k in state):
         raise CheckpointError("the checkpoint has no pwcnet.* weights; pass flow='pyramid' or 'zero'")
     config = STBNConfig(noise_map=stage_in == 70, flow=flow)
     model = STBN(config)
     mapped = import_authors_state_dict(state, config)
-    if flow != "pwc":  # keep this model's own (untrained or separately loaded) flow network
+    if flow is not FlowKind.PWC:  # keep this model's own (untrained or separately loaded) flow network
         mapped.update({k: v for k, v in model.state_dict().items() if k.startswith("flow.")})
     load_state(model, mapped, source="authors' checkpoint")
     return model

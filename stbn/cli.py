@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stbn.config import PRESETS, STBNConfig
+from stbn.config import PRESETS, FlowKind, STBNConfig
 from stbn.model import STBN
 
 
@@ -59,10 +59,10 @@ def info_table() -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, config in PRESETS.items():
-        no_flow = dataclasses.replace(config, flow="zero")
+        no_flow = dataclasses.replace(config, flow=FlowKind.ZERO)
         denoiser = count_parameters(STBN(no_flow))
-        pyramid = count_parameters(STBN(dataclasses.replace(config, flow="pyramid")))
-        pwc = count_parameters(STBN(dataclasses.replace(config, flow="pwc")))
+        pyramid = count_parameters(STBN(dataclasses.replace(config, flow=FlowKind.PYRAMID)))
+        pwc = count_parameters(STBN(dataclasses.replace(config, flow=FlowKind.PWC)))
         offline, flow = macs_per_pixel(config)
         causal, _ = macs_per_pixel(dataclasses.replace(no_flow, bidirectional=False))
         rows.append(

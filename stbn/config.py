@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass
 from typing import Any
 
-FLOW_KINDS = ("pyramid", "pwc", "zero")
+
+class FlowKind(str, enum.Enum):
+    """The alignment flow network (``STBNConfig.flow``)."""
+
+    PYRAMID = "pyramid"  # the project's small coarse-to-fine estimator (trained by distillation)
+    PWC = "pwc"  # PWC-Net, as the authors' checkpoints carry it
+    ZERO = "zero"  # no motion: frames aligned as they are
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ class STBNConfig:
     blind_spot: bool = True
     noise_map: bool = True  # feed sigma maps to Stage A (the authors' bdc_2_unify)
     bidirectional: bool = True  # False: forward-only (causal) variant, SRFE takes h_f alone
-    flow: str = "pyramid"
+    flow: FlowKind = FlowKind.PYRAMID
     flow_channels: int = 32  # width of the pyramid flow network
     flow_levels: int = 4
 
@@ -52,8 +59,10 @@ class STBNConfig:
             value = getattr(self, field.name)
             if field.type in ("int", int) and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"STBNConfig.{field.name} must be a non-negative int, got {value!r}")
-        if self.flow not in FLOW_KINDS:
-            raise ValueError(f"STBNConfig.flow must be one of {FLOW_KINDS}, got {self.flow!r}")
+        if self.flow not in {k.value for k in FlowKind}:
+            choices = ", ".join(k.value for k in FlowKind)
+            raise ValueError(f"STBNConfig.flow must be one of {choices}, got {self.flow!r}")
+        object.__setattr__(self, "flow", FlowKind(self.flow))
         if self.srfe_channels % self.srfe_conv_groups:
             raise ValueError("srfe_channels must be divisible by srfe_conv_groups")
         if self.ring_mean and not self.blind_spot:
@@ -70,7 +79,8 @@ class STBNConfig:
         return self.in_channels + self.in_channels * (self.in_channels + 1) // 2
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values (a checkpoint stores no enum of this module)."""
+        return {k: v.value if isinstance(v, enum.Enum) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> STBNConfig:

@@ -21,7 +21,26 @@ from enum import Enum
 import cv2
 import numpy as np
 
-NOISE_MODES = ("fixed", "estimate", "estimate-poisson-gaussian")
+
+class NoiseFamily(str, Enum):
+    """What kind of noise: one vocabulary for the checkpoint's noise model, training's ``noise.kind``
+    and ``stbn denoise --noise``."""
+
+    GAUSSIAN = "gaussian"  # one level everywhere (AWGN)
+    POISSON_GAUSSIAN = "poisson-gaussian"  # variance gain * x + (sigma / 255)^2: a sensor's shot noise
+
+
+class NoiseMode(str, Enum):
+    """How the live path obtains each frame's noise model (``noise.mode``)."""
+
+    FIXED = "fixed"  # the configured sigma (and gain)
+    ESTIMATE = "estimate"  # one level, measured blind per stream
+    ESTIMATE_POISSON_GAUSSIAN = "estimate-poisson-gaussian"  # variance a*x + b, measured blind
+
+    @classmethod
+    def estimating(cls, family: NoiseFamily) -> NoiseMode:
+        """The blind mode for a noise family."""
+        return cls.ESTIMATE if family is NoiseFamily.GAUSSIAN else cls.ESTIMATE_POISSON_GAUSSIAN
 
 
 class Correlation(Enum):
@@ -64,7 +83,7 @@ _EDGE_FRACTION = 0.10
 class NoiseConfig:
     """How the per-frame noise model is obtained. Levels are on the 0..255 scale."""
 
-    mode: str = "estimate"
+    mode: NoiseMode = NoiseMode.ESTIMATE
     sigma: float = 25.0  # "fixed": Gaussian level
     gain: float = 0.0  # "fixed": Poisson gain a (variance a*x + (sigma/255)^2, x in [0, 1])
     smoothing: float = 0.9  # EMA weight of the past per frame, 0 = no smoothing
@@ -79,8 +98,10 @@ class NoiseConfig:
     compression: Compression = Compression.UNKNOWN
 
     def __post_init__(self) -> None:
-        if self.mode not in NOISE_MODES:
-            raise ValueError(f"noise.mode must be one of {NOISE_MODES}, got {self.mode!r}")
+        if self.mode not in {m.value for m in NoiseMode}:
+            choices = ", ".join(m.value for m in NoiseMode)
+            raise ValueError(f"noise.mode must be one of {choices}, got {self.mode!r}")
+        object.__setattr__(self, "mode", NoiseMode(self.mode))
         if not 0.0 <= self.sigma <= 255.0:
             raise ValueError(f"noise.sigma must be in 0..255, got {self.sigma}")
         if self.gain < 0:
@@ -269,16 +290,16 @@ def estimate_clip_noise(frames: np.ndarray, every: int = 4) -> tuple[float, floa
 def clip_noise(frames: np.ndarray, config: NoiseConfig) -> FrameNoise:
     """The noise model of a whole uint8 clip (or a history of frames) as ``config`` asks: its fixed
     model, or estimated once over the frames (the clip counterpart of :class:`NoiseTracker`)."""
-    if config.mode == "fixed":
+    if config.mode is NoiseMode.FIXED:
         return FrameNoise(config.gain, (config.sigma / 255.0) ** 2, config.correlation is Correlation.CORRELATED)
     if config.correlation is Correlation.WHITE:  # nothing to measure but the white level
-        if config.mode == "estimate":
+        if config.mode is NoiseMode.ESTIMATE:
             return FrameNoise.gaussian(estimate_video_sigma(frames))
         return FrameNoise(*estimate_clip_noise(frames))
     levels = clip_scale_levels(frames)
     if _is_correlated(config.correlation, levels.correlation > CORRELATED_ABOVE):
         return FrameNoise.gaussian(camera_level(levels, config.compression), correlated=True)
-    if config.mode == "estimate":
+    if config.mode is NoiseMode.ESTIMATE:
         return FrameNoise.gaussian(levels.full)  # = estimate_video_sigma(frames): the same frames
     return FrameNoise(*estimate_clip_noise(frames))
 
@@ -307,7 +328,7 @@ class NoiseTracker:
 
     def update(self, frame: np.ndarray) -> FrameNoise:
         cfg = self.config
-        if cfg.mode == "fixed":
+        if cfg.mode is NoiseMode.FIXED:
             return FrameNoise(cfg.gain, (cfg.sigma / 255.0) ** 2, cfg.correlation is Correlation.CORRELATED)
         due = self._frames % cfg.interval == 0
         self._frames += 1
@@ -323,7 +344,7 @@ class NoiseTracker:
             correlated = _is_correlated(cfg.correlation, self._correlation > threshold)
         if levels is not None and correlated:
             current = FrameNoise.gaussian(camera_level(levels, cfg.compression), correlated=True)
-        elif cfg.mode == "estimate":
+        elif cfg.mode is NoiseMode.ESTIMATE:
             current = FrameNoise.gaussian(levels.full if levels is not None else estimate_sigma(frame))
         else:
             current = FrameNoise(*estimate_poisson_gaussian(frame))

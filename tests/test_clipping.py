@@ -11,7 +11,7 @@ import torch
 
 import stbn
 from stbn.clipping import apply_table, declip, declip_table, expected_clipped
-from stbn.noise_estimation import NoiseConfig
+from stbn.noise_estimation import NoiseConfig, NoiseMode
 from stbn.step import EagerRunner
 from stbn.streaming import StreamingDenoiser
 
@@ -48,7 +48,7 @@ def test_declip_table_is_monotone_and_the_identity_without_noise() -> None:
 def _stream(clip: np.ndarray, clipped: bool) -> np.ndarray:
     torch.manual_seed(0)
     model = stbn.load_checkpoint(SHIPPED).model
-    noise = NoiseConfig(mode="fixed", sigma=40.0, clipped=clipped)
+    noise = NoiseConfig(mode=NoiseMode.FIXED, sigma=40.0, clipped=clipped)
     denoiser = StreamingDenoiser(EagerRunner(model), lookahead=0, noise=noise)
     out = [f.image for i, frame in enumerate(clip) for f in denoiser.push(frame, i)]
     return np.stack(out).astype(np.float64)

@@ -92,7 +92,7 @@ def test_adaptation_keeps_the_awgn_likelihood_only_where_it_fits(shot_noise_clip
 
 
 def test_the_streaming_loop_stabilises_shot_noise_too(shot_noise_clip) -> None:
-    from stbn.noise_estimation import NoiseConfig
+    from stbn.noise_estimation import NoiseConfig, NoiseMode
     from stbn.step import EagerRunner
     from stbn.streaming import StreamingDenoiser
 
@@ -104,8 +104,8 @@ def test_the_streaming_loop_stabilises_shot_noise_too(shot_noise_clip) -> None:
         return np.stack([f.image for f in denoiser.stream(noisy)])
 
     mid_grey = float(np.sqrt(0.03 * 0.5 + (5 / 255) ** 2) * 255.0)
-    as_gaussian = stream(NoiseConfig(mode="fixed", sigma=mid_grey))
-    stabilised = stream(NoiseConfig(mode="fixed", sigma=5.0, gain=0.03))
+    as_gaussian = stream(NoiseConfig(mode=NoiseMode.FIXED, sigma=mid_grey))
+    stabilised = stream(NoiseConfig(mode=NoiseMode.FIXED, sigma=5.0, gain=0.03))
     assert psnr(stabilised, clean, 255.0) > psnr(as_gaussian, clean, 255.0) + 0.2
 
 

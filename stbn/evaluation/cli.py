@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from stbn.evaluation.datasets import GROUP_NAMES
 from stbn.evaluation.protocol import (
     METHODS,
     SIGMAS,
-    STBN_METHODS,
+    Dataset,
     EvalSettings,
     Evaluator,
     markdown_table,
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     model = None
     header = []
-    if set(STBN_METHODS) & set(methods):
+    if any(m.needs_model for m in settings.methods):
         try:
             args.checkpoint = str(resolve_checkpoint(args.checkpoint))
             loaded = stbn.load_checkpoint(args.checkpoint)
@@ -132,18 +133,16 @@ def run(args: argparse.Namespace) -> int:
         meta = loaded.metadata
         header.append(
             f"checkpoint {args.checkpoint}: preset {loaded.preset}, {sum(p.numel() for p in model.parameters()):,} "
-            f"parameters, {meta.get('iteration', '?')} iterations, noise {loaded.noise.kind} "
+            f"parameters, {meta.get('iteration', '?')} iterations, noise {loaded.noise.kind.value} "
             f"{tuple(loaded.noise.sigma_range)}"
         )
-    sets = []
-    for name in args.dataset:
-        if name == "bikes":
-            sets.append(datasets.bikes(args.max_frames, args.crop))
-        elif name == "synthetic":
-            sets.append(datasets.synthetic(args.synthetic_frames))
-        else:
-            groups = GROUP_NAMES if name == "groups" else (name,)
-            sets += [datasets.content_group(g, args.group_frames, args.group_size) for g in groups]
+    named: dict[str, Callable[[], list[Dataset]]] = {
+        "bikes": lambda: [datasets.bikes(args.max_frames, args.crop)],
+        "synthetic": lambda: [datasets.synthetic(args.synthetic_frames)],
+        "groups": lambda: [datasets.content_group(g, args.group_frames, args.group_size) for g in GROUP_NAMES],
+        **{g: (lambda g=g: [datasets.content_group(g, args.group_frames, args.group_size)]) for g in GROUP_NAMES},
+    }
+    sets = [dataset for name in args.dataset for dataset in named[name]()]
     sets += [datasets.from_path(p, args.max_frames, args.crop) for p in args.video + args.frames]
     if not sets:
         print("stbn eval: give --dataset, --video or --frames", file=sys.stderr)
@@ -152,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     evaluator = Evaluator(settings, model, log)
     report: dict[str, Any] = {"checkpoint": args.checkpoint if model is not None else None, "settings": vars(args),
                               "datasets": []}  # fmt: skip
-    rows = method_rows(methods, settings.lookaheads)
+    rows = method_rows(settings.methods, settings.lookaheads)
     tables = header[:]
     evaluated = []
     for dataset in sets:

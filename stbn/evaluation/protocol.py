@@ -18,6 +18,7 @@ ISO-like gain with or without H.264, scored against what the camera shows of the
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import time
@@ -34,32 +35,57 @@ from stbn.evaluation import baselines
 from stbn.evaluation.metrics import mean, psnr, sequence_scores, to_uint8
 from stbn.evaluation.noise import Awgn, Camera, NoiseSetting, Noisy
 from stbn.model import STBN, sigma_tensor
-from stbn.noise_estimation import Correlation, NoiseConfig
+from stbn.noise_estimation import Correlation, NoiseConfig, NoiseMode
 from stbn.posterior import posterior_mean
 
 SIGMAS = (10.0, 20.0, 30.0, 40.0, 50.0)
-STBN_METHODS = ("stbn", "stbn-stream", "stbn-live", "stbn-best")  # the ones that need a model
-METHODS = ("noisy", "gauss", "hqdn3d", "nlm", "bm3d", *STBN_METHODS)
 BEST_LEVEL_FACTORS = (0.35, 0.5, 0.7, 1.0, 1.4, 2.0)  # stbn-best: levels swept, factors of the true/oracle level
-TUNED = ("gauss", "hqdn3d", "nlm")  # strengths tuned per dataset and sigma on a clip that is not scored
 
 
-def method_rows(methods: Sequence[str], lookaheads: Sequence[int]) -> list[str]:
+class Method(str, enum.Enum):
+    """What an evaluation scores (``stbn eval --methods``)."""
+
+    NOISY = "noisy"
+    GAUSS = "gauss"
+    HQDN3D = "hqdn3d"
+    NLM = "nlm"
+    BM3D = "bm3d"
+    STBN = "stbn"  # offline, whole clip; adds its prior mean as a row
+    STBN_STREAM = "stbn-stream"  # the streaming loop at the true/oracle level, a row per look-ahead
+    STBN_LIVE = "stbn-live"  # the live default (blind), a row per look-ahead
+    STBN_BEST = "stbn-best"  # the streaming loop at its best fixed level (an oracle sweep)
+
+    @property
+    def needs_model(self) -> bool:
+        return self in _STBN_METHODS
+
+    @property
+    def tuned(self) -> bool:
+        """A baseline whose strength is tuned per dataset and noise on a clip that is not scored."""
+        return self in (Method.GAUSS, Method.HQDN3D, Method.NLM)
+
+    def rows(self, lookaheads: Sequence[int]) -> list[str]:
+        """The table rows this method fills."""
+        if self is Method.STBN:
+            return ["stbn", "stbn-prior"]
+        if self is Method.STBN_STREAM:
+            return [f"stbn-L{la}" for la in lookaheads]
+        if self is Method.STBN_LIVE:
+            return [f"stbn-live-L{la}" for la in lookaheads]
+        if self is Method.STBN_BEST:
+            return [f"stbn-best-L{max(lookaheads)}"]
+        return [self.value]
+
+
+_STBN_METHODS = frozenset({Method.STBN, Method.STBN_STREAM, Method.STBN_LIVE, Method.STBN_BEST})
+METHODS = tuple(m.value for m in Method)
+TUNED_ROWS = frozenset(m.value for m in Method if m.tuned)  # rows whose note is a tuned strength
+
+
+def method_rows(methods: Sequence[Method], lookaheads: Sequence[int]) -> list[str]:
     """Table rows of ``methods``: "stbn" adds its prior mean ("stbn-prior"), "stbn-stream" one row
     per look-ahead ("stbn-L0", "stbn-L2", ...)."""
-    rows: list[str] = []
-    for m in methods:
-        if m == "stbn":
-            rows += ["stbn", "stbn-prior"]
-        elif m == "stbn-stream":
-            rows += [f"stbn-L{la}" for la in lookaheads]
-        elif m == "stbn-live":
-            rows += [f"stbn-live-L{la}" for la in lookaheads]
-        elif m == "stbn-best":
-            rows.append(f"stbn-best-L{max(lookaheads)}")
-        else:
-            rows.append(m)
-    return rows
+    return [row for m in methods for row in Method(m).rows(lookaheads)]
 
 
 @dataclass(frozen=True)
@@ -80,7 +106,7 @@ class Dataset:
 class EvalSettings:
     sigmas: tuple[float, ...] = SIGMAS
     cameras: tuple[CameraCondition, ...] = ()  # camera settings scored after the AWGN ones
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[Method, ...] = tuple(Method)
     seed: int = 0
     lookaheads: tuple[int, ...] = (0, 2)
     bm3d_frames: tuple[int, ...] = (5, 15, 25)  # indices scored for BM3D (per sequence, those that exist)
@@ -90,9 +116,10 @@ class EvalSettings:
     live_noise: NoiseConfig = field(default_factory=NoiseConfig)  # stbn-live: the live default's noise settings
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.methods) - set(METHODS))
+        unknown = sorted(str(m) for m in self.methods if m not in METHODS)
         if unknown:
             raise ValueError(f"unknown evaluation methods {unknown}; choose from {METHODS}")
+        object.__setattr__(self, "methods", tuple(Method(m) for m in self.methods))
 
     @property
     def noises(self) -> tuple[NoiseSetting, ...]:
@@ -128,6 +155,8 @@ class MethodResult:
 
 
 Results = dict[NoiseSetting, dict[str, MethodResult]]  # per noise setting, per table row
+# (table row, estimate (N, H, W, 3) or {frame: estimate}, seconds, frames processed, note)
+Row = tuple[str, np.ndarray | dict[int, np.ndarray], float, int, str]
 
 
 # --- STBN --------------------------------------------------------------------------------------------
@@ -167,7 +196,7 @@ def stbn_streaming(
     from stbn.step import EagerRunner
     from stbn.streaming import StreamingDenoiser
 
-    noise = noise or NoiseConfig(mode="fixed", sigma=sigma255)
+    noise = noise or NoiseConfig(mode=NoiseMode.FIXED, sigma=sigma255)
     denoiser = StreamingDenoiser(EagerRunner(model), lookahead, noise)
     out = [ready.image for ready in denoiser.stream(to_uint8(noisy))]
     return np.stack(out).astype(np.float32) / 255.0
@@ -185,7 +214,8 @@ def stbn_best_level(
     best_score, best, best_level = -np.inf, noisy.noisy, noisy.level
     for factor in BEST_LEVEL_FACTORS:  # only the best output is kept (a clip's worth of memory)
         level = float(np.clip(noisy.level * factor, 0.5, 255.0))
-        est = stbn_streaming(model, noisy.noisy, level, lookahead, NoiseConfig("fixed", level, correlation=layout))
+        fixed = NoiseConfig(NoiseMode.FIXED, level, correlation=layout)
+        est = stbn_streaming(model, noisy.noisy, level, lookahead, fixed)
         score = mean([psnr(est[i], noisy.reference[i]) for i in range(len(est))])
         if score > best_score:
             best_score, best, best_level = score, est, level
@@ -201,12 +231,12 @@ def _cache_key(dataset: str, seq: Clip, noise: NoiseSetting, method: str, extra:
 
 class Evaluator:
     def __init__(self, settings: EvalSettings, model: STBN | None, log: Callable[[str], None] = print) -> None:
-        if model is None and (set(STBN_METHODS) & set(settings.methods)):
+        if model is None and any(m.needs_model for m in settings.methods):
             raise ValueError("STBN methods need a model (--checkpoint)")
         self.settings = settings
         self.model = model
         self.log = log
-        self.tuned: dict[tuple[str, str, NoiseSetting], float] = {}  # (dataset, method, noise) -> strength
+        self.tuned: dict[tuple[str, Method, NoiseSetting], float] = {}  # (dataset, method, noise) -> strength
 
     def _cached(self, key: str) -> dict[str, Any] | None:
         if not self.settings.cache_dir:
@@ -220,13 +250,14 @@ class Evaluator:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value))
 
-    def tuned_strength(self, dataset: Dataset, method: str, noise: NoiseSetting | float) -> float:
+    def tuned_strength(self, dataset: Dataset, method: Method | str, noise: NoiseSetting | float) -> float:
+        method = Method(method)
         noise = Awgn(noise) if isinstance(noise, float | int) else noise
         if (dataset.name, method, noise) in self.tuned:
             return self.tuned[dataset.name, method, noise]
         if dataset.tuning is None:
             raise ValueError(f"dataset {dataset.name} has no tuning clip for {method}")
-        key = _cache_key(dataset.name, dataset.tuning, noise, f"tune-{method}", _TUNABLE[method][1])
+        key = _cache_key(dataset.name, dataset.tuning, noise, f"tune-{method.value}", _TUNABLE[method][1])
         hit = self._cached(key)
         if hit is not None:
             best = hit["best"]
@@ -240,60 +271,76 @@ class Evaluator:
         self.tuned[dataset.name, method, noise] = best
         return best
 
-    def _run_method(
-        self, dataset: Dataset, given: Noisy, noise: NoiseSetting, method: str
-    ) -> list[tuple[str, np.ndarray | dict[int, np.ndarray], float, int, str]]:
+    def _run_method(self, dataset: Dataset, given: Noisy, noise: NoiseSetting, method: Method) -> list[Row]:
         """[(row, estimate (N,H,W,3) or {frame: estimate}, seconds, frames processed, note)]."""
-        s = self.settings
-        noisy, sigma = given.noisy, given.level
-        n = len(noisy)
+        if method.tuned:
+            return self._tuned_baseline(dataset, given, noise, method)
+        runs: dict[Method, Callable[[Noisy, NoiseSetting], list[Row]]] = {
+            Method.NOISY: self._noisy,
+            Method.BM3D: self._bm3d,
+            Method.STBN: self._stbn_offline,
+            Method.STBN_STREAM: self._stbn_stream,
+            Method.STBN_LIVE: self._stbn_live,
+            Method.STBN_BEST: self._stbn_best,
+        }
+        return runs[method](given, noise)
+
+    def _noisy(self, given: Noisy, noise: NoiseSetting) -> list[Row]:
+        return [("noisy", np.clip(given.noisy, 0.0, 1.0), 0.0, len(given.noisy), "noisy input clipped to [0,1]")]
+
+    def _stbn_offline(self, given: Noisy, noise: NoiseSetting) -> list[Row]:
+        t = time.perf_counter()
+        post, prior = stbn_offline(self.model, given.noisy, given.level)  # type: ignore[arg-type]
+        seconds, n = time.perf_counter() - t, len(given.noisy)
+        return [
+            ("stbn", post, seconds, n, "offline, whole clip, float input"),
+            ("stbn-prior", prior, 0.0, n, "prior mean of the offline run (blind spot, no posterior)"),
+        ]
+
+    def _stbn_stream(self, given: Noisy, noise: NoiseSetting) -> list[Row]:
+        rows = []
         level_note = "oracle level" if noise.camera else "true sigma"
-        if method == "noisy":
-            return [("noisy", np.clip(noisy, 0.0, 1.0), 0.0, n, "noisy input clipped to [0,1]")]
-        if method == "stbn":
+        for la in self.settings.lookaheads:
             t = time.perf_counter()
-            post, prior = stbn_offline(self.model, noisy, sigma)  # type: ignore[arg-type]
-            seconds = time.perf_counter() - t
-            return [
-                ("stbn", post, seconds, n, "offline, whole clip, float input"),
-                ("stbn-prior", prior, 0.0, n, "prior mean of the offline run (blind spot, no posterior)"),
-            ]
-        if method == "stbn-stream":
-            rows = []
-            for la in s.lookaheads:
-                t = time.perf_counter()
-                est = stbn_streaming(self.model, noisy, sigma, la)  # type: ignore[arg-type]
-                note = f"streaming L={la}, uint8 in/out, {level_note}"
-                rows.append((f"stbn-L{la}", est, time.perf_counter() - t, n, note))
-            return rows
-        if method == "stbn-live":
-            rows = []
-            for la in s.lookaheads:
-                t = time.perf_counter()
-                est = stbn_streaming(self.model, noisy, sigma, la, s.live_noise)  # type: ignore[arg-type]
-                note = (f"the live default: streaming L={la}, blind, noise correlation "
-                        f"{s.live_noise.correlation.value}, compression {s.live_noise.compression.value}")  # fmt: skip
-                rows.append((f"stbn-live-L{la}", est, time.perf_counter() - t, n, note))
-            return rows
-        if method == "stbn-best":
-            la = max(s.lookaheads)
+            est = stbn_streaming(self.model, given.noisy, given.level, la)  # type: ignore[arg-type]
+            note = f"streaming L={la}, uint8 in/out, {level_note}"
+            rows.append((f"stbn-L{la}", est, time.perf_counter() - t, len(given.noisy), note))
+        return rows
+
+    def _stbn_live(self, given: Noisy, noise: NoiseSetting) -> list[Row]:
+        rows = []
+        live = self.settings.live_noise
+        for la in self.settings.lookaheads:
             t = time.perf_counter()
-            est, level = stbn_best_level(self.model, given, la, noise.camera)  # type: ignore[arg-type]
-            layout = "phases" if noise.camera else "full frame"
-            note = f"L={la}, {layout}, best fixed level (oracle sweep): {level:.1f}"
-            return [(f"stbn-best-L{la}", est, time.perf_counter() - t, n * len(BEST_LEVEL_FACTORS), note)]
-        if method == "bm3d":
-            frames = [i for i in s.bm3d_frames if i < n]
-            t = time.perf_counter()
-            est = baselines.bm3d_frames(noisy, sigma, frames)
-            return [("bm3d", est, time.perf_counter() - t, len(frames), f"per-frame, {level_note}, frames {frames}")]
-        if method in _TUNABLE:
-            value = self.tuned_strength(dataset, method, noise)
-            run, _ = _TUNABLE[method]
-            t = time.perf_counter()
-            est = run(noisy, value, sigma)
-            return [(method, est, time.perf_counter() - t, n, _TUNED_NOTE[method].format(value))]
-        raise ValueError(f"unknown method {method!r}")
+            est = stbn_streaming(self.model, given.noisy, given.level, la, live)  # type: ignore[arg-type]
+            note = (f"the live default: streaming L={la}, blind, noise correlation "
+                    f"{live.correlation.value}, compression {live.compression.value}")  # fmt: skip
+            rows.append((f"stbn-live-L{la}", est, time.perf_counter() - t, len(given.noisy), note))
+        return rows
+
+    def _stbn_best(self, given: Noisy, noise: NoiseSetting) -> list[Row]:
+        la = max(self.settings.lookaheads)
+        t = time.perf_counter()
+        est, level = stbn_best_level(self.model, given, la, noise.camera)  # type: ignore[arg-type]
+        layout = "phases" if noise.camera else "full frame"
+        note = f"L={la}, {layout}, best fixed level (oracle sweep): {level:.1f}"
+        count = len(given.noisy) * len(BEST_LEVEL_FACTORS)
+        return [(f"stbn-best-L{la}", est, time.perf_counter() - t, count, note)]
+
+    def _bm3d(self, given: Noisy, noise: NoiseSetting) -> list[Row]:
+        frames = [i for i in self.settings.bm3d_frames if i < len(given.noisy)]
+        level_note = "oracle level" if noise.camera else "true sigma"
+        t = time.perf_counter()
+        est = baselines.bm3d_frames(given.noisy, given.level, frames)
+        return [("bm3d", est, time.perf_counter() - t, len(frames), f"per-frame, {level_note}, frames {frames}")]
+
+    def _tuned_baseline(self, dataset: Dataset, given: Noisy, noise: NoiseSetting, method: Method) -> list[Row]:
+        value = self.tuned_strength(dataset, method, noise)
+        run, _ = _TUNABLE[method]
+        t = time.perf_counter()
+        est = run(given.noisy, value, given.level)
+        note = _TUNED_NOTE[method].format(value)
+        return [(method.value, est, time.perf_counter() - t, len(given.noisy), note)]
 
     def evaluate(self, dataset: Dataset) -> Results:
         s = self.settings
@@ -308,12 +355,12 @@ class Evaluator:
             for index, seq in enumerate(dataset.sequences):
                 given = noise.apply(seq.clean, s.seed, index)
                 for method in s.methods:
-                    cacheable = method in ("bm3d", "noisy", *TUNED)
+                    cacheable = not method.needs_model  # the baselines do not depend on the model
                     # A tuned baseline's result is keyed by the strength it ran with.
-                    extra = s.bm3d_frames if method == "bm3d" else 0
-                    if method in TUNED:
+                    extra = s.bm3d_frames if method is Method.BM3D else 0
+                    if method.tuned:
                         extra = self.tuned_strength(dataset, method, noise)
-                    key = _cache_key(dataset.name, seq, noise, method, (s.seed, extra))
+                    key = _cache_key(dataset.name, seq, noise, method.value, (s.seed, extra))
                     hit = self._cached(key) if cacheable else None
                     if hit is None:
                         runs = self._run_method(dataset, given, noise, method)
@@ -352,12 +399,12 @@ def _scored(
             "count": count, "note": note}  # fmt: skip
 
 
-_TUNABLE: dict[str, tuple[Callable[[np.ndarray, float, float], np.ndarray], tuple[float, ...]]] = {
-    "gauss": (lambda y, v, _sigma: baselines.gaussian_video(y, v), baselines.GAUSSIAN_SIGMAS),
-    "hqdn3d": (lambda y, v, _sigma: baselines.hqdn3d_video(y, v), baselines.HQDN3D_STRENGTHS),
-    "nlm": (lambda y, v, sigma: baselines.nlm_video(y, v * sigma), baselines.NLM_FACTORS),
+_TUNABLE: dict[Method, tuple[Callable[[np.ndarray, float, float], np.ndarray], tuple[float, ...]]] = {
+    Method.GAUSS: (lambda y, v, _sigma: baselines.gaussian_video(y, v), baselines.GAUSSIAN_SIGMAS),
+    Method.HQDN3D: (lambda y, v, _sigma: baselines.hqdn3d_video(y, v), baselines.HQDN3D_STRENGTHS),
+    Method.NLM: (lambda y, v, sigma: baselines.nlm_video(y, v * sigma), baselines.NLM_FACTORS),
 }
-_TUNED_NOTE = {"gauss": "blur {:g} px", "hqdn3d": "luma_spatial={:g}", "nlm": "window 5, h={:g}*sigma"}
+_TUNED_NOTE = {Method.GAUSS: "blur {:g} px", Method.HQDN3D: "luma_spatial={:g}", Method.NLM: "window 5, h={:g}*sigma"}
 
 
 # --- reporting ----------------------------------------------------------------------------------------
@@ -395,7 +442,7 @@ def markdown_table(dataset: Dataset, results: Results, methods: Sequence[str]) -
         ms = mean([results[s][m].ms_per_frame() for s in sigmas])
         note = (
             results[sigmas[-1]][m].note
-            if m not in TUNED
+            if m not in TUNED_ROWS
             else ", ".join(f"{s.label}: {results[s][m].note.split(', ')[-1]}" for s in sigmas)
         )
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(ms, 1)} | {note} |")

@@ -4,8 +4,11 @@ the [0, 1] scale (noisy, not clipped)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
+from stbn.config import FlowKind
 from stbn.flow.base import FlowEstimator, ZeroFlow
 from stbn.flow.pwc import PWCNet
 from stbn.flow.pyramid import PyramidFlow
@@ -13,12 +16,13 @@ from stbn.flow.pyramid import PyramidFlow
 __all__ = ["FlowEstimator", "PWCNet", "PyramidFlow", "ZeroFlow", "build_flow"]
 
 
-def build_flow(kind: str, channels: int = 32, levels: int = 4) -> nn.Module:
-    """The flow estimator named ``kind`` ("pyramid", "pwc" or "zero")."""
-    if kind == "pyramid":
-        return PyramidFlow(channels=channels, levels=levels)
-    if kind == "pwc":
-        return PWCNet()
-    if kind == "zero":
-        return ZeroFlow()
-    raise ValueError(f"unknown flow kind {kind!r}; choose pyramid, pwc or zero")
+FLOW_BUILDERS: dict[FlowKind, Callable[[int, int], nn.Module]] = {
+    FlowKind.PYRAMID: lambda channels, levels: PyramidFlow(channels=channels, levels=levels),
+    FlowKind.PWC: lambda channels, levels: PWCNet(),
+    FlowKind.ZERO: lambda channels, levels: ZeroFlow(),
+}
+
+
+def build_flow(kind: FlowKind | str, channels: int = 32, levels: int = 4) -> nn.Module:
+    """The flow estimator of ``kind`` (``channels`` and ``levels`` shape the pyramid network)."""
+    return FLOW_BUILDERS[FlowKind(kind)](channels, levels)

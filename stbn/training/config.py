@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stbn.config import FlowKind
+from stbn.noise_estimation import NoiseFamily
 from stbn.training.motion import MotionConfig
 from stbn.yamlconfig import ConfigError, from_dict, read_yaml_mapping
 
-NOISE_KINDS = ("gaussian", "poisson-gaussian")
-PRECISIONS = ("fp32", "bf16")  # bf16: autocast for the network, losses in fp32 (no loss scaling needed)
-SCHEDULES = ("iterations", "time")  # what the learning-rate milestones are fractions of
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -78,7 +77,7 @@ class CameraTarget(str, enum.Enum):
 
 @dataclass(frozen=True)
 class NoiseSettings:
-    kind: str = "gaussian"
+    kind: NoiseFamily = NoiseFamily.GAUSSIAN
     sigma_range: tuple[float, float] = (5.0, 55.0)  # 0..255 scale, per sample
     gain_range: tuple[float, float] = (0.0, 0.02)  # Poisson gain a (variance a*x + sigma^2, x in [0,1])
     # share of the clips made by the camera simulator (stbn.camera: random sensor, ISP, codec); their
@@ -88,8 +87,7 @@ class NoiseSettings:
     camera_target: CameraTarget = CameraTarget.NOISY
 
     def __post_init__(self) -> None:
-        if self.kind not in NOISE_KINDS:
-            raise ConfigError(f"noise.kind must be one of {NOISE_KINDS}, got {self.kind!r}")
+        object.__setattr__(self, "kind", _member(NoiseFamily, self.kind, "noise.kind"))
         if not 0.0 <= self.sigma_range[0] <= self.sigma_range[1] <= 255.0:
             raise ConfigError(f"noise.sigma_range must be ordered within 0..255, got {self.sigma_range}")
         if not 0.0 <= self.gain_range[0] <= self.gain_range[1]:
@@ -104,6 +102,29 @@ class Loss(str, enum.Enum):
     NLL = "nll"  # Gaussian NLL of the Bayesian head (needs sigma)
     L2 = "l2"  # plain L2 of the prior mean to the noisy input
     TEACHER = "teacher"  # a non-blind student: L2 to the teacher's posterior mean
+
+
+class Schedule(str, enum.Enum):
+    """What the learning-rate milestones are fractions of (``optim.schedule``)."""
+
+    ITERATIONS = "iterations"
+    TIME = "time"  # of time_limit_minutes: a time-boxed run whose step rate is not known in advance
+
+
+class Precision(str, enum.Enum):
+    """The training step's arithmetic (``optim.precision``)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"  # autocast for the network, losses in fp32 (no loss scaling needed)
+
+
+def _member(kind: type[enum.Enum], value: Any, key: str) -> Any:
+    """``value`` as a member of ``kind`` (a member or its value), or a ConfigError naming the key."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(str(m.value) for m in kind)
+        raise ConfigError(f"{key} must be one of {choices}, got {value!r}") from None
 
 
 class CompileMode(enum.Enum):
@@ -129,21 +150,20 @@ class OptimConfig:
     time_limit_minutes: float | None = None  # stop early (and save) after this much training time
     # "time": milestones are fractions of time_limit_minutes (a time-boxed run whose step rate is not
     # known in advance decays on schedule); `iterations` is then only an upper bound
-    schedule: str = "iterations"
-    precision: str = "fp32"
+    schedule: Schedule = Schedule.ITERATIONS
+    precision: Precision = Precision.FP32
     # torch.compile the loss step (forward, NLL; backward through AOTAutograd): off, default, or
     # reduce-overhead (CUDA graphs; the clip shapes are fixed per batch) / max-autotune on a GPU
     compile: CompileMode = CompileMode.OFF
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.schedule == "time" and not self.time_limit_minutes:
+        object.__setattr__(self, "loss", _member(Loss, self.loss, "optim.loss"))
+        object.__setattr__(self, "schedule", _member(Schedule, self.schedule, "optim.schedule"))
+        if self.schedule is Schedule.TIME and not self.time_limit_minutes:
             raise ConfigError("optim.schedule: time needs optim.time_limit_minutes")
         if self.time_limit_minutes is not None and self.time_limit_minutes <= 0:
             raise ConfigError(f"optim.time_limit_minutes must be > 0, got {self.time_limit_minutes}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"optim.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        object.__setattr__(self, "precision", _member(Precision, self.precision, "optim.precision"))
         if self.mean_l2 < 0:
             raise ConfigError(f"optim.mean_l2 must be >= 0, got {self.mean_l2}")
         if self.iterations < 0 or self.lr <= 0 or self.grad_clip <= 0:
@@ -193,7 +213,7 @@ class ValConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = "cpu-rt"
-    flow: str | None = None  # None: the preset's flow network
+    flow: FlowKind | None = None  # None: the preset's flow network
     output_dir: str = "runs/cpu-rt"
     checkpoint: str | None = None  # where the final model checkpoint is also written
     teacher: str | None = None  # blind-spot checkpoint whose posterior means train a student (loss: teacher)
@@ -215,7 +235,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if (self.teacher is None) != (self.optim.loss != "teacher"):
+        if self.flow is not None:
+            object.__setattr__(self, "flow", _member(FlowKind, self.flow, "flow"))
+        if (self.teacher is None) != (self.optim.loss is not Loss.TEACHER):
             raise ConfigError("a teacher checkpoint and optim.loss: teacher go together")
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from torch import nn
 import stbn
 from stbn.model import STBN, sigma_tensor
 from stbn.posterior import gaussian_nll, mean_l2
-from stbn.training.config import Loss
+from stbn.training.config import Loss, Precision
 
 
 def batch_psnr(estimate: torch.Tensor, clean: torch.Tensor) -> float:
@@ -69,17 +69,19 @@ def load_denoising_teacher(path: str | Path, student: STBN) -> STBN:
 class LossModule(nn.Module):
     """Wraps the model so that DistributedDataParallel sees one forward per step."""
 
-    def __init__(self, model: STBN, loss: Loss | str, mean_weight: float = 0.0, precision: str = "fp32") -> None:
+    def __init__(
+        self, model: STBN, loss: Loss | str, mean_weight: float = 0.0, precision: Precision = Precision.FP32
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss = Loss(loss)  # an unknown name is an error here, never a silent L2
         self.mean_weight = mean_weight
-        self.precision = precision
+        self.precision = Precision(precision)
         self._teacher: tuple[nn.Module, ...] = ()
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """The network in bf16 where asked; the likelihood (a 3x3 Cholesky, logs) stays in fp32."""
-        if self.precision == "fp32":
+        if self.precision is Precision.FP32:
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.bfloat16)
 

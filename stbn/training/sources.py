@@ -12,6 +12,7 @@ import torch
 
 from stbn.camera import CameraModel, Codec
 from stbn.io import read_clip, to_float
+from stbn.noise_estimation import NoiseFamily
 from stbn.phases import PhaseTiling
 from stbn.training.config import CameraLayout, CameraTarget, DataConfig, NoiseSettings, VideoSource
 from stbn.training.motion import MotionConfig, random_clip_crop, random_window, synthetic_clip
@@ -140,7 +141,7 @@ class SyntheticNoiseSource:
         clean = torch.from_numpy(clean_np).permute(0, 1, 4, 2, 3).contiguous()
         b = clean.shape[0]
         sigma = sample_sigmas(b, self.noise.sigma_range, generator)
-        if self.noise.kind == "gaussian":
+        if self.noise.kind is NoiseFamily.GAUSSIAN:
             noisy = add_gaussian(clean, sigma, generator)
             target = None
             if self.noise.camera_fraction > 0:

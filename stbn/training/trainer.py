@@ -23,10 +23,11 @@ from torch import nn
 
 import stbn
 from stbn.checkpoint import NoiseModel, load_checkpoint, load_state, save_checkpoint
+from stbn.config import FlowKind
 from stbn.devices import resolve_device
 from stbn.model import STBN, sigma_tensor
 from stbn.posterior import posterior_mean
-from stbn.training.config import CompileMode, TrainConfig, config_from_dict
+from stbn.training.config import CompileMode, Schedule, TrainConfig, config_from_dict
 from stbn.training.distributed import DistInfo
 from stbn.training.flow_pretraining import pretrain_flow
 from stbn.training.losses import LossModule, batch_psnr, load_denoising_teacher, make_teacher
@@ -84,13 +85,14 @@ class Trainer:
         optim = config.optim
         decay = (
             time_decay(optim.milestones, optim.gamma, 60.0 * optim.time_limit_minutes, lambda: self.train_seconds)
-            if optim.schedule == "time" and optim.time_limit_minutes
+            if optim.schedule is Schedule.TIME and optim.time_limit_minutes
             else step_decay(optim.milestones, optim.gamma, optim.iterations)
         )
         self.train_seconds = 0.0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, decay)
         self.iteration = 0
-        self.flow_pretrained = config.flow_pretrain.iterations == 0 or config.flow == "zero" or bool(config.init)
+        no_flow = self.model.config.flow is FlowKind.ZERO
+        self.flow_pretrained = config.flow_pretrain.iterations == 0 or no_flow or bool(config.init)
         self.best_val = float("-inf")
         self.history: list[dict[str, Any]] = []
         self.rng = np.random.default_rng([config.seed, self.dist.rank])
@@ -102,7 +104,7 @@ class Trainer:
     # -- the step --------------------------------------------------------------------------------------------
     def distill_active(self) -> bool:
         d = self.config.distill
-        return d.enabled and self.config.flow != "zero" and self.iteration >= d.start
+        return d.enabled and self.model.config.flow is not FlowKind.ZERO and self.iteration >= d.start
 
     def _module(self) -> nn.Module:
         """The loss step as run: the loss module, wrapped by DDP across processes, compiled when

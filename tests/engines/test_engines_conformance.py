@@ -10,7 +10,7 @@ import torch
 
 import stbn
 from engines import BackendUnavailable, EngineConfig, create_engine
-from stbn.noise_estimation import NoiseConfig
+from stbn.noise_estimation import NoiseConfig, NoiseMode
 from stbn.streaming import StreamingDenoiser
 from tests.engines.clips import moving_clip
 
@@ -31,7 +31,7 @@ BACKENDS = [
 
 def _run(config: EngineConfig, model: stbn.STBN, clip: np.ndarray) -> np.ndarray:
     with create_engine(config, model=model) as engine:
-        denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", 20.0))
+        denoiser = StreamingDenoiser(engine, 2, NoiseConfig(NoiseMode.FIXED, 20.0))
         out = [f.image for f in denoiser.stream(clip)]
     return np.stack(out).astype(np.float64)
 
@@ -92,7 +92,7 @@ def test_swapped_weights_run_like_a_fresh_engine_with_them(name: str, changes: d
         engine.swap_weights(engine.prepare_weights(after.state_dict()))
         exported = [p for p in tmp_path.iterdir() if p.name.startswith("onnx-")]
         assert len(exported) <= 1, exported  # swaps leave nothing in the cache (only the built graphs)
-        denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", 20.0))
+        denoiser = StreamingDenoiser(engine, 2, NoiseConfig(NoiseMode.FIXED, 20.0))
         got = [f.image for f in denoiser.stream(clip)]
         wrong = stbn.build_model("cpu-rt", channels=8).state_dict()
         with pytest.raises(EngineError, match="do not fit"):

@@ -14,7 +14,7 @@ import torch
 import stbn
 from engines.base import EngineConfig
 from engines.torch_engine import TorchEngine
-from stbn.noise_estimation import NoiseConfig
+from stbn.noise_estimation import NoiseConfig, NoiseMode
 from stbn.streaming import FrameSizeError, StreamingDenoiser
 from tests.engines.clips import moving_clip, responsive_model
 
@@ -23,7 +23,7 @@ SIGMA = 20.0
 
 def _stream(engine: Any, clip: np.ndarray, lookahead: int, sigma: float = SIGMA) -> list[Any]:
     # clipped=False: the raw propagation is compared with the model itself
-    return _stream_with(engine, clip, lookahead, NoiseConfig("fixed", sigma, clipped=False))
+    return _stream_with(engine, clip, lookahead, NoiseConfig(NoiseMode.FIXED, sigma, clipped=False))
 
 
 def _offline_uint8(model: stbn.STBN, clip: np.ndarray) -> np.ndarray:
@@ -62,7 +62,7 @@ def test_outputs_never_depend_on_frames_beyond_the_lookahead(lookahead: int) -> 
 def test_emission_order_flush_and_gap_reset(tiny_model: stbn.STBN) -> None:
     clip = moving_clip(8, 16, 20, SIGMA)
     engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
-    denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", SIGMA))
+    denoiser = StreamingDenoiser(engine, 2, NoiseConfig(NoiseMode.FIXED, SIGMA))
     emitted = []
     seqs = [0, 1, 2, 3, 10, 11, 12, 13]  # a gap after 3
     for frame, seq in zip(clip, seqs):
@@ -104,7 +104,7 @@ def test_flows_are_computed_once_per_frame_pair(tiny_model: stbn.STBN) -> None:
 
 def test_bad_frames_are_clear_errors(tiny_model: stbn.STBN) -> None:
     engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
-    denoiser = StreamingDenoiser(engine, 1, NoiseConfig("fixed", SIGMA))
+    denoiser = StreamingDenoiser(engine, 1, NoiseConfig(NoiseMode.FIXED, SIGMA))
     denoiser.push(np.zeros((16, 24, 3), np.uint8), 0)
     with pytest.raises(FrameSizeError, match="changed mid-stream"):
         denoiser.push(np.zeros((18, 24, 3), np.uint8), 1)
@@ -123,7 +123,7 @@ def _rss_bytes() -> int:
 
 def test_memory_does_not_grow_with_stream_length(tiny_model: stbn.STBN) -> None:
     engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
-    denoiser = StreamingDenoiser(engine, 2, NoiseConfig("fixed", SIGMA))
+    denoiser = StreamingDenoiser(engine, 2, NoiseConfig(NoiseMode.FIXED, SIGMA))
     frames = moving_clip(10, 32, 40, SIGMA)
     level = 0
     for i in range(500):
@@ -146,9 +146,9 @@ def test_correlated_noise_runs_on_the_tiled_phases_and_a_switch_restarts_the_str
     clip = moving_clip(4, 16, 22, SIGMA)
     tiling = PhaseTiling(16, 22)
     engine = TorchEngine(EngineConfig(backend="torch"), model=model)
-    correlated = _stream_with(engine, clip, 1, NoiseConfig("fixed", SIGMA, correlation=Correlation.CORRELATED))
+    correlated = _stream_with(engine, clip, 1, NoiseConfig(NoiseMode.FIXED, SIGMA, correlation=Correlation.CORRELATED))
     engine = TorchEngine(EngineConfig(backend="torch"), model=model)
-    on_tiles = _stream_with(engine, tiling.tile(clip), 1, NoiseConfig("fixed", SIGMA))
+    on_tiles = _stream_with(engine, tiling.tile(clip), 1, NoiseConfig(NoiseMode.FIXED, SIGMA))
     for a, b in zip(correlated, on_tiles, strict=True):
         assert np.array_equal(a.image, tiling.untile(b.image))
     assert not np.array_equal(correlated[2].image, _stream(engine, clip, 1)[2].image)  # the layout matters
@@ -159,7 +159,7 @@ def test_correlated_noise_runs_on_the_tiled_phases_and_a_switch_restarts_the_str
     white = np.stack([np.clip(128 + np.random.default_rng(k).normal(0, 20, (48, 64, 3)), 0, 255) for k in range(4)])
     frames = np.concatenate([white.round().astype(np.uint8), camera.simulate(flat, np.random.default_rng(9))])
     engine = TorchEngine(EngineConfig(backend="torch"), model=model)
-    denoiser = StreamingDenoiser(engine, 2, NoiseConfig("estimate", smoothing=0.0, interval=1))
+    denoiser = StreamingDenoiser(engine, 2, NoiseConfig(NoiseMode.ESTIMATE, smoothing=0.0, interval=1))
     out = []
     for seq, frame in enumerate(frames):
         out += denoiser.push(frame, seq)

@@ -12,6 +12,7 @@ from engines.torch_engine import TorchEngine
 from stbn.noise_estimation import (
     FrameNoise,
     NoiseConfig,
+    NoiseMode,
     NoiseTracker,
     estimate_poisson_gaussian,
     estimate_sigma,
@@ -64,28 +65,28 @@ def test_poisson_gaussian_fit_recovers_the_level_at_mid_grey(bikes_frames: list[
 
 def test_tracker_smooths_over_time_and_fixed_mode_is_exact() -> None:
     clean = _generated_clip(1)[0]
-    tracker = NoiseTracker(NoiseConfig("estimate", smoothing=0.9, interval=1))
+    tracker = NoiseTracker(NoiseConfig(NoiseMode.ESTIMATE, smoothing=0.9, interval=1))
     levels = [tracker.update(_noisy_uint8(clean, s, seed=s)).level255 for s in (20, 40)]
     assert abs(levels[0] - 20) < 2 and 20 < levels[1] < 30  # one frame at 40 moves it only a little
     # Every 4th frame: the frames between hold the level; the 4th moves it as 4 frames would.
-    sparse = NoiseTracker(NoiseConfig("estimate", smoothing=0.9, interval=4))
+    sparse = NoiseTracker(NoiseConfig(NoiseMode.ESTIMATE, smoothing=0.9, interval=4))
     held = [sparse.update(_noisy_uint8(clean, s, seed=s)).level255 for s in (20, 40, 40, 40, 40)]
     assert held[0] == held[1] == held[2] == held[3] and abs(held[0] - 20) < 2
     assert 25 < held[4] < 32  # variance EMA: sqrt(0.9**4 * 20**2 + (1 - 0.9**4) * 40**2) = 28.5
     with pytest.raises(ValueError, match=r"noise\.interval"):
-        NoiseConfig("estimate", interval=0)
-    fixed = NoiseTracker(NoiseConfig("fixed", sigma=25.0))
+        NoiseConfig(NoiseMode.ESTIMATE, interval=0)
+    fixed = NoiseTracker(NoiseConfig(NoiseMode.FIXED, sigma=25.0))
     assert fixed.update(clean) == FrameNoise(0.0, (25 / 255) ** 2, correlated=False)
     with pytest.raises(ValueError, match=r"noise\.mode"):
         NoiseConfig("guess")
     with pytest.raises(ValueError, match=r"0\.\.255"):
-        NoiseConfig("fixed", sigma=300)
+        NoiseConfig(NoiseMode.FIXED, sigma=300)
 
 
 def test_streaming_reports_the_estimated_level(tiny_model) -> None:
     clean = _generated_clip(3)[3:]
     engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
-    denoiser = StreamingDenoiser(engine, 0, NoiseConfig("estimate"))
+    denoiser = StreamingDenoiser(engine, 0, NoiseConfig(NoiseMode.ESTIMATE))
     out = denoiser.push(_noisy_uint8(clean[0][:64, :96], 30, seed=1), 0)
     assert len(out) == 1 and abs(out[0].sigma - 30) < 4
 
@@ -94,7 +95,7 @@ def test_streaming_reports_the_estimated_level(tiny_model) -> None:
 def test_white_noise_is_never_taken_for_a_cameras_correlated_noise(sigma: int, bikes_frames) -> None:
     """AWGN keeps the white path (and its exact level) on photos, gradients and real footage."""
     for k, clean in enumerate(_generated_clip() + list(bikes_frames)):
-        tracker = NoiseTracker(NoiseConfig("estimate", interval=1))
+        tracker = NoiseTracker(NoiseConfig(NoiseMode.ESTIMATE, interval=1))
         noisy = _noisy_uint8(clean, sigma, seed=k)
         noise = tracker.update(noisy)
         assert not noise.correlated, (k, scale_levels(noisy))

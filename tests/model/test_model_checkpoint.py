@@ -9,6 +9,7 @@ import torch
 
 import stbn
 from stbn.checkpoint import model_from_authors_state
+from stbn.noise_estimation import NoiseFamily
 
 DATA = Path(__file__).parent / "data"
 
@@ -16,7 +17,7 @@ DATA = Path(__file__).parent / "data"
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model = stbn.build_model("cpu-rt").eval()
     path = tmp_path / "m.pt"
-    stbn.save_checkpoint(path, model, "cpu-rt", stbn.NoiseModel("gaussian", (5.0, 55.0)), {"steps": 3})
+    stbn.save_checkpoint(path, model, "cpu-rt", stbn.NoiseModel(NoiseFamily.GAUSSIAN, (5.0, 55.0)), {"steps": 3})
     loaded = stbn.load_checkpoint(path, preset="cpu-rt")
     assert loaded.preset == "cpu-rt" and loaded.metadata == {"steps": 3}
     assert loaded.model.config == model.config
