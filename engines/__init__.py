@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from engines.base import BACKENDS, BackendUnavailable, Engine, EngineConfig, EngineError
-from engines.factory import create_engine
+from engines.factory import create_camera_engine, create_engine
 
-__all__ = ["BACKENDS", "BackendUnavailable", "Engine", "EngineConfig", "EngineError", "create_engine"]
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "create_camera_engine",
+    "create_engine",
+]

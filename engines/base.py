@@ -36,6 +36,9 @@ class EngineConfig:
 
     backend: str = "auto"
     checkpoint: str = ""  # "" or "shipped": the shipped weights of `preset` (cpu-rt); see stbn.weights
+    # the model for correlated (camera) noise: "" or "shipped": the one shipped for the main model's
+    # preset (stbn.weights.CAMERA_MODELS), "none": the main model on the 2x2 phases, or a checkpoint
+    camera_checkpoint: str = ""
     preset: str | None = None  # when set, the checkpoint must hold this preset
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     precision: str = "fp32"

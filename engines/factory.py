@@ -12,6 +12,7 @@ import torch
 from engines.base import BackendUnavailable, Engine, EngineConfig
 from engines.selection import cpu_backend
 from stbn.model import STBN
+from stbn.weights import NO_CAMERA_MODEL, resolve_camera_checkpoint
 
 log = logging.getLogger("engines")
 
@@ -33,6 +34,19 @@ def _tensorrt_usable() -> str | None:
     except Exception as exc:  # ImportError or a missing shared library (OSError)
         return f"torch_tensorrt not importable ({exc.__class__.__name__}: {exc})"
     return None
+
+
+def create_camera_engine(config: EngineConfig, main: Engine) -> Engine | None:
+    """The engine of the camera model that goes with ``main`` (``config.camera_checkpoint``), on
+    the same backend; None where there is none (a main model given as a module has no shipped one)."""
+    preset = main.checkpoint.preset if main.checkpoint is not None else None
+    if preset is None and config.camera_checkpoint in ("", "shipped"):
+        return None
+    path = resolve_camera_checkpoint(config.camera_checkpoint, preset)
+    if path is None:
+        return None
+    camera = config.replace(checkpoint=str(path), preset=None, camera_checkpoint=NO_CAMERA_MODEL)
+    return create_engine(camera)
 
 
 def create_engine(config: EngineConfig, model: STBN | None = None) -> Engine:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engines import Engine, EngineError, create_engine
+from engines import Engine, EngineError, create_camera_engine, create_engine
 from pipeline.config import PipelineConfig, SourceConfig, SourceKind
 from pipeline.frame import FrameRecord
 from pipeline.profiling import LatencyProfiler
@@ -93,8 +93,11 @@ def build_pipeline(
                 engine = create_engine(config.engine, model)
                 parts.engines.append(engine)
                 parts.engine_description = engine.describe()
+                camera_engine = create_camera_engine(config.engine, engine)
+                if camera_engine is not None:
+                    parts.engines.append(camera_engine)
                 noise = stream_noise(config.noise, sc)
-                denoiser = StreamingDenoiser(engine, config.lookahead, noise)
+                denoiser = StreamingDenoiser(engine, config.lookahead, noise, camera_engine)
                 if config.adapt.enabled:
                     from pipeline.adaptation import OnlineAdapter  # training code: loaded only when asked
 

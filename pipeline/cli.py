@@ -44,6 +44,11 @@ def add_denoise_parser(subparsers: Any) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--checkpoint", default="", help="default: the shipped CPU model")
     parser.add_argument(
+        "--camera-checkpoint", default="", metavar="PATH|none",
+        help="the model for correlated (camera) noise; default: the one shipped for the checkpoint's preset, "
+        "none: the main model on the 2x2 pixel phases",
+    )  # fmt: skip
+    parser.add_argument(
         "--lookahead", type=int, help="stream causally with this look-ahead (default: offline, bidirectional)"
     )
     parser.add_argument(

@@ -101,6 +101,9 @@ class DenoiseOptions:
     correlation: Correlation = Correlation.AUTO  # correlated: a camera's noise, denoised on the 2x2 phases
     compression: Compression | None = None  # None: what the input's format says (Compression.UNKNOWN for PNG)
     checkpoint: str = ""  # "": the shipped CPU model (stbn.weights)
+    # correlated noise: "" the camera model shipped for the checkpoint's preset, "none" the main
+    # model on the 2x2 phases, or a checkpoint
+    camera_checkpoint: str = ""
     lookahead: int | None = None  # None = offline (whole clip, bidirectional, in chunks)
     backend: str = "auto"  # for streaming
     chunk: int = 16
@@ -308,6 +311,7 @@ class DenoiseSummary:
     sigma: float
     gain: float
     correlated: bool
+    camera_model: bool  # correlated noise denoised by the camera model (else on the 2x2 phases)
     sigma_estimated: bool
     mode: str
     adapt: dict[str, Any] | None
@@ -320,7 +324,7 @@ class DenoiseSummary:
         if self.noise is NoiseFamily.POISSON_GAUSSIAN and not self.correlated:
             noise = f"poisson-gaussian gain {self.gain:.4f} {noise}"
         if self.correlated:
-            noise = f"correlated (camera) noise, {noise} on the 2x2 phases"
+            noise = f"correlated (camera) noise, {noise}, " + ("camera model" if self.camera_model else "2x2 phases")
         adapt = ""
         if self.adapt is not None and "skipped" in self.adapt:
             adapt = "; adaptation skipped (correlated noise)"
@@ -356,9 +360,12 @@ def denoise_file(
     output = _Output(output_path, clip, options.force)
     try:
         loaded = checkpoint or load_options_checkpoint(options)
+        camera = load_camera_checkpoint(options, loaded.preset)
         model = loaded.model.eval()
         estimated = options.sigma is None
-        noise = _noise_model(clip.head, options, options.compression or clip.compression)
+        noise = _noise_model(clip.head, options, options.compression or clip.compression, camera is not None)
+        if noise.correlated and camera is not None:
+            model = camera.model.eval()
         start = time.time()
         adapt_summary = None
         if (options.adapt_steps or options.adapt_seconds) and noise.correlated:
@@ -373,7 +380,8 @@ def denoise_file(
         bar = progress("denoise", clip.count) if progress else None
         picker = ComparePicker(pick_frames(clip.count)) if options.compare is not None else None
         frames = picker.tap_input(clip.frames()) if picker is not None else clip.frames()
-        for index, image in enumerate(_denoised(model, frames, clip.head.shape[1:3], noise, options)):
+        tiled = noise.correlated and camera is None
+        for index, image in enumerate(_denoised(model, frames, clip.head.shape[1:3], noise, tiled, options)):
             output.write(image)
             if picker is not None:
                 picker.output(index, image)
@@ -389,7 +397,7 @@ def denoise_file(
     h, w = clip.head.shape[1:3]
     summary = DenoiseSummary(
         output.count, w, h, time.time() - start, options.noise, noise.sigma255, noise.a,
-        noise.correlated, estimated, mode, adapt_summary, output_path,
+        noise.correlated, noise.correlated and camera is not None, estimated, mode, adapt_summary, output_path,
     )  # fmt: skip
     if picker is None:
         return summary
@@ -413,8 +421,25 @@ def load_options_checkpoint(options: DenoiseOptions) -> Any:
         raise BadCheckpoint(f"{options.checkpoint or 'the shipped weights'}: {exc}") from exc
 
 
-def _noise_model(head: np.ndarray, options: DenoiseOptions, compression: Compression) -> FrameNoise:
-    """Variance gain * x + (sigma / 255)^2, white or correlated: given or estimated on the first frames."""
+def load_camera_checkpoint(options: DenoiseOptions, preset: str) -> Any:
+    """The camera model for correlated noise (``options.camera_checkpoint``), None where there is
+    none, or BadCheckpoint."""
+    import stbn
+    from stbn.checkpoint import CheckpointError
+    from stbn.weights import resolve_camera_checkpoint
+
+    try:
+        path = resolve_camera_checkpoint(options.camera_checkpoint, preset)
+        return None if path is None else stbn.load_checkpoint(path)
+    except (CheckpointError, OSError) as exc:
+        raise BadCheckpoint(f"camera model {options.camera_checkpoint or 'shipped'}: {exc}") from exc
+
+
+def _noise_model(
+    head: np.ndarray, options: DenoiseOptions, compression: Compression, camera_model: bool
+) -> FrameNoise:
+    """Variance gain * x + (sigma / 255)^2, white or correlated: given or estimated on the first
+    frames; ``camera_model``: correlated noise gets the level a camera model is trained with."""
     from stbn.noise_estimation import NoiseConfig, NoiseMode, clip_noise
 
     if options.sigma is not None:
@@ -422,7 +447,7 @@ def _noise_model(head: np.ndarray, options: DenoiseOptions, compression: Compres
     else:
         mode = NoiseMode.estimating(options.noise)
         config = NoiseConfig(mode, correlation=options.correlation, compression=compression)
-    return clip_noise(head, config)
+    return clip_noise(head, config, camera_model)
 
 
 def _adapt(
@@ -455,15 +480,18 @@ def _adapt(
 
 
 def _denoised(
-    model: Any, frames: Iterator[np.ndarray], size: tuple[int, int], noise: FrameNoise, options: DenoiseOptions
+    model: Any,
+    frames: Iterator[np.ndarray],
+    size: tuple[int, int],
+    noise: FrameNoise,
+    tiled: bool,
+    options: DenoiseOptions,
 ) -> Iterator[np.ndarray]:
-    """The denoised ``frames`` (all of one ``size`` (H, W)), in order."""
+    """The denoised ``frames`` (all of one ``size`` (H, W)), in order; ``tiled``: on the 2x2 phases."""
     if options.lookahead is None:
         from stbn.offline import denoise_frames
 
-        yield from denoise_frames(
-            model, frames, noise.sigma255, chunk=options.chunk, gain=noise.a, correlated=noise.correlated
-        )
+        yield from denoise_frames(model, frames, noise.sigma255, chunk=options.chunk, gain=noise.a, correlated=tiled)
         return
     from engines import EngineConfig, create_engine
     from stbn.noise_estimation import NoiseConfig, NoiseMode
@@ -472,14 +500,11 @@ def _denoised(
     config = EngineConfig(backend=options.backend, threads=options.threads)
     with create_engine(config, model=model) as engine:
         engine.build(*size)
-        fixed = NoiseConfig(NoiseMode.FIXED, noise.sigma255, noise.a, correlation=_layout(noise))
+        layout = Correlation.CORRELATED if tiled else Correlation.WHITE
+        fixed = NoiseConfig(NoiseMode.FIXED, noise.sigma255, noise.a, correlation=layout)
         denoiser = StreamingDenoiser(engine, options.lookahead, fixed)
         for ready in denoiser.stream(frames):
             yield ready.image
-
-
-def _layout(noise: FrameNoise) -> Correlation:
-    return Correlation.CORRELATED if noise.correlated else Correlation.WHITE
 
 
 def options_from_args(args: Any) -> DenoiseOptions:
@@ -490,6 +515,7 @@ def options_from_args(args: Any) -> DenoiseOptions:
         sigma=args.sigma,
         gain=args.gain,
         checkpoint=args.checkpoint,
+        camera_checkpoint=args.camera_checkpoint,
         lookahead=args.lookahead,
         backend=args.backend,
         chunk=args.chunk,

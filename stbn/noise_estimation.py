@@ -218,6 +218,13 @@ def camera_level(levels: ScaleLevels, compression: Compression = Compression.UNK
     return float(np.clip(np.exp(log_level), 0.0, 255.0))
 
 
+def measured_camera_level(levels: ScaleLevels) -> float:
+    """The level a camera model trained with ``noise.camera_level: measured`` is given: the
+    2x2-averaged view's (about the noise's standard deviation before an encoder, less after one),
+    floored at 0.5 (a clean frame)."""
+    return max(float(levels.area2), 0.5)
+
+
 def estimate_poisson_gaussian(frame: np.ndarray, block: int = 16, bins: int = 8) -> tuple[float, float]:
     """(a, b) with variance(x) = a*x + b, x on [0, 1], from an (H, W, 3) uint8 frame."""
     image = np.asarray(frame, np.float32) / 255.0
@@ -287,9 +294,10 @@ def estimate_clip_noise(frames: np.ndarray, every: int = 4) -> tuple[float, floa
     return float(np.median(estimates[:, 0])), float(np.median(estimates[:, 1]))
 
 
-def clip_noise(frames: np.ndarray, config: NoiseConfig) -> FrameNoise:
+def clip_noise(frames: np.ndarray, config: NoiseConfig, camera_model: bool = False) -> FrameNoise:
     """The noise model of a whole uint8 clip (or a history of frames) as ``config`` asks: its fixed
-    model, or estimated once over the frames (the clip counterpart of :class:`NoiseTracker`)."""
+    model, or estimated once over the frames (the clip counterpart of :class:`NoiseTracker`);
+    ``camera_model``: correlated noise goes to a camera model (its level: measured_camera_level)."""
     if config.mode is NoiseMode.FIXED:
         return FrameNoise(config.gain, (config.sigma / 255.0) ** 2, config.correlation is Correlation.CORRELATED)
     if config.correlation is Correlation.WHITE:  # nothing to measure but the white level
@@ -298,7 +306,7 @@ def clip_noise(frames: np.ndarray, config: NoiseConfig) -> FrameNoise:
         return FrameNoise(*estimate_clip_noise(frames))
     levels = clip_scale_levels(frames)
     if _is_correlated(config.correlation, levels.correlation > CORRELATED_ABOVE):
-        return FrameNoise.gaussian(camera_level(levels, config.compression), correlated=True)
+        return FrameNoise.gaussian(_correlated_level(levels, config, camera_model), correlated=True)
     if config.mode is NoiseMode.ESTIMATE:
         return FrameNoise.gaussian(levels.full)  # = estimate_video_sigma(frames): the same frames
     return FrameNoise(*estimate_clip_noise(frames))
@@ -308,16 +316,24 @@ def _is_correlated(setting: Correlation, measured: bool) -> bool:
     return measured if setting is Correlation.AUTO else setting is Correlation.CORRELATED
 
 
+def _correlated_level(levels: ScaleLevels, config: NoiseConfig, camera_model: bool) -> float:
+    """The level correlated noise is denoised at: what a camera model was trained to be given, or
+    the level the main model needs on the 2x2 phases."""
+    return measured_camera_level(levels) if camera_model else camera_level(levels, config.compression)
+
+
 class NoiseTracker:
     """Per-frame :class:`FrameNoise` for the streaming denoiser: fixed, or estimated and smoothed.
 
     Estimated: the frame's :class:`ScaleLevels` every ``interval`` frames; their correlation,
     smoothed, decides white or correlated (with hysteresis); white noise gets the Immerkaer level
-    (or the Poisson-Gaussian fit), correlated noise :func:`camera_level`, both smoothed.
+    (or the Poisson-Gaussian fit), correlated noise :func:`measured_camera_level` where a camera
+    model denoises it (``camera_model``), else :func:`camera_level`, both smoothed.
     """
 
-    def __init__(self, config: NoiseConfig) -> None:
+    def __init__(self, config: NoiseConfig, camera_model: bool = False) -> None:
         self.config = config
+        self.camera_model = camera_model
         self._state: FrameNoise | None = None
         self._correlation = 1.0  # smoothed ScaleLevels.correlation
         self._frames = 0
@@ -343,7 +359,7 @@ class NoiseTracker:
             threshold = WHITE_BELOW if self._state is not None and self._state.correlated else CORRELATED_ABOVE
             correlated = _is_correlated(cfg.correlation, self._correlation > threshold)
         if levels is not None and correlated:
-            current = FrameNoise.gaussian(camera_level(levels, cfg.compression), correlated=True)
+            current = FrameNoise.gaussian(_correlated_level(levels, cfg, self.camera_model), correlated=True)
         elif cfg.mode is NoiseMode.ESTIMATE:
             current = FrameNoise.gaussian(levels.full if levels is not None else estimate_sigma(frame))
         else:

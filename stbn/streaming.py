@@ -12,9 +12,11 @@ Memory holds at most L+1 frames with their flows, whatever the stream length.
 Noise: each frame's variance model a*x + b comes from the tracker. AWGN (a = 0) goes to the graphs
 as it is and the output loses its clipping bias (stbn.clipping); signal-dependent noise (a > 0) is
 stabilised first (stbn.stabilize: the graphs see AWGN of one level, the output is mapped back),
-both as 256-entry tables on the 8-bit frames. Spatially correlated noise (a camera's) is denoised
-on the frame's four 2x2 phases tiled into one frame (stbn.phases); a stream whose noise changes
-between white and correlated is flushed and restarted in the other layout.
+both as 256-entry tables on the 8-bit frames. Spatially correlated noise (a camera's) goes to the
+camera model where one is given (a non-blind network trained on camera noise, whole frames, at the
+level the tracker measures for it), else to the main model on the frame's four 2x2 phases tiled
+into one frame (stbn.phases); a stream whose noise changes between white and correlated is flushed
+and restarted on the other model or layout.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class DenoisedFrame:
     seq: int
     image: np.ndarray  # (H, W, 3) uint8
     sigma: float  # noise level used, 0..255 scale (for Poisson-Gaussian: the level at mid-grey)
-    correlated: bool = False  # denoised on the 2x2 phases (correlated noise)
+    correlated: bool = False  # camera (correlated) noise: by the camera model, else on the 2x2 phases
 
 
 @dataclass
@@ -75,21 +77,33 @@ class _Pending:
 
 
 class StreamingDenoiser:
-    """``push(frame, seq)`` -> frames that became ready; ``flush()`` at end of stream."""
+    """``push(frame, seq)`` -> frames that became ready; ``flush()`` at end of stream.
 
-    def __init__(self, engine: StepRunner, lookahead: int = 2, noise: NoiseConfig | None = None) -> None:
+    ``camera_engine``: the step graphs of a camera model (a non-blind network trained on camera
+    noise) for frames whose noise is correlated; None: those go to ``engine`` on the 2x2 phases.
+    """
+
+    def __init__(
+        self,
+        engine: StepRunner,
+        lookahead: int = 2,
+        noise: NoiseConfig | None = None,
+        camera_engine: StepRunner | None = None,
+    ) -> None:
         if not 0 <= lookahead <= MAX_LOOKAHEAD:
             raise ValueError(f"lookahead must be in 0..{MAX_LOOKAHEAD}, got {lookahead}")
         self.engine = engine
+        self.camera_engine = camera_engine
         self.lookahead = lookahead
-        self.noise = NoiseTracker(noise or NoiseConfig())
+        self.noise = NoiseTracker(noise or NoiseConfig(), camera_model=camera_engine is not None)
         self._window: deque[_Pending] = deque()
         self._h_forward: Any | None = None
         self._last: tuple[int, Any] | None = None  # (seq, x) of the newest pushed frame
         self.resets = 0
         self._tables: dict[tuple[float, float], _NoiseTables] = {}  # a few recent noise models
         self._tiling: PhaseTiling | None = None
-        self._correlated = False  # the layout of the state: the frames' phases tiled
+        self._correlated = False  # the state's noise family: camera model or phases tiled
+        self._size: tuple[int, int] | None = None  # (H, W) of the stream's frames
 
     @property
     def pending(self) -> int:
@@ -117,13 +131,14 @@ class StreamingDenoiser:
         if self._last is not None and seq != self._last[0] + 1:
             ready += self.flush()
             self.reset()
-        if self.engine.resolution != frame.shape[:2]:
+        noise = self.noise.update(frame)
+        engine = self._runner(noise)
+        if engine.resolution != frame.shape[:2]:
             h, w = frame.shape[:2]
             start = time.perf_counter()
-            self.engine.build(h, w)
+            engine.build(h, w)
             # an export or compile can take seconds: say so, it is no stall of the stream
-            log.info("engine %s built for %dx%d in %.1f s", self.engine.name, w, h, time.perf_counter() - start)
-        noise = self.noise.update(frame)
+            log.info("engine %s built for %dx%d in %.1f s", engine.name, w, h, time.perf_counter() - start)
         if self._last is not None and self._correlated != noise.correlated:
             # the hidden state is in the other layout: finish what is pending, start afresh
             turned = "correlated" if noise.correlated else "white"
@@ -133,22 +148,23 @@ class StreamingDenoiser:
         tables = self._noise_tables(noise)
         if tables.forward is not None:
             frame = apply_table(frame, tables.forward)
-        if noise.correlated:
+        if self._tiled(noise):
             frame = self._phase_tiling(frame).tile(frame)
-        (x,) = self.engine.run("prepare", self.engine.upload(frame))
-        entry = _Pending(seq, x, self.engine.upload(tables.graph_noise), noise, None)
+        (x,) = engine.run("prepare", engine.upload(frame))
+        entry = _Pending(seq, x, engine.upload(tables.graph_noise), noise, None)
         self._correlated = noise.correlated
         if self._last is not None:
-            if self.lookahead == 0 or not self.engine.bidirectional:
+            if self.lookahead == 0 or not engine.bidirectional:
                 # No backward step will read prev->cur: half the flow work.
-                (entry.flow_to_prev,) = self.engine.run("flow_to_prev", self._last[1], x)
+                (entry.flow_to_prev,) = engine.run("flow_to_prev", self._last[1], x)
             else:
-                to_prev, to_next = self.engine.run("pair_flows", self._last[1], x)
+                to_prev, to_next = engine.run("pair_flows", self._last[1], x)
                 entry.flow_to_prev = to_prev
                 if self._window:
                     self._window[-1].flow_to_next = to_next
         self._window.append(entry)
         self._last = (seq, x)
+        self._size = frame.shape[:2]
         while len(self._window) > self.lookahead:
             ready.append(self._emit_oldest())
         return ready
@@ -167,25 +183,34 @@ class StreamingDenoiser:
             out.append(self._emit_oldest())
         return out
 
+    def _runner(self, noise: FrameNoise) -> StepRunner:
+        """The step graphs for a frame of this noise."""
+        return self.camera_engine if noise.correlated and self.camera_engine is not None else self.engine
+
+    def _tiled(self, noise: FrameNoise) -> bool:
+        """Correlated noise without a camera model is denoised on the 2x2 phases."""
+        return noise.correlated and self.camera_engine is None
+
     def _check(self, frame: np.ndarray) -> None:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             got = f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}"
             raise FrameSizeError(f"frames must be (H, W, 3) uint8, got {got}")
-        if self._last is not None and self.engine.resolution != frame.shape[:2]:
+        if self._last is not None and self._size != frame.shape[:2]:
             raise FrameSizeError(
-                f"frame size changed mid-stream from {self.engine.resolution} to {frame.shape[:2]}; "
+                f"frame size changed mid-stream from {self._size} to {frame.shape[:2]}; "
                 "reset() the denoiser for a new stream"
             )
 
     def _emit_oldest(self) -> DenoisedFrame:
-        run = self.engine.run
         oldest = self._window[0]
+        engine = self._runner(oldest.noise)
+        run = engine.run
         if self._h_forward is None or oldest.flow_to_prev is None:
             (h_f,) = run("forward_start", oldest.x, oldest.graph_noise)
         else:
             (h_f,) = run("forward", oldest.x, oldest.graph_noise, self._h_forward, oldest.flow_to_prev)
         hidden = [h_f]
-        if self.engine.bidirectional:
+        if engine.bidirectional:
             newest = self._window[-1]
             (h_b,) = run("backward_start", newest.x, newest.graph_noise)
             for k in range(len(self._window) - 2, -1, -1):
@@ -195,8 +220,8 @@ class StreamingDenoiser:
         (image,) = run("fuse", oldest.x, oldest.graph_noise, *hidden)
         self._h_forward = h_f
         self._window.popleft()
-        denoised = self.engine.download(image)
-        if oldest.noise.correlated:
+        denoised = engine.download(image)
+        if self._tiled(oldest.noise):
             denoised = self._phase_tiling(denoised).untile(denoised)
         tables = self._noise_tables(oldest.noise)
         if tables.inverse is not None:

@@ -30,6 +30,12 @@ REGISTRY: dict[str, ShippedWeights] = {
 }
 
 
+# Each preset's camera model, where it has one: a non-blind network trained on camera noise that the
+# live path and `stbn denoise` hand frames with correlated noise (stbn.streaming).
+CAMERA_MODELS: dict[str, ShippedWeights] = {}
+NO_CAMERA_MODEL = "none"  # engine.camera_checkpoint: correlated noise on the main model's 2x2 phases
+
+
 class WeightsNotFound(FileNotFoundError):
     """No shipped weights for a preset, or none of the places that hold them has the file."""
 
@@ -54,6 +60,19 @@ def shipped_checkpoint(preset: str = SHIPPED_PRESET) -> Path:
     if preset not in REGISTRY:
         raise WeightsNotFound(f"no shipped weights for preset {preset!r}; shipped: {sorted(REGISTRY)}")
     return shipped_file(REGISTRY[preset].file)
+
+
+def resolve_camera_checkpoint(value: str | Path, preset: str | None) -> Path | None:
+    """A configured camera model as a path: "" or "shipped" is the camera model shipped for the
+    main model's ``preset`` (None where it has none), "none" is None, a path is resolved as
+    :func:`resolve_checkpoint` does."""
+    text = str(value)
+    if text == NO_CAMERA_MODEL:
+        return None
+    if text in ("", "shipped"):
+        shipped = CAMERA_MODELS.get(preset or SHIPPED_PRESET)
+        return shipped_file(shipped.file) if shipped is not None else None
+    return resolve_checkpoint(text)
 
 
 def resolve_checkpoint(value: str | Path, preset: str | None = None) -> Path:

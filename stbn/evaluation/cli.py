@@ -30,7 +30,7 @@ from stbn.evaluation.protocol import (
     summary_tables,
 )
 from stbn.noise_estimation import Compression, Correlation, NoiseConfig
-from stbn.weights import WeightsNotFound, resolve_checkpoint
+from stbn.weights import WeightsNotFound, resolve_camera_checkpoint, resolve_checkpoint
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -50,6 +50,11 @@ def _size(text: str) -> tuple[int, int]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="", help="STBN checkpoint (default: the shipped CPU model)")
+    parser.add_argument(
+        "--camera-checkpoint", default="", metavar="PATH|none",
+        help="stbn-live's model for correlated (camera) noise; default: the one shipped for the checkpoint's "
+        "preset, none: the main model on the 2x2 pixel phases",
+    )  # fmt: skip
     parser.add_argument(
         "--dataset",
         action="append",
@@ -120,15 +125,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"stbn eval: {exc}", file=sys.stderr)
         return 2
-    model = None
+    model = camera_model = None
     header = []
     if any(m.needs_model for m in settings.methods):
         try:
             args.checkpoint = str(resolve_checkpoint(args.checkpoint))
             loaded = stbn.load_checkpoint(args.checkpoint)
+            camera_path = resolve_camera_checkpoint(args.camera_checkpoint, loaded.preset)
+            camera_model = stbn.load_checkpoint(camera_path).model.eval() if camera_path is not None else None
         except (stbn.CheckpointError, WeightsNotFound) as exc:
             print(f"stbn eval: {exc}", file=sys.stderr)
             return 2
+        if camera_path is not None:
+            header.append(f"camera model (stbn-live on correlated noise): {camera_path}")
         model = loaded.model.eval()
         meta = loaded.metadata
         header.append(
@@ -148,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         print("stbn eval: give --dataset, --video or --frames", file=sys.stderr)
         return 2
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    evaluator = Evaluator(settings, model, log)
+    evaluator = Evaluator(settings, model, log, camera_model)
     report: dict[str, Any] = {"checkpoint": args.checkpoint if model is not None else None, "settings": vars(args),
                               "datasets": []}  # fmt: skip
     rows = method_rows(settings.methods, settings.lookaheads)

@@ -189,15 +189,22 @@ def stbn_offline(model: STBN, noisy: np.ndarray, sigma255: float, chunk: int = 0
 
 
 def stbn_streaming(
-    model: STBN, noisy: np.ndarray, sigma255: float, lookahead: int, noise: NoiseConfig | None = None
+    model: STBN,
+    noisy: np.ndarray,
+    sigma255: float,
+    lookahead: int,
+    noise: NoiseConfig | None = None,
+    camera_model: STBN | None = None,
 ) -> np.ndarray:
     """Frame-by-frame uint8 inference through the live pipeline's streaming loop, on the fp32
-    reference runner (the model's device); ``noise`` defaults to the true sigma, clipping bias removed."""
+    reference runner (the model's device); ``noise`` defaults to the true sigma, clipping bias
+    removed; ``camera_model`` denoises what the loop finds correlated (as the live path's)."""
     from stbn.step import EagerRunner
     from stbn.streaming import StreamingDenoiser
 
     noise = noise or NoiseConfig(mode=NoiseMode.FIXED, sigma=sigma255)
-    denoiser = StreamingDenoiser(EagerRunner(model), lookahead, noise)
+    camera = EagerRunner(camera_model) if camera_model is not None else None
+    denoiser = StreamingDenoiser(EagerRunner(model), lookahead, noise, camera)
     out = [ready.image for ready in denoiser.stream(to_uint8(noisy))]
     return np.stack(out).astype(np.float32) / 255.0
 
@@ -230,11 +237,19 @@ def _cache_key(dataset: str, seq: Clip, noise: NoiseSetting, method: str, extra:
 
 
 class Evaluator:
-    def __init__(self, settings: EvalSettings, model: STBN | None, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        settings: EvalSettings,
+        model: STBN | None,
+        log: Callable[[str], None] = print,
+        camera_model: STBN | None = None,
+    ) -> None:
+        """``camera_model``: what stbn-live hands correlated noise (the live path's camera model)."""
         if model is None and any(m.needs_model for m in settings.methods):
             raise ValueError("STBN methods need a model (--checkpoint)")
         self.settings = settings
         self.model = model
+        self.camera_model = camera_model
         self.log = log
         self.tuned: dict[tuple[str, Method, NoiseSetting], float] = {}  # (dataset, method, noise) -> strength
 
@@ -312,9 +327,10 @@ class Evaluator:
         live = self.settings.live_noise
         for la in self.settings.lookaheads:
             t = time.perf_counter()
-            est = stbn_streaming(self.model, given.noisy, given.level, la, live)  # type: ignore[arg-type]
+            est = stbn_streaming(self.model, given.noisy, given.level, la, live, self.camera_model)  # type: ignore[arg-type]
+            camera = "camera model" if self.camera_model is not None else "2x2 phases"
             note = (f"the live default: streaming L={la}, blind, noise correlation "
-                    f"{live.correlation.value}, compression {live.compression.value}")  # fmt: skip
+                    f"{live.correlation.value} ({camera}), compression {live.compression.value}")  # fmt: skip
             rows.append((f"stbn-live-L{la}", est, time.perf_counter() - t, len(given.noisy), note))
         return rows
 

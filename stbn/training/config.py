@@ -75,6 +75,15 @@ class CameraTarget(str, enum.Enum):
     SECOND_CAPTURE = "second-capture"
 
 
+class CameraLevel(str, enum.Enum):
+    """The level a camera clip is given with (``noise.camera_level``)."""
+
+    STD = "std"  # the simulated noise's own standard deviation (an oracle no live stream has)
+    # what the live path measures on the clip's frames (stbn.noise_estimation.measured_camera_level):
+    # a model trained so needs no fitted estimator, it learns what the measurement means
+    MEASURED = "measured"
+
+
 @dataclass(frozen=True)
 class NoiseSettings:
     kind: NoiseFamily = NoiseFamily.GAUSSIAN
@@ -85,6 +94,7 @@ class NoiseSettings:
     camera_fraction: float = 0.0
     camera_layout: CameraLayout = CameraLayout.PHASES
     camera_target: CameraTarget = CameraTarget.NOISY
+    camera_level: CameraLevel = CameraLevel.STD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _member(NoiseFamily, self.kind, "noise.kind"))

@@ -12,9 +12,9 @@ import torch
 
 from stbn.camera import CameraModel, Codec
 from stbn.io import read_clip, to_float
-from stbn.noise_estimation import NoiseFamily
+from stbn.noise_estimation import NoiseFamily, clip_scale_levels, measured_camera_level
 from stbn.phases import PhaseTiling
-from stbn.training.config import CameraLayout, CameraTarget, DataConfig, NoiseSettings, VideoSource
+from stbn.training.config import CameraLayout, CameraLevel, CameraTarget, DataConfig, NoiseSettings, VideoSource
 from stbn.training.motion import MotionConfig, random_clip_crop, random_window, synthetic_clip
 from stbn.training.noise import (
     add_gaussian,
@@ -148,7 +148,7 @@ class SyntheticNoiseSource:
                 pairs = self.noise.camera_target is CameraTarget.SECOND_CAPTURE
                 target = noisy.clone() if pairs else None  # AWGN clips: the blind-spot target, themselves
                 for i in np.flatnonzero(rng.random(b) < self.noise.camera_fraction):
-                    sample = camera_sample(clean_np[i], rng, self.noise.camera_layout, pairs)
+                    sample = camera_sample(clean_np[i], rng, self.noise.camera_layout, pairs, self.noise.camera_level)
                     noisy[i], clean[i], sigma[i] = sample.noisy, sample.reference, sample.sigma
                     if pairs:
                         target[i] = sample.second_capture
@@ -163,12 +163,16 @@ class SyntheticNoiseSource:
 class CameraSample:
     noisy: torch.Tensor  # (T, 3, H, W) in the layout asked for
     reference: torch.Tensor  # (T, 3, H, W) what the camera shows of the noiseless scene
-    sigma: torch.Tensor  # () the simulated noise's standard deviation
+    sigma: torch.Tensor  # () the level the clip is given with (noise.camera_level), [0, 1] scale
     second_capture: torch.Tensor | None  # (T, 3, H, W) the same scene and camera, independent noise
 
 
 def camera_sample(
-    clean: np.ndarray, rng: np.random.Generator, layout: CameraLayout, second_capture: bool
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    layout: CameraLayout,
+    second_capture: bool,
+    level: CameraLevel = CameraLevel.STD,
 ) -> CameraSample:
     """One (T, H, W, 3) clean clip through a random camera.
 
@@ -178,8 +182,13 @@ def camera_sample(
     """
     codecs = (Codec.NONE, Codec.JPEG, Codec.H264) if second_capture else (Codec.NONE, Codec.JPEG)
     camera = CameraModel.sample(rng, codecs=codecs)
-    noisy = camera.simulate(clean, rng).astype(np.float32) / 255.0
+    noisy8 = camera.simulate(clean, rng)
+    noisy = noisy8.astype(np.float32) / 255.0
     reference = camera.reference(clean)
+    if level is CameraLevel.MEASURED:
+        sigma = measured_camera_level(clip_scale_levels(noisy8)) / 255.0
+    else:
+        sigma = float(np.std(noisy - reference))
     second = camera.simulate(clean, rng).astype(np.float32) / 255.0 if second_capture else None
     tiling = PhaseTiling(*clean.shape[1:3]) if layout is CameraLayout.PHASES else None
 
@@ -190,7 +199,7 @@ def camera_sample(
     return CameraSample(
         as_t(noisy),
         as_t(reference),
-        torch.tensor(float(np.std(noisy - reference))),
+        torch.tensor(sigma),
         None if second is None else as_t(second),
     )
 

@@ -173,3 +173,37 @@ def test_correlated_noise_runs_on_the_tiled_phases_and_a_switch_restarts_the_str
 
 def _stream_with(engine: Any, clip: np.ndarray, lookahead: int, noise: NoiseConfig) -> list[Any]:
     return list(StreamingDenoiser(engine, lookahead, noise).stream(clip))
+
+
+def test_a_camera_model_takes_the_correlated_frames_whole_and_the_main_model_the_white_ones() -> None:
+    from stbn.camera import CameraModel
+    from stbn.noise_estimation import Correlation, measured_camera_level, scale_levels
+
+    torch.manual_seed(3)
+    main, camera_model = responsive_model(), stbn.build_model("cpu-rt-distilled").eval()
+    clip = moving_clip(4, 16, 22, SIGMA)
+    fixed = NoiseConfig(NoiseMode.FIXED, SIGMA, correlation=Correlation.CORRELATED)
+    main_engine = TorchEngine(EngineConfig(backend="torch"), model=main)
+    camera_engine = TorchEngine(EngineConfig(backend="torch"), model=camera_model)
+    got = list(StreamingDenoiser(main_engine, 1, fixed, camera_engine).stream(clip))
+    alone = TorchEngine(EngineConfig(backend="torch"), model=camera_model)
+    want = _stream_with(alone, clip, 1, NoiseConfig(NoiseMode.FIXED, SIGMA))  # the whole frame, no phases
+    for a, b in zip(got, want, strict=True):
+        assert a.correlated and np.array_equal(a.image, b.image)
+    assert main_engine.resolution is None  # the main model never ran
+
+    # blind: white noise stays on the main model; a camera's goes to the camera model at the level
+    # it was trained with (the 2x2-averaged view's), after one restart of the propagation
+    camera = CameraModel(shot=8e-3, read=CameraModel.read_for(8e-3))
+    flat = np.full((4, 48, 64, 3), 0.45, np.float32)
+    white = np.stack([np.clip(128 + np.random.default_rng(k).normal(0, 20, (48, 64, 3)), 0, 255) for k in range(4)])
+    noisy_camera = camera.simulate(flat, np.random.default_rng(9))
+    frames = np.concatenate([white.round().astype(np.uint8), noisy_camera])
+    main_engine = TorchEngine(EngineConfig(backend="torch"), model=main)
+    camera_engine = TorchEngine(EngineConfig(backend="torch"), model=camera_model)
+    blind = NoiseConfig(NoiseMode.ESTIMATE, smoothing=0.0, interval=1)
+    out = list(StreamingDenoiser(main_engine, 2, blind, camera_engine).stream(frames))
+    assert [f.seq for f in out] == list(range(8))
+    assert [f.correlated for f in out] == [False] * 4 + [True] * 4
+    assert out[-1].sigma == pytest.approx(measured_camera_level(scale_levels(noisy_camera[-1])), rel=1e-4)
+    assert main_engine.resolution == camera_engine.resolution == (48, 64)
