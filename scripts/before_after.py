@@ -6,9 +6,10 @@ multi-frame NL-means (strength tuned on the group's tuning clip) | per-frame BM3
 crop's whole frame in each caption.
 
 With ``--camera iso-high`` (a setting of stbn.camera.camera_grid) the noise is a simulated camera's
-and the columns are: noisy | the live default as it was (blind, noise taken as white) | the live
-default (blind: correlated noise measured, phases) | NL-means | BM3D (oracle level) | what the
-camera shows of the noiseless scene (the reference), all at L=2.
+and the columns are: noisy | the main model on the 2x2 phases (the live default before the camera
+model; blind) | the live default (blind: correlated noise measured, the shipped camera model) |
+NL-means | BM3D (oracle level) | what the camera shows of the noiseless scene (the reference), all
+at L=2.
 
     .venv/bin/python scripts/before_after.py --checkpoint weights/stbn-cpu-rt.pt --out docs/images/before-after.png
     .venv/bin/python scripts/before_after.py --camera iso-high --out docs/images/camera-before-after.png
@@ -28,7 +29,8 @@ from stbn.evaluation import baselines, datasets
 from stbn.evaluation.metrics import psnr, to_uint8
 from stbn.evaluation.noise import Camera, add_noise
 from stbn.evaluation.protocol import EvalSettings, Evaluator, stbn_offline, stbn_streaming
-from stbn.noise_estimation import Correlation, NoiseConfig
+from stbn.noise_estimation import NoiseConfig
+from stbn.weights import SHIPPED_PRESET, resolve_camera_checkpoint
 
 FRAME = 6
 CROP = (96, 128)  # (H, W) of the centre crop, shown at 2x
@@ -89,16 +91,17 @@ def _camera_row(model: stbn.STBN, evaluator: Evaluator, group: str, setting: str
     dataset = datasets.content_group(group)
     noise = Camera({c.name: c for c in camera_grid()}[setting])
     given = noise.apply(dataset.sequences[0].clean, 0)
-    as_white = stbn_streaming(model, given.noisy, 0.0, 2, NoiseConfig(correlation=Correlation.WHITE))
-    live = stbn_streaming(model, given.noisy, 0.0, 2, NoiseConfig())
+    camera_model = stbn.load_checkpoint(resolve_camera_checkpoint("", SHIPPED_PRESET)).model.eval()
+    phases = stbn_streaming(model, given.noisy, 0.0, 2, NoiseConfig())
+    live = stbn_streaming(model, given.noisy, 0.0, 2, NoiseConfig(), camera_model)
     factor = evaluator.tuned_strength(dataset, "nlm", noise)
     nlm = baselines.nlm_video(given.noisy, factor * given.level)
     bm3d = baselines.bm3d_frames(given.noisy, given.level, [FRAME])[FRAME]
     ref = given.reference[FRAME]
     panels = [
         _panel(given.noisy[FRAME], ref, "noisy"),
-        _panel(as_white[FRAME], ref, "STBN, as white"),
-        _panel(live[FRAME], ref, "STBN live"),
+        _panel(phases[FRAME], ref, "STBN phases"),
+        _panel(live[FRAME], ref, "STBN camera model"),
         _panel(nlm[FRAME], ref, "NL-means"),
         _panel(bm3d, ref, "BM3D"),
         _panel(ref, None, f"reference ({setting})"),
