@@ -155,9 +155,10 @@ def test_eval_cli_scores_camera_noise_beside_awgn(tmp_path: Path, capsys: pytest
         cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     args = ["--checkpoint", str(tmp_path / "m.pt"), "--frames", str(folder), "--max-frames", "4", "--sigmas", "25",
             "--cameras", "iso-high,iso-low-h264", "--methods", "noisy,nlm,stbn-live,stbn-best", "--lookaheads", "2",
-            "--json", str(tmp_path / "r.json"), "--quiet"]  # fmt: skip
+            "--json", str(tmp_path / "r.json"), "--quiet", "--camera-checkpoint", "none"]  # fmt: skip
     assert eval_main(args) == 0
     out = capsys.readouterr().out
+    assert "(2x2 phases)" in out  # stbn-live on camera noise: this model's, the bound below is its own
     assert "| method | σ=25 | iso-high | iso-low-h264 |" in out
     assert "| stbn-live-L2 |" in out and "| stbn-best-L2 |" in out
     res = json.loads((tmp_path / "r.json").read_text())["datasets"][0]["results"]
@@ -166,3 +167,6 @@ def test_eval_cli_scores_camera_noise_beside_awgn(tmp_path: Path, capsys: pytest
         assert setting["stbn-best-L2"]["mean_psnr"] >= setting["stbn-live-L2"]["mean_psnr"] - 0.5
     assert res["iso-high"]["noisy"]["mean_psnr"] < res["iso-low-h264"]["noisy"]["mean_psnr"]
     assert eval_main([*args[:4], "--cameras", "iso-ultra"]) == 2
+    # by default stbn-live hands camera noise to the camera model shipped for the preset
+    assert eval_main([*args[:-2], "--cameras", "iso-high", "--methods", "stbn-live"]) == 0
+    assert "(camera model)" in capsys.readouterr().out
