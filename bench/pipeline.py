@@ -158,7 +158,7 @@ def bench_throughput(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         piped.append(fps)
     b, p = max(bare), max(piped)
     return {"size": f"{w}x{h}", "frames": len(frames), "bare_fps": round(b, 2), "pipeline_fps": round(p, 2),
-            "ratio": round(p / b, 3), "engine": desc or (described[-1] if described else cfg.engine.backend),
+            "ratio": round(p / b, 3), "engine": desc or (described[-1] if described else cfg.engine.backend.value),
             "runs": {"bare": [round(x, 2) for x in bare], "pipeline": [round(x, 2) for x in piped]}}
 
 

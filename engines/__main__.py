@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from engines.base import EngineConfig, EngineError
+from engines.base import Backend, EngineConfig, EngineError, Precision
 from engines.factory import create_engine
 from engines.selection import measure_cpu_backends
 from stbn.checkpoint import CheckpointError
@@ -100,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func in (("build", _build), ("check", _check), ("pick", _pick)):
         p = sub.add_parser(name)
-        p.add_argument("--backend", default="auto")
+        p.add_argument("--backend", default="auto", choices=[m.value for m in Backend])
         p.add_argument("--checkpoint", default="", help="default: the shipped CPU model")
         p.add_argument("--device", default="auto")
-        p.add_argument("--precision", default="fp32")
+        p.add_argument("--precision", default="fp32", choices=[m.value for m in Precision])
         p.add_argument("--cache-dir", help="default: $STBN_CACHE/engines or ~/.cache/stbn/engines")
         p.add_argument("--height", type=int, default=360)
         p.add_argument("--width", type=int, default=640)

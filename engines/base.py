@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,26 @@ from stbn.checkpoint import LoadedCheckpoint, load_checkpoint
 from stbn.model import STBN
 from stbn.step import GRAPHS, graph_names
 from stbn.weights import resolve_checkpoint
+from stbn.yamlconfig import enum_member
 
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
+
+class Backend(str, enum.Enum):
+    """The runtime an engine runs on (``engine.backend``); AUTO picks one per machine (engines.factory)."""
+
+    AUTO = "auto"
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    TENSORRT = "tensorrt"
+
+
+class Precision(str, enum.Enum):
+    """The arithmetic of the step graphs (``engine.precision``)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
 
 
 class EngineError(RuntimeError):
@@ -34,14 +52,14 @@ class BackendUnavailable(EngineError):
 class EngineConfig:
     """What to run and how. ``checkpoint`` is one of our STBN checkpoints (weights + config)."""
 
-    backend: str = "auto"
+    backend: Backend = Backend.AUTO
     checkpoint: str = ""  # "" or "shipped": the shipped weights of `preset` (cpu-rt); see stbn.weights
     # the model for correlated (camera) noise: "" or "shipped": the one shipped for the main model's
     # preset (stbn.weights.CAMERA_MODELS), "none": the main model on the 2x2 phases, or a checkpoint
     camera_checkpoint: str = ""
     preset: str | None = None  # when set, the checkpoint must hold this preset
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     channels_last: bool = False
     compile: bool = False  # torch.compile (PyTorch backend)
     threads: int = 0  # intra-op threads on the CPU; 0 = library default
@@ -51,10 +69,8 @@ class EngineConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"engine.backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"engine.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        object.__setattr__(self, "backend", enum_member(Backend, self.backend, "engine.backend"))
+        object.__setattr__(self, "precision", enum_member(Precision, self.precision, "engine.precision"))
         if self.threads < 0:
             raise ValueError("engine.threads must be >= 0")
 
@@ -124,7 +140,7 @@ class Engine(abc.ABC):
 
     def describe(self) -> str:
         """One line: backend, device, precision."""
-        return f"{self.name} ({self.config.precision})"
+        return f"{self.name} ({self.config.precision.value})"
 
     def warmup(self, iterations: int = 2) -> None:
         """Stream dummy frames through the real streaming loop, causal and with look-ahead (every

@@ -9,7 +9,7 @@ import logging
 
 import torch
 
-from engines.base import BackendUnavailable, Engine, EngineConfig
+from engines.base import Backend, Engine, EngineConfig
 from engines.selection import cpu_backend
 from stbn.model import STBN
 from stbn.weights import NO_CAMERA_MODEL, resolve_camera_checkpoint
@@ -17,11 +17,11 @@ from stbn.weights import NO_CAMERA_MODEL, resolve_camera_checkpoint
 log = logging.getLogger("engines")
 
 # backend -> (module, Engine subclass): one file per backend
-BACKEND_CLASSES: dict[str, tuple[str, str]] = {
-    "torch": ("engines.torch_engine", "TorchEngine"),
-    "onnxruntime": ("engines.onnxruntime_engine", "OnnxRuntimeEngine"),
-    "openvino": ("engines.openvino_engine", "OpenVinoEngine"),
-    "tensorrt": ("engines.tensorrt_engine", "TensorRTEngine"),
+BACKEND_CLASSES: dict[Backend, tuple[str, str]] = {
+    Backend.TORCH: ("engines.torch_engine", "TorchEngine"),
+    Backend.ONNXRUNTIME: ("engines.onnxruntime_engine", "OnnxRuntimeEngine"),
+    Backend.OPENVINO: ("engines.openvino_engine", "OpenVinoEngine"),
+    Backend.TENSORRT: ("engines.tensorrt_engine", "TensorRTEngine"),
 }
 
 
@@ -52,19 +52,17 @@ def create_camera_engine(config: EngineConfig, main: Engine) -> Engine | None:
 def create_engine(config: EngineConfig, model: STBN | None = None) -> Engine:
     """Instantiate the configured backend (``model`` overrides the checkpoint, for tests/bench)."""
     backend = config.backend
-    if backend == "auto":
+    if backend is Backend.AUTO:
         reason = _tensorrt_usable()
         if reason is None:
-            backend, why = "tensorrt", "CUDA device and torch_tensorrt present"
+            backend, why = Backend.TENSORRT, "CUDA device and torch_tensorrt present"
         elif torch.cuda.is_available():
-            backend, why = "torch", f"CUDA present but TensorRT unusable: {reason}"
+            backend, why = Backend.TORCH, f"CUDA present but TensorRT unusable: {reason}"
         else:
             pick = cpu_backend(config)
             backend, why = pick.backend, pick.reason(config.precision)
-        log.info("engine backend auto -> %s: %s", backend, why)
+        log.info("engine backend auto -> %s: %s", backend.value, why)
         config = config.replace(backend=backend)
-    if backend not in BACKEND_CLASSES:
-        raise BackendUnavailable(f"unknown backend {backend!r}")
     module, name = BACKEND_CLASSES[backend]
     # each backend's file imports its optional library: only the one asked for is loaded
     engine_class = getattr(importlib.import_module(module), name)

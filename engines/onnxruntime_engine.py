@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import BackendUnavailable, EngineConfig
+from engines.base import BackendUnavailable, EngineConfig, Precision
 from engines.onnx_graphs import Loaded, OnnxGraphEngine
 from stbn.model import STBN
 
@@ -21,7 +21,7 @@ class OnnxRuntimeEngine(OnnxGraphEngine):
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailable("the onnxruntime backend needs the 'onnxruntime' package") from exc
-        if config.precision != "fp32":
+        if config.precision is not Precision.FP32:
             raise BackendUnavailable("the onnxruntime backend runs fp32 graphs; use precision fp32")
         super().__init__(config, model)
         self._ort = ort

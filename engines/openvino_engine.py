@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import BackendUnavailable, EngineConfig
+from engines.base import BackendUnavailable, EngineConfig, Precision
 from engines.onnx_graphs import Loaded, OnnxGraphEngine
 from stbn.model import STBN
 
-_PRECISION_HINT = {"fp32": "f32", "bf16": "bf16"}
+_PRECISION_HINT = {Precision.FP32: "f32", Precision.BF16: "bf16"}
 
 
 class OpenVinoEngine(OnnxGraphEngine):
@@ -25,7 +25,7 @@ class OpenVinoEngine(OnnxGraphEngine):
         except ImportError as exc:
             raise BackendUnavailable("the openvino backend needs the 'openvino' package: pip install openvino") from exc
         if config.precision not in _PRECISION_HINT:
-            raise BackendUnavailable(f"the openvino backend runs fp32 or bf16 on the CPU, not {config.precision}")
+            raise BackendUnavailable(f"the openvino backend runs fp32 or bf16 on the CPU, not {config.precision.value}")
         if config.device not in ("auto", "cpu"):
             raise BackendUnavailable(f"the openvino backend runs on the CPU here, not {config.device!r}")
         super().__init__(config, model)
@@ -33,7 +33,7 @@ class OpenVinoEngine(OnnxGraphEngine):
         self._core = openvino.Core()
 
     def describe(self) -> str:
-        return f"openvino {self._ov.__version__} (CPU, {self.config.precision})"
+        return f"openvino {self._ov.__version__} (CPU, {self.config.precision.value})"
 
     def _load(self, paths: dict[str, Path]) -> Loaded:
         properties: dict[str, Any] = {

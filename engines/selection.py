@@ -24,34 +24,38 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import BackendUnavailable, EngineConfig, default_cache_dir
+from engines.base import Backend, BackendUnavailable, EngineConfig, Precision, default_cache_dir
 from stbn.model import STBN
 
 # CPU backends per precision, in the order taken when nothing was measured
-CPU_BACKENDS: dict[str, tuple[str, ...]] = {"fp32": ("onnxruntime", "openvino", "torch"), "bf16": ("openvino", "torch")}
-_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}
+CPU_BACKENDS: dict[Precision, tuple[Backend, ...]] = {
+    Precision.FP32: (Backend.ONNXRUNTIME, Backend.OPENVINO, Backend.TORCH),
+    Precision.BF16: (Backend.OPENVINO, Backend.TORCH),
+}
+_PACKAGES = {Backend.ONNXRUNTIME: "onnxruntime", Backend.OPENVINO: "openvino", Backend.TORCH: "torch"}
 PICKS_FILE = "cpu-backends.json"
 
 
 @dataclass(frozen=True)
 class BackendPick:
-    backend: str
-    measured: dict[str, float] | None  # backend -> frames/s where measured; None: the default
+    backend: Backend
+    measured: dict[str, float] | None  # backend name -> frames/s where measured; None: the default
 
-    def reason(self, precision: str) -> str:
+    def reason(self, precision: Precision) -> str:
         if self.measured is None:
-            return (f"no GPU; the default CPU backend for {precision}, not measured on this machine "
+            return (f"no GPU; the default CPU backend for {precision.value}, not measured on this machine "
                     "(`python -m engines pick` times each CPU backend here; auto then takes the fastest)")  # fmt: skip
         ranked = sorted(self.measured.items(), key=lambda kv: -kv[1])
         rates = ", ".join(f"{name} {fps:.1f}" for name, fps in ranked)
-        return f"no GPU; the fastest CPU backend for {precision} here (`python -m engines pick`: {rates} frames/s)"
+        pick = f"`python -m engines pick`: {rates} frames/s"
+        return f"no GPU; the fastest CPU backend for {precision.value} here ({pick})"
 
 
-def installed(backend: str) -> bool:
+def installed(backend: Backend) -> bool:
     return importlib.util.find_spec(_PACKAGES[backend]) is not None
 
 
-def machine_key(precision: str) -> str:
+def machine_key(precision: Precision) -> str:
     """What the ranking depends on: the CPU, its cores, the backends' library versions, the precision."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
@@ -59,8 +63,10 @@ def machine_key(precision: str) -> str:
         lines = cpuinfo.read_text().splitlines()
         names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    versions = ",".join(f"{b}={metadata.version(_PACKAGES[b])}" for b in CPU_BACKENDS[precision] if installed(b))
-    return f"{cpu}|{os.cpu_count()} cores|{versions}|{precision}"
+    versions = ",".join(
+        f"{b.value}={metadata.version(_PACKAGES[b])}" for b in CPU_BACKENDS[precision] if installed(b)
+    )
+    return f"{cpu}|{os.cpu_count()} cores|{versions}|{precision.value}"
 
 
 def _picks_path(config: EngineConfig) -> Path:
@@ -71,15 +77,15 @@ def _picks_path(config: EngineConfig) -> Path:
 def cpu_backend(config: EngineConfig) -> BackendPick:
     """The CPU backend ``auto`` runs for ``config.precision``."""
     if config.precision not in CPU_BACKENDS:
-        raise BackendUnavailable(f"no CPU backend runs {config.precision}; choose fp32 or bf16")
+        raise BackendUnavailable(f"no CPU backend runs {config.precision.value}; choose fp32 or bf16")
     path = _picks_path(config)
     if path.is_file():
         try:
             entry = json.loads(path.read_text()).get(machine_key(config.precision))
         except (OSError, ValueError):
             entry = None
-        if entry and installed(entry["backend"]):
-            return BackendPick(entry["backend"], entry["frames_per_s"])
+        if entry and entry.get("backend") in CPU_BACKENDS[config.precision] and installed(Backend(entry["backend"])):
+            return BackendPick(Backend(entry["backend"]), entry["frames_per_s"])
     return BackendPick(next(b for b in CPU_BACKENDS[config.precision] if installed(b)), None)
 
 
@@ -123,9 +129,9 @@ def measure_cpu_backends(
             ms = time_engine(config.replace(backend=backend, device="cpu"), None, hw, lookahead, frames)
         except BackendUnavailable:
             continue
-        rates[backend] = round(1e3 / ms, 2)
+        rates[backend.value] = round(1e3 / ms, 2)
     if not rates:
-        raise BackendUnavailable(f"no CPU backend for {config.precision} is installed")
+        raise BackendUnavailable(f"no CPU backend for {config.precision.value} is installed")
     entry = {
         "backend": max(rates, key=rates.get),
         "frames_per_s": rates,

@@ -22,6 +22,7 @@ from engines.base import (
     Engine,
     EngineConfig,
     EngineError,
+    Precision,
     cache_path,
     download_tensor,
     upload_tensor,
@@ -30,7 +31,7 @@ from engines.onnx_export import engine_key
 from stbn.model import STBN
 from stbn.step import example_inputs, step_graphs
 
-_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
 
 
 def _import_tensorrt() -> tuple[Any, Any]:
@@ -58,14 +59,13 @@ class TensorRTEngine(Engine):
         self._modules: dict[str, Any] = {}
 
     def describe(self) -> str:
-        return (
-            f"tensorrt {self._trt.__version__} on {torch.cuda.get_device_name(self.device)} ({self.config.precision})"
-        )
+        gpu = torch.cuda.get_device_name(self.device)
+        return f"tensorrt {self._trt.__version__} on {gpu} ({self.config.precision.value})"
 
     def engine_directory(self, height: int, width: int) -> Path:
         extra = {
             "format": "torch-tensorrt",
-            "precision": self.config.precision,
+            "precision": self.config.precision.value,
             "tensorrt": self._trt.__version__,
             "torch_tensorrt": self._torch_trt.__version__,
             "gpu": torch.cuda.get_device_name(self.device),
@@ -85,7 +85,7 @@ class TensorRTEngine(Engine):
                     compiled = self._torch_trt.dynamo.compile(
                         exported,
                         arg_inputs=list(args),
-                        enabled_precisions={_PRECISIONS[self.config.precision]},
+                        enabled_precisions={_DTYPES[self.config.precision]},
                     )
                 tmp = path.with_suffix(".ep.tmp")
                 self._torch_trt.save(compiled, str(tmp), arg_inputs=list(args))

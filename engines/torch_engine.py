@@ -16,6 +16,7 @@ from engines.base import (
     BackendUnavailable,
     Engine,
     EngineConfig,
+    Precision,
     cache_path,
     download_tensor,
     resolve_device,
@@ -24,7 +25,7 @@ from engines.base import (
 from stbn.model import STBN
 from stbn.step import step_graphs
 
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+_DTYPES = {Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
 log = logging.getLogger("engines")
 
 
@@ -33,7 +34,7 @@ class TorchEngine(Engine):
 
     def __init__(self, config: EngineConfig, model: STBN | None = None) -> None:
         self.device = resolve_device(config.device)
-        if config.precision == "fp16" and self.device.type == "cpu":
+        if config.precision is Precision.FP16 and self.device.type == "cpu":
             raise BackendUnavailable("fp16 autocast needs CUDA; use bf16 or fp32 on the CPU")
         if config.threads and self.device.type == "cpu":
             torch.set_num_threads(config.threads)
@@ -48,7 +49,7 @@ class TorchEngine(Engine):
     def describe(self) -> str:
         extra = " channels_last" if self.config.channels_last else ""
         extra += " compiled" if self.config.compile else ""
-        return f"torch on {self.device} ({self.config.precision}{extra})"
+        return f"torch on {self.device} ({self.config.precision.value}{extra})"
 
     def build(self, height: int, width: int) -> None:
         self.resolution = (height, width)
@@ -63,7 +64,7 @@ class TorchEngine(Engine):
             log.info("torch.compile for %dx%d done in %.1f s", width, height, time.perf_counter() - start)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.precision == "fp32":
+        if self.config.precision is Precision.FP32:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=_DTYPES[self.config.precision])
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engines.base import Backend
 from pipeline.denoise_file import DenoiseError, denoise_file, options_from_args
 from stbn.adapt import Objective
 from stbn.noise_estimation import Compression, Correlation, NoiseFamily
@@ -52,7 +53,7 @@ def add_denoise_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--lookahead", type=int, help="stream causally with this look-ahead (default: offline, bidirectional)"
     )
     parser.add_argument(
-        "--backend", default="auto", help="engine for --lookahead: auto, torch, onnxruntime, openvino, tensorrt"
+        "--backend", default="auto", choices=[b.value for b in Backend], help="engine for --lookahead"
     )
     parser.add_argument("--chunk", type=int, default=16, help="offline: frames per chunk (memory bound)")
     parser.add_argument("--adapt", type=int, default=0, metavar="N", help="self-supervised steps on the input first")

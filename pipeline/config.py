@@ -16,7 +16,7 @@ from pipeline.wire import Encoding
 from stbn.adapt import Objective
 from stbn.io import project_data_folders
 from stbn.noise_estimation import NoiseConfig
-from stbn.yamlconfig import ConfigError, apply_override, from_dict, read_yaml_mapping, to_dict
+from stbn.yamlconfig import ConfigError, apply_override, enum_member, from_dict, read_yaml_mapping, to_dict
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -48,9 +48,7 @@ class SourceBackend(str, enum.Enum):
 
 
 SOURCE_KINDS = tuple(k.value for k in SourceKind)
-SOURCE_BACKENDS = tuple(b.value for b in SourceBackend)
 RING_POLICIES = ("auto", *POLICIES)
-ENCODINGS = tuple(e.value for e in Encoding)
 
 
 @dataclass(frozen=True)
@@ -93,12 +91,8 @@ class SourceConfig:
 
     def __post_init__(self) -> None:
         # a SourceConfig built in code may name them as strings: one check, one enum
-        if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
-        if self.backend not in SOURCE_BACKENDS:
-            raise ValueError(f"backend must be one of {SOURCE_BACKENDS}, got {self.backend!r}")
-        object.__setattr__(self, "kind", SourceKind(self.kind))
-        object.__setattr__(self, "backend", SourceBackend(self.backend))
+        object.__setattr__(self, "kind", enum_member(SourceKind, self.kind, "kind"))
+        object.__setattr__(self, "backend", enum_member(SourceBackend, self.backend, "backend"))
         if self.policy not in RING_POLICIES:
             raise ValueError(f"policy must be one of {RING_POLICIES}, got {self.policy!r}")
         if self.kind in (SourceKind.FILE, SourceKind.RTSP, SourceKind.GSTREAMER) and not self.uri:
@@ -149,7 +143,7 @@ class CurveConfig:
 class PublishConfig:
     enabled: bool = True
     endpoint: str = "tcp://127.0.0.1:5556"
-    encoding: str = "raw"
+    encoding: Encoding = Encoding.RAW
     jpeg_quality: int = 90
     sndhwm: int = 4  # small high-water mark: slow live viewers lose frames, the pipeline never waits
     lossless: bool = False  # XPUB_NODROP: the publisher waits for slow subscribers (recorders)
@@ -165,8 +159,7 @@ class PublishConfig:
     curve: CurveConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        object.__setattr__(self, "encoding", enum_member(Encoding, self.encoding, "encoding"))
         if not self.endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError(f"endpoint must be tcp://, ipc:// or inproc://, got {self.endpoint!r}")
         if self.endpoint.startswith("tcp://"):

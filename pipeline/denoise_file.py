@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from engines.base import Backend
 from pipeline.viewer.compare import ComparePicker, pick_frames, write_compare_page
 from stbn.adapt import CORRELATED_NOISE_SKIP, Objective
 from stbn.io import IMAGE_SUFFIXES, image_files
@@ -105,7 +106,7 @@ class DenoiseOptions:
     # model on the 2x2 phases, or a checkpoint
     camera_checkpoint: str = ""
     lookahead: int | None = None  # None = offline (whole clip, bidirectional, in chunks)
-    backend: str = "auto"  # for streaming
+    backend: Backend = Backend.AUTO  # for streaming
     chunk: int = 16
     adapt_steps: int = 0
     adapt_seconds: float | None = None
@@ -517,7 +518,7 @@ def options_from_args(args: Any) -> DenoiseOptions:
         checkpoint=args.checkpoint,
         camera_checkpoint=args.camera_checkpoint,
         lookahead=args.lookahead,
-        backend=args.backend,
+        backend=Backend(args.backend),
         chunk=args.chunk,
         adapt_steps=args.adapt,
         adapt_seconds=args.adapt_time,

@@ -136,7 +136,7 @@ class ZmqPublisher:
             return SendOutcome.STALE
         try:
             parts = wire.encode(
-                topic, record, wire.Encoding(self.config.encoding), self.config.jpeg_quality, **header
+                topic, record, self.config.encoding, self.config.jpeg_quality, **header
             )
         except wire.WireFormatError as exc:
             raise PublishError(str(exc)) from exc
@@ -178,4 +178,4 @@ class ZmqPublisher:
         return {"endpoint": self.endpoint, "sent": self.sent, "abandoned": self.abandoned,
                 "stale_dropped": self.stale_dropped, "max_age_ms": self.config.max_age_ms, "bytes": self.bytes,
                 "blocked_s": round(self.blocked_s, 3), "subscriptions": self.subscriptions,
-                "lossless": self.config.lossless, "encoding": self.config.encoding, "sndhwm": self.config.sndhwm}
+                "lossless": self.config.lossless, "encoding": self.config.encoding.value, "sndhwm": self.config.sndhwm}

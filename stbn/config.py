@@ -7,6 +7,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from stbn.yamlconfig import enum_member
+
 
 class FlowKind(str, enum.Enum):
     """The alignment flow network (``STBNConfig.flow``)."""
@@ -59,10 +61,7 @@ class STBNConfig:
             value = getattr(self, field.name)
             if field.type in ("int", int) and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"STBNConfig.{field.name} must be a non-negative int, got {value!r}")
-        if self.flow not in {k.value for k in FlowKind}:
-            choices = ", ".join(k.value for k in FlowKind)
-            raise ValueError(f"STBNConfig.flow must be one of {choices}, got {self.flow!r}")
-        object.__setattr__(self, "flow", FlowKind(self.flow))
+        object.__setattr__(self, "flow", enum_member(FlowKind, self.flow, "STBNConfig.flow"))
         if self.srfe_channels % self.srfe_conv_groups:
             raise ValueError("srfe_channels must be divisible by srfe_conv_groups")
         if self.ring_mean and not self.blind_spot:

@@ -21,6 +21,8 @@ from enum import Enum
 import cv2
 import numpy as np
 
+from stbn.yamlconfig import enum_member
+
 
 class NoiseFamily(str, Enum):
     """What kind of noise: one vocabulary for the checkpoint's noise model, training's ``noise.kind``
@@ -98,10 +100,9 @@ class NoiseConfig:
     compression: Compression = Compression.UNKNOWN
 
     def __post_init__(self) -> None:
-        if self.mode not in {m.value for m in NoiseMode}:
-            choices = ", ".join(m.value for m in NoiseMode)
-            raise ValueError(f"noise.mode must be one of {choices}, got {self.mode!r}")
-        object.__setattr__(self, "mode", NoiseMode(self.mode))
+        object.__setattr__(self, "mode", enum_member(NoiseMode, self.mode, "noise.mode"))
+        object.__setattr__(self, "correlation", enum_member(Correlation, self.correlation, "noise.correlation"))
+        object.__setattr__(self, "compression", enum_member(Compression, self.compression, "noise.compression"))
         if not 0.0 <= self.sigma <= 255.0:
             raise ValueError(f"noise.sigma must be in 0..255, got {self.sigma}")
         if self.gain < 0:
@@ -112,12 +113,6 @@ class NoiseConfig:
             raise ValueError(f"noise.interval must be an int >= 1, got {self.interval!r}")
         if not isinstance(self.clipped, bool):
             raise ValueError(f"noise.clipped must be true or false, got {self.clipped!r}")
-        if not isinstance(self.correlation, Correlation):
-            choices = ", ".join(c.value for c in Correlation)
-            raise ValueError(f"noise.correlation must be one of {choices}, got {self.correlation!r}")
-        if not isinstance(self.compression, Compression):
-            choices = ", ".join(c.value for c in Compression)
-            raise ValueError(f"noise.compression must be one of {choices}, got {self.compression!r}")
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ import enum
 import types
 import typing
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 import yaml
+
+EnumT = TypeVar("EnumT", bound=enum.Enum)
 
 
 class ConfigError(ValueError):
@@ -55,13 +57,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"key '{key}' must have {len(args)} entries, got {value!r}")
         return tuple(_convert(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        if isinstance(value, tp):
-            return value
-        try:
-            return tp(value)
-        except ValueError:
-            choices = ", ".join(str(m.value) for m in tp)
-            raise ConfigError(f"key '{key}' must be one of {choices}, got {value!r}") from None
+        return enum_member(tp, value, f"key '{key}'")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -79,6 +75,19 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             return str(value)
         raise ConfigError(f"key '{key}' must be a string, got {value!r}")
     raise ConfigError(f"key '{key}': unsupported type {_type_name(tp)}")
+
+
+def enum_member(kind: type[EnumT], value: Any, key: str) -> EnumT:
+    """``value`` (a member of ``kind`` or its value, as a config names it) as a member of ``kind``,
+    or a ConfigError naming ``key`` and the choices: the one check behind every enum-typed option,
+    whether it comes from YAML or from code."""
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(str(m.value) for m in kind)
+        raise ConfigError(f"{key} must be one of {choices}, got {value!r}") from None
 
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 from stbn.config import FlowKind
 from stbn.noise_estimation import NoiseFamily
 from stbn.training.motion import MotionConfig
-from stbn.yamlconfig import ConfigError, from_dict, read_yaml_mapping
+from stbn.yamlconfig import ConfigError, enum_member, from_dict, read_yaml_mapping
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -97,7 +97,7 @@ class NoiseSettings:
     camera_level: CameraLevel = CameraLevel.STD
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", _member(NoiseFamily, self.kind, "noise.kind"))
+        object.__setattr__(self, "kind", enum_member(NoiseFamily, self.kind, "noise.kind"))
         if not 0.0 <= self.sigma_range[0] <= self.sigma_range[1] <= 255.0:
             raise ConfigError(f"noise.sigma_range must be ordered within 0..255, got {self.sigma_range}")
         if not 0.0 <= self.gain_range[0] <= self.gain_range[1]:
@@ -126,15 +126,6 @@ class Precision(str, enum.Enum):
 
     FP32 = "fp32"
     BF16 = "bf16"  # autocast for the network, losses in fp32 (no loss scaling needed)
-
-
-def _member(kind: type[enum.Enum], value: Any, key: str) -> Any:
-    """``value`` as a member of ``kind`` (a member or its value), or a ConfigError naming the key."""
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(str(m.value) for m in kind)
-        raise ConfigError(f"{key} must be one of {choices}, got {value!r}") from None
 
 
 class CompileMode(enum.Enum):
@@ -167,13 +158,13 @@ class OptimConfig:
     compile: CompileMode = CompileMode.OFF
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "loss", _member(Loss, self.loss, "optim.loss"))
-        object.__setattr__(self, "schedule", _member(Schedule, self.schedule, "optim.schedule"))
+        object.__setattr__(self, "loss", enum_member(Loss, self.loss, "optim.loss"))
+        object.__setattr__(self, "schedule", enum_member(Schedule, self.schedule, "optim.schedule"))
         if self.schedule is Schedule.TIME and not self.time_limit_minutes:
             raise ConfigError("optim.schedule: time needs optim.time_limit_minutes")
         if self.time_limit_minutes is not None and self.time_limit_minutes <= 0:
             raise ConfigError(f"optim.time_limit_minutes must be > 0, got {self.time_limit_minutes}")
-        object.__setattr__(self, "precision", _member(Precision, self.precision, "optim.precision"))
+        object.__setattr__(self, "precision", enum_member(Precision, self.precision, "optim.precision"))
         if self.mean_l2 < 0:
             raise ConfigError(f"optim.mean_l2 must be >= 0, got {self.mean_l2}")
         if self.iterations < 0 or self.lr <= 0 or self.grad_clip <= 0:
@@ -246,7 +237,7 @@ class TrainConfig:
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.flow is not None:
-            object.__setattr__(self, "flow", _member(FlowKind, self.flow, "flow"))
+            object.__setattr__(self, "flow", enum_member(FlowKind, self.flow, "flow"))
         if (self.teacher is None) != (self.optim.loss is not Loss.TEACHER):
             raise ConfigError("a teacher checkpoint and optim.loss: teacher go together")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engines import Backend, EngineConfig, Precision
 from pipeline.config import ConfigError, PipelineConfig, load_config
 from stbn.noise_estimation import Correlation
 
@@ -41,13 +42,17 @@ def test_bad_values_are_named() -> None:
         load_config(None, ["sources[0].policy=latest"])
     with pytest.raises(ConfigError, match=r"key 'sources\[0\]\.width' must be an integer"):
         load_config(None, ["sources[0].width=wide"])
-    with pytest.raises(ConfigError, match=r"engine\.backend must be one of"):
+    with pytest.raises(ConfigError, match=r"key 'engine\.backend' must be one of auto, torch, onnxruntime"):
         load_config(None, ["engine.backend=cuda"])
-    with pytest.raises(ConfigError, match=r"publish.*encoding must be one of"):
+    with pytest.raises(ConfigError, match=r"key 'publish\.encoding' must be one of raw, jpeg"):
         load_config(None, ["publish.encoding=png"])
     with pytest.raises(ConfigError, match=r"key 'noise\.correlation' must be one of auto, white, correlated"):
         load_config(None, ["noise.correlation=maybe"])
     assert load_config(None, ["noise.correlation=white"]).noise.correlation is Correlation.WHITE
+    engine = load_config(None, ["engine.backend=onnxruntime", "engine.precision=bf16"]).engine
+    assert engine.backend is Backend.ONNXRUNTIME and engine.precision is Precision.BF16
+    with pytest.raises(ValueError, match=r"engine\.precision must be one of fp32, fp16, bf16, got 'int8'"):
+        EngineConfig(precision="int8")
     assert load_config(None, []).noise.correlation is Correlation.AUTO
 
 
