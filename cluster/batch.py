@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from cluster.connect import ClusterAddress, ClusterUnavailable, connected, first_line
-from pipeline.denoise_file import DenoiseError, DenoiseOptions, denoise_file, load_options_checkpoint, options_from_args
+from pipeline.denoise_file import (
+    DenoiseError,
+    DenoiseOptions,
+    Stage,
+    denoise_file,
+    load_options_checkpoint,
+    options_from_args,
+)
 from stbn.io import VIDEO_SUFFIXES
 
 log = logging.getLogger("cluster")
@@ -79,7 +86,7 @@ def batch_outputs(inputs: list[Path], out_dir: Path) -> list[Path]:
 class _QueueBar:
     """The tqdm-like bar denoise_file asks for, reporting frames to the driver's queue."""
 
-    def __init__(self, queue: Any, name: str, stage: str, every: int = 8) -> None:
+    def __init__(self, queue: Any, name: str, stage: Stage, every: int = 8) -> None:
         self.queue, self.name, self.stage, self.every = queue, name, stage, every
         self._pending = 0
 
@@ -89,7 +96,7 @@ class _QueueBar:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending and self.stage == "denoise":
+        if self._pending and self.stage is Stage.DENOISE:
             self.queue.put((self.name, self._pending))
         self._pending = 0
 
@@ -111,7 +118,7 @@ class BatchWorker:
     def denoise(self, input_path: str, output_path: str) -> FileResult:
         start = time.time()
 
-        def bar(stage: str, _total: int | None) -> _QueueBar:
+        def bar(stage: Stage, _total: int | None) -> _QueueBar:
             return _QueueBar(self.progress, input_path, stage)
 
         try:

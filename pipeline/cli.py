@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import Backend
-from pipeline.denoise_file import DenoiseError, denoise_file, options_from_args
+from pipeline.denoise_file import DenoiseError, Stage, denoise_file, options_from_args
 from stbn.adapt import Objective
 from stbn.noise_estimation import Compression, Correlation, NoiseFamily
 
@@ -76,10 +76,10 @@ def add_denoise_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _bar(stage: str, total: int | None) -> Any:
+def _bar(stage: Stage, total: int | None) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=stage, unit="frame" if stage == "denoise" else "step", dynamic_ncols=True)
+    return tqdm(total=total, desc=stage.value, unit="frame" if stage is Stage.DENOISE else "step", dynamic_ncols=True)
 
 
 class _Terminated(KeyboardInterrupt):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import itertools
 import shutil
 import sys
@@ -30,6 +31,14 @@ from stbn.adapt import CORRELATED_NOISE_SKIP, Objective
 from stbn.io import IMAGE_SUFFIXES, image_files
 from stbn.noise_estimation import Compression, Correlation, FrameNoise, NoiseFamily
 from stbn.weights import resolve_checkpoint
+
+
+class Stage(str, enum.Enum):
+    """What a progress bar asked of ``progress(stage, total)`` counts."""
+
+    ADAPT = "adapt"  # adaptation steps
+    DENOISE = "denoise"  # frames written
+
 
 WRITABLE_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")  # containers that take H.264
 
@@ -343,7 +352,7 @@ def denoise_file(
     input_path: Path,
     output_path: Path,
     options: DenoiseOptions,
-    progress: Callable[[str, int], Any] | None = None,
+    progress: Callable[[Stage, int | None], Any] | None = None,
     checkpoint: Any = None,
 ) -> DenoiseSummary:
     """Denoise ``input_path`` into ``output_path``; ``progress(stage, total)`` returns a tqdm-like bar.
@@ -378,7 +387,7 @@ def denoise_file(
             if options.save_adapted is not None:
                 metadata = dict(loaded.metadata) | {"adapted_on": str(input_path), "adaptation": adapt_summary}
                 save_checkpoint(options.save_adapted, model, loaded.preset, noise=loaded.noise, metadata=metadata)
-        bar = progress("denoise", clip.count) if progress else None
+        bar = progress(Stage.DENOISE, clip.count) if progress else None
         picker = ComparePicker(pick_frames(clip.count)) if options.compare is not None else None
         frames = picker.tap_input(clip.frames()) if picker is not None else clip.frames()
         tiled = noise.correlated and camera is None
@@ -472,7 +481,7 @@ def _adapt(
     )
     config = AdaptConfig(steps=steps, seconds=options.adapt_seconds, lr=options.adapt_lr, objective=objective)
     loss, mean_l2 = trained_loss(metadata)
-    bar = progress("adapt", options.adapt_steps or None) if progress else None
+    bar = progress(Stage.ADAPT, options.adapt_steps or None) if progress else None
     tick = (lambda *_: bar.update(1)) if bar else None
     result = adapt(model, frames, noise.level255, config, loss, mean_l2, progress=tick)
     if bar is not None:

@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from pipeline.stages import STATES, LiveStream
+from pipeline.stages import STATES, LiveStream, StreamStatus
 
 Snapshot = Callable[[], dict[str, LiveStream]]
 
@@ -89,7 +89,7 @@ class MetricsServer:
                     # a stream that has never connected (a wrong URL, a camera that is off) is not
                     # healthy either, however patiently it retries
                     never = sorted(k for k, v in live.items() if not v.status.connected_once)
-                    ok = all(s != "failed" for s in states.values()) and not never
+                    ok = all(v.status.state is not StreamStatus.FAILED for v in live.values()) and not never
                     health: dict[str, Any] = {"ok": ok, "streams": states}
                     if never:
                         health["never_connected"] = never

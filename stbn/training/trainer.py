@@ -27,7 +27,7 @@ from stbn.config import FlowKind
 from stbn.devices import resolve_device
 from stbn.model import STBN, sigma_tensor
 from stbn.posterior import posterior_mean
-from stbn.training.config import CompileMode, Schedule, TrainConfig, config_from_dict
+from stbn.training.config import CompileMode, Loss, Schedule, TrainConfig, config_from_dict
 from stbn.training.distributed import DistInfo
 from stbn.training.flow_pretraining import pretrain_flow
 from stbn.training.losses import LossModule, batch_psnr, load_denoising_teacher, make_teacher
@@ -149,11 +149,11 @@ class Trainer:
             "distill": float(dis),
             "grad_norm": float(grad_norm),
         }
-        if batch.clean is not None and self.config.optim.loss in ("nll", "teacher"):
+        if batch.clean is not None and self.config.optim.loss in (Loss.NLL, Loss.TEACHER):
             with torch.no_grad():
                 est = (
                     posterior_mean(prior, batch.noisy, sigma_tensor(batch.sigma, batch.noisy))
-                    if self.config.optim.loss == "nll"
+                    if self.config.optim.loss is Loss.NLL
                     else prior.clamp(0.0, 1.0)
                 )
             stats["psnr"] = batch_psnr(est, batch.clean)
