@@ -72,8 +72,8 @@ class PassThrough:
 
     lookahead = 0
 
-    def push(self, frame: np.ndarray, seq: int) -> list[DenoisedFrame]:
-        return [DenoisedFrame(seq, frame.copy(), 0.0)]
+    def push(self, frame: np.ndarray, seq: int, tag: object = None) -> list[DenoisedFrame]:
+        return [DenoisedFrame(seq, frame.copy(), 0.0, tag=tag)]
 
     def flush(self) -> list[DenoisedFrame]:
         return []

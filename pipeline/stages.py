@@ -415,7 +415,7 @@ class Denoiser(Protocol):
 
     lookahead: int
 
-    def push(self, frame: np.ndarray, seq: int) -> list[Any]: ...
+    def push(self, frame: np.ndarray, seq: int, tag: Any = None) -> list[Any]: ...  # each with its tag
     def flush(self) -> list[Any]: ...
     def reset(self) -> None: ...
 
@@ -444,7 +444,6 @@ class InferenceStage(Stage):
         self.out = out
         self.state = state
         self.adapter = adapter
-        self._pending: deque[tuple[int, FrameRecord]] = deque()  # pushed, not yet denoised: outputs come in order
         self._local = 0
 
     def stop(self) -> None:
@@ -467,9 +466,9 @@ class InferenceStage(Stage):
                 self._flush_and_reset()
             epoch, flushed = record.epoch, False
             record = record.stamped("infer_start")
-            self._pending.append((self._local, record))
             t0 = time.perf_counter()
-            ready = self.denoiser.push(record.image, self._local)
+            # the record travels with its frame through the look-ahead window and comes back with it
+            ready = self.denoiser.push(record.image, self._local, record)
             self.state.record_inference(compute_ms=(time.perf_counter() - t0) * 1e3)
             self._local += 1
             self._emit(ready)
@@ -482,15 +481,11 @@ class InferenceStage(Stage):
     def _flush_and_reset(self) -> None:
         self._emit(self.denoiser.flush())
         self.denoiser.reset()
-        self._pending.clear()
         self.state.record_inference(reset=True)
 
     def _emit(self, ready: list[Any]) -> None:
         for out in ready:
-            local, record = self._pending.popleft()
-            if out.seq != local:
-                raise RuntimeError(f"the denoiser returned frame {out.seq} where frame {local} was due")
-            record = record.denoised_as(out.image, out.sigma).stamped("infer_end")
+            record = out.tag.denoised_as(out.image, out.sigma).stamped("infer_end")
             self.state.record_inference(inferred=1)
             self.out.put(record)
 
@@ -498,7 +493,7 @@ class InferenceStage(Stage):
         self.state.set(StreamStatus.FAILED, f"stream {self.state.stream}: {exc}")
 
     def shutdown(self) -> None:
-        self._pending.clear()
+        """Nothing to release: the denoiser's window goes with it, the engine is the pipeline's."""
 
 
 class PublishStage(Stage):

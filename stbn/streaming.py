@@ -64,6 +64,7 @@ class DenoisedFrame:
     image: np.ndarray  # (H, W, 3) uint8
     sigma: float  # noise level used, 0..255 scale (for Poisson-Gaussian: the level at mid-grey)
     correlated: bool = False  # camera (correlated) noise: by the camera model, else on the 2x2 phases
+    tag: Any = None  # what ``push`` was given with the frame (the pipeline's frame record), returned with it
 
 
 @dataclass
@@ -74,6 +75,7 @@ class _Pending:
     noise: FrameNoise  # the frame's own noise model on the host
     flow_to_prev: Any | None  # flow(y_s, y_{s-1}); None for the first frame after a reset
     flow_to_next: Any | None = None  # flow(y_s, y_{s+1}); set when s+1 arrives
+    tag: Any = None  # the caller's, handed back with the denoised frame
 
 
 class StreamingDenoiser:
@@ -121,8 +123,10 @@ class StreamingDenoiser:
         self._h_forward = None
         self._last = None
 
-    def push(self, frame: np.ndarray, seq: int) -> list[DenoisedFrame]:
-        """Add frame ``seq`` ((H, W, 3) uint8); returns the frames that became ready, in order.
+    def push(self, frame: np.ndarray, seq: int, tag: Any = None) -> list[DenoisedFrame]:
+        """Add frame ``seq`` ((H, W, 3) uint8); returns the frames that became ready, in order,
+        each with the ``tag`` it was pushed with (a caller's record of the frame: it need not keep
+        its own copy of the window).
 
         A gap in sequence numbers flushes the window and resets the state first.
         """
@@ -151,7 +155,7 @@ class StreamingDenoiser:
         if self._tiled(noise):
             frame = self._phase_tiling(frame).tile(frame)
         (x,) = engine.run("prepare", engine.upload(frame))
-        entry = _Pending(seq, x, engine.upload(tables.graph_noise), noise, None)
+        entry = _Pending(seq, x, engine.upload(tables.graph_noise), noise, None, tag=tag)
         self._correlated = noise.correlated
         if self._last is not None:
             if self.lookahead == 0 or not engine.bidirectional:
@@ -226,7 +230,7 @@ class StreamingDenoiser:
         tables = self._noise_tables(oldest.noise)
         if tables.inverse is not None:
             denoised = apply_table(denoised, tables.inverse)
-        return DenoisedFrame(oldest.seq, denoised, oldest.noise.level255, oldest.noise.correlated)
+        return DenoisedFrame(oldest.seq, denoised, oldest.noise.level255, oldest.noise.correlated, oldest.tag)
 
     def _phase_tiling(self, frame: np.ndarray) -> PhaseTiling:
         if self._tiling is None or self._tiling.shape != frame.shape[:2]:

@@ -63,18 +63,22 @@ def test_emission_order_flush_and_gap_reset(tiny_model: stbn.STBN) -> None:
     clip = moving_clip(8, 16, 20, SIGMA)
     engine = TorchEngine(EngineConfig(backend="torch"), model=tiny_model)
     denoiser = StreamingDenoiser(engine, 2, NoiseConfig(NoiseMode.FIXED, SIGMA))
-    emitted = []
+    emitted, tags = [], []
     seqs = [0, 1, 2, 3, 10, 11, 12, 13]  # a gap after 3
     for frame, seq in zip(clip, seqs):
-        ready = denoiser.push(frame, seq)
+        ready = denoiser.push(frame, seq, tag=f"record {seq}")
         assert denoiser.pending <= 2
         emitted += [f.seq for f in ready]
+        tags += [f.tag for f in ready]
         if seq == 1:
             assert emitted == []  # L = 2: nothing before the third frame
         if seq == 10:
             assert emitted == [0, 1, 2, 3]  # the gap flushed the old stream first
-    emitted += [f.seq for f in denoiser.flush()]
+    flushed = denoiser.flush()
+    emitted += [f.seq for f in flushed]
+    tags += [f.tag for f in flushed]
     assert emitted == seqs
+    assert tags == [f"record {seq}" for seq in seqs]  # each caller's record comes back with its frame
     assert denoiser.resets == 1
 
 

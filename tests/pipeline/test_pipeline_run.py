@@ -231,10 +231,10 @@ class _Identity:
 
     lookahead = 0
 
-    def push(self, frame: np.ndarray, seq: int) -> list:
+    def push(self, frame: np.ndarray, seq: int, tag: object = None) -> list:
         from stbn.streaming import DenoisedFrame
 
-        return [DenoisedFrame(seq, frame, 0.0)]
+        return [DenoisedFrame(seq, frame, 0.0, tag=tag)]
 
     def flush(self) -> list:
         return []
