@@ -19,6 +19,7 @@ from pipeline.sinks import Sink, VideoFileSink
 from pipeline.sources import Source, SourceError, make_source
 from pipeline.stages import CaptureStage, Denoiser, InferenceStage, StreamResume, StreamState
 from stbn.checkpoint import CheckpointError
+from stbn.io import input_compression
 from stbn.noise_estimation import Compression, NoiseConfig
 from stbn.streaming import StreamingDenoiser
 
@@ -54,17 +55,18 @@ class PipelineParts:
     engine_description: str = ""
 
 
-# what a source kind says of its frames' encoding, where the config does not say (noise.compression):
-# RTSP carries H.264/HEVC/MJPEG and files are nearly always lossy; a camera's format is not reported
-# through OpenCV, synthetic frames and GStreamer pipelines could be anything
-_SOURCE_COMPRESSION = {SourceKind.RTSP: Compression.LOSSY, SourceKind.FILE: Compression.LOSSY}
-
-
 def stream_noise(noise: NoiseConfig, source: SourceConfig) -> NoiseConfig:
-    """The stream's noise settings: the configured ones, with what its source says of compression."""
-    if noise.compression is not Compression.UNKNOWN or source.kind not in _SOURCE_COMPRESSION:
+    """The stream's noise settings: the configured ones, with what its source says of compression
+    where the config does not say (noise.compression): RTSP carries H.264/HEVC/MJPEG; a file says
+    its codec (stbn.io.input_compression); a camera's format is not reported through OpenCV,
+    synthetic frames and GStreamer pipelines could be anything."""
+    if noise.compression is not Compression.UNKNOWN:
         return noise
-    return dataclasses.replace(noise, compression=_SOURCE_COMPRESSION[source.kind])
+    if source.kind is SourceKind.RTSP:
+        return dataclasses.replace(noise, compression=Compression.LOSSY)
+    if source.kind is SourceKind.FILE:
+        return dataclasses.replace(noise, compression=input_compression(source.uri))
+    return noise
 
 
 def build_pipeline(

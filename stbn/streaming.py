@@ -16,7 +16,9 @@ both as 256-entry tables on the 8-bit frames. Spatially correlated noise (a came
 camera model where one is given (a non-blind network trained on camera noise, whole frames, at the
 level the tracker measures for it), else to the main model on the frame's four 2x2 phases tiled
 into one frame (stbn.phases); a stream whose noise changes between white and correlated is flushed
-and restarted on the other model or layout.
+and restarted on the other model or layout. Correlated noise from a source that says it is lossy
+(H.264, JPEG: chroma stored at half resolution) gets its chroma finished at that resolution
+(stbn.chroma).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stbn.chroma import finish_chroma
 from stbn.clipping import apply_table, declip_table
 from stbn.noise_estimation import FrameNoise, NoiseConfig, NoiseTracker
 from stbn.phases import PhaseTiling
@@ -230,6 +233,8 @@ class StreamingDenoiser:
         tables = self._noise_tables(oldest.noise)
         if tables.inverse is not None:
             denoised = apply_table(denoised, tables.inverse)
+        noise = oldest.noise
+        denoised = finish_chroma(denoised, noise.level255, noise.correlated, self.noise.config.compression)
         return DenoisedFrame(oldest.seq, denoised, oldest.noise.level255, oldest.noise.correlated, oldest.tag)
 
     def _phase_tiling(self, frame: np.ndarray) -> PhaseTiling:

@@ -82,8 +82,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="stbn-live: the live default's noise.correlation (white: as before camera noise was measured)",
     )  # fmt: skip
     parser.add_argument(
-        "--live-compression", choices=[c.value for c in Compression], default=Compression.UNKNOWN.value,
-        help="stbn-live: what the source says of its encoding (noise.compression; none: a raw camera)",
+        "--live-compression", choices=["source", *(c.value for c in Compression)], default="source",
+        help="stbn-live: what the source says of its encoding (noise.compression; none: a raw camera); "
+        "source (default): what a file or stream of each setting says (lossy for the codec settings)",
     )  # fmt: skip
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {','.join(METHODS)}")
     parser.add_argument("--lookaheads", type=int, nargs="+", default=[0, 2], help="look-aheads L of the streaming rows")
@@ -107,13 +108,16 @@ def run(args: argparse.Namespace) -> int:
         problem = f"unknown camera settings {unknown}; choose from {list(grid)} or all" if unknown else "no noise"
         print(f"stbn eval: {problem} (give --sigmas and/or --cameras)", file=sys.stderr)
         return 2
+    from_source = args.live_compression == "source"
     try:
         settings = EvalSettings(
             sigmas=tuple(args.sigmas),
             cameras=tuple(grid[c] for c in wanted),
             live_noise=NoiseConfig(
-                correlation=Correlation(args.live_correlation), compression=Compression(args.live_compression)
+                correlation=Correlation(args.live_correlation),
+                compression=Compression.UNKNOWN if from_source else Compression(args.live_compression),
             ),
+            live_compression_from_source=from_source,
             methods=methods,
             seed=args.seed,
             lookaheads=tuple(args.lookaheads),

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stbn.camera import CameraCondition
+from stbn.camera import CameraCondition, Codec
+from stbn.noise_estimation import Compression
 
 
 def add_noise(clean: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
@@ -44,6 +45,11 @@ class Awgn:
     def camera(self) -> bool:
         return False
 
+    @property
+    def source_compression(self) -> Compression:
+        """What a source of these frames would say of its encoding: nothing."""
+        return Compression.UNKNOWN
+
     def apply(self, clean: np.ndarray, seed: int, clip_index: int = 0) -> Noisy:
         return Noisy(add_noise(clean, self.sigma, seed), clean, self.sigma)
 
@@ -59,6 +65,12 @@ class Camera:
     @property
     def camera(self) -> bool:
         return True
+
+    @property
+    def source_compression(self) -> Compression:
+        """What a file or stream of this camera says of its encoding (as the pipeline and
+        ``stbn denoise`` read it): lossy where an encoder ran, else nothing."""
+        return Compression.UNKNOWN if self.condition.codec is Codec.NONE else Compression.LOSSY
 
     def apply(self, clean: np.ndarray, seed: int, clip_index: int = 0) -> Noisy:
         camera = self.condition.camera(clip_index)

@@ -114,6 +114,9 @@ class EvalSettings:
     ssim: bool = True
     cache_dir: str | None = None  # baseline results are cached here (they do not depend on the model)
     live_noise: NoiseConfig = field(default_factory=NoiseConfig)  # stbn-live: the live default's noise settings
+    # stbn-live is told what a source of each setting says of its encoding (lossy for the codec
+    # settings, as the pipeline says of a file or an RTSP stream) instead of live_noise.compression
+    live_compression_from_source: bool = True
 
     def __post_init__(self) -> None:
         unknown = sorted(str(m) for m in self.methods if m not in METHODS)
@@ -325,6 +328,8 @@ class Evaluator:
     def _stbn_live(self, given: Noisy, noise: NoiseSetting) -> list[Row]:
         rows = []
         live = self.settings.live_noise
+        if self.settings.live_compression_from_source:
+            live = dataclasses.replace(live, compression=noise.source_compression)
         for la in self.settings.lookaheads:
             t = time.perf_counter()
             est = stbn_streaming(self.model, given.noisy, given.level, la, live, self.camera_model)  # type: ignore[arg-type]

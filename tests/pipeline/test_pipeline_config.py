@@ -102,12 +102,27 @@ def test_run_pipeline_unknown_key_exits_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_a_streams_noise_settings_take_what_its_source_says_of_compression() -> None:
+def test_a_streams_noise_settings_take_what_its_source_says_of_compression(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
     from pipeline.build import stream_noise
     from stbn.noise_estimation import Compression
 
-    cfg = load_config(None, ["sources=[{id: a, kind: rtsp, uri: 'rtsp://127.0.0.1:1/x'}, {id: b, kind: synthetic}]"])
+    for name, codec, pix_fmt in (("lossy.mp4", "libx264", "yuv420p"), ("lossless.mkv", "ffv1", "bgr0")):
+        with av.open(str(tmp_path / name), "w") as container:
+            stream = container.add_stream(codec, rate=10)
+            stream.width, stream.height, stream.pix_fmt = 32, 32, pix_fmt
+            for packet in [*stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), "rgb24")),
+                           *stream.encode()]:  # fmt: skip
+                container.mux(packet)
+    lossy, lossless = tmp_path / "lossy.mp4", tmp_path / "lossless.mkv"
+    sources = (f"sources=[{{id: a, kind: rtsp, uri: 'rtsp://127.0.0.1:1/x'}}, {{id: b, kind: synthetic}}, "
+               f"{{id: c, kind: file, uri: '{lossy}'}}, {{id: d, kind: file, uri: '{lossless}'}}]")  # fmt: skip
+    cfg = load_config(None, [sources])
     assert stream_noise(cfg.noise, cfg.sources[0]).compression is Compression.LOSSY
     assert stream_noise(cfg.noise, cfg.sources[1]).compression is Compression.UNKNOWN
+    assert stream_noise(cfg.noise, cfg.sources[2]).compression is Compression.LOSSY  # a file says its codec
+    assert stream_noise(cfg.noise, cfg.sources[3]).compression is Compression.NONE
     said = load_config(None, ["noise.compression=none", "sources=[{id: a, kind: rtsp, uri: 'rtsp://127.0.0.1:1/x'}]"])
     assert stream_noise(said.noise, said.sources[0]).compression is Compression.NONE  # the config wins
