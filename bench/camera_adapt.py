@@ -15,7 +15,6 @@ correlated noise; the last columns show why: the same 300 steps run anyway (the 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,8 +22,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from pipeline.denoise_file import DenoiseOptions, denoise_file, read_input

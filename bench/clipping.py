@@ -1,7 +1,7 @@
 """8-bit input: what the clipping of noisy frames to 0..255 costs, and how much removing its bias
 (stbn.clipping) gives back, per content group and sigma, all in one run.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/clipping.py [--checkpoint weights/stbn-cpu-rt.pt]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/clipping.py [--checkpoint PATH]
 
 Rows: the same model offline on float (unclipped) noisy input, the paper's protocol; offline on the
 uint8 input a camera delivers, raw and with the bias removed; streaming L=0 (the live path) raw and
@@ -11,13 +11,9 @@ with the bias removed. First 2 clips of each content group of `stbn eval`, 8 fra
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from stbn.clipping import declip
@@ -26,6 +22,7 @@ from stbn.evaluation.metrics import mean_frame_psnr, to_uint8
 from stbn.evaluation.noise import add_noise
 from stbn.evaluation.protocol import stbn_offline, stbn_streaming
 from stbn.noise_estimation import NoiseConfig, NoiseMode
+from stbn.weights import resolve_checkpoint
 
 COLUMNS = ("float input", "uint8", "uint8 + declip", "L=0 uint8", "L=0 + declip")
 
@@ -46,12 +43,13 @@ def scores(model: stbn.STBN, clean: np.ndarray, sigma: float, seed: int) -> list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt")
+    parser.add_argument("--checkpoint", default="", help="default: the shipped CPU model")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[10.0, 30.0, 50.0])
     parser.add_argument("--clips", type=int, default=2, help="clips per content group")
     parser.add_argument("--frames", type=int, default=8)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    args.checkpoint = str(resolve_checkpoint(args.checkpoint))
     model = stbn.load_checkpoint(args.checkpoint).model.eval()
     print(f"{args.checkpoint}: PSNR in dB, mean over {args.clips} clips x {args.frames} frames")
     print("| group | σ | " + " | ".join(COLUMNS) + " |")

@@ -11,23 +11,18 @@ a check that the shot-noise path costs nothing on AWGN, plasma "Kite" at AWGN 25
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from adapt import _psnr, clips  # the same clips as the adaptation benchmark
+from adapt import clips  # the same clips as the adaptation benchmark
 
 import stbn
+from stbn.evaluation.metrics import psnr
 from stbn.model import STBN
 from stbn.noise_estimation import NoiseConfig, estimate_clip_noise, estimate_video_sigma
 from stbn.offline import denoise_clip
 from stbn.step import EagerRunner
 from stbn.streaming import StreamingDenoiser
+from stbn.weights import shipped_checkpoint
 
 
 @torch.no_grad()
@@ -37,8 +32,8 @@ def _stream(model: STBN, noisy: np.ndarray, mode: str, lookahead: int) -> np.nda
 
 
 def main() -> int:
-    model = stbn.load_checkpoint("weights/stbn-cpu-rt.pt").model.eval()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, weights/stbn-cpu-rt.pt")
+    model = stbn.load_checkpoint(shipped_checkpoint()).model.eval()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {shipped_checkpoint()}")
     rows = [
         "| clip | noise treated as | offline | L=0 | L=2 |",
         "|---|---|---:|---:|---:|",
@@ -53,7 +48,7 @@ def main() -> int:
         for label, gain, sigma, mode in treatments:
             scores = [np.stack(list(denoise_clip(model, noisy, sigma, gain=gain)))]
             scores += [_stream(model, noisy, mode, lookahead) for lookahead in (0, 2)]
-            rows.append(f"| {name} | {label} | " + " | ".join(f"{_psnr(s, clean):.2f}" for s in scores) + " |")
+            rows.append(f"| {name} | {label} | " + " | ".join(f"{psnr(s, clean, 255.0):.2f}" for s in scores) + " |")
             print(rows[-1], flush=True)
     print("\n".join(rows))
     return 0

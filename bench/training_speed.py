@@ -17,15 +17,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stbn.training.config import CompileMode, Precision, load_train_config
 from stbn.training.sources import CleanClipSampler, SyntheticNoiseSource

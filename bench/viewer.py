@@ -15,16 +15,15 @@ import argparse
 import platform
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # before bench/ itself, whose pipeline.py would shadow the package
+from pipeline.config import ViewerConfig, load_config
+from pipeline.runner import Pipeline
+from stbn.weights import shipped_checkpoint
 
-from pipeline.config import ViewerConfig, load_config  # noqa: E402
-from pipeline.runner import Pipeline  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def steady_fps(pipeline: Pipeline, stream: str, settle_s: float) -> float:
@@ -37,7 +36,7 @@ def steady_fps(pipeline: Pipeline, stream: str, settle_s: float) -> float:
 def run_once(args: argparse.Namespace, browser: Any | None) -> tuple[float, dict[str, Any] | None]:
     w, h = args.size
     config = load_config(None, [
-        f"engine.backend={args.backend}", f"engine.checkpoint={REPO / 'weights/stbn-cpu-rt.pt'}",
+        f"engine.backend={args.backend}", f"engine.checkpoint={shipped_checkpoint()}",
         f"engine.threads={args.threads}", f"lookahead={args.lookahead}", "publish.enabled=false", "report.dir=",
         f"sources=[{{id: bench, kind: synthetic, width: {w}, height: {h}, pace: false, policy: block}}]",
         f"viewer.enabled={browser is not None}", "viewer.port=0", f"viewer.max_fps={args.preview_fps}",

@@ -1,6 +1,6 @@
 """A Ray cluster of several nodes on this one machine (``ray start`` head and workers, each in its own
 process group so that one can be killed as a machine that goes away): for trying the cluster layer,
-its tests and bench/cluster.py. A real site runs ``ray start`` on each machine instead."""
+its tests and bench/cluster_scaling.py. A real site runs ``ray start`` on each machine instead."""
 
 from __future__ import annotations
 

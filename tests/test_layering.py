@@ -61,3 +61,11 @@ def test_the_live_layers_import_no_training_code(package: str) -> None:
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_benchmarks_run_against_the_installed_packages() -> None:
+    """A script's own folder comes first on sys.path: a bench/ file named like a project package
+    would shadow it, and a sys.path edit would run the checkout instead of what is installed."""
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        assert script.stem not in FORBIDDEN, f"{script.name} shadows the {script.stem} package"
+        assert "sys.path.insert" not in script.read_text(), f"{script.name} edits sys.path"

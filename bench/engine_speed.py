@@ -4,8 +4,8 @@ Speed: ms/frame and frames/s (median of steady-state pushes, look-ahead window f
 backend x preset x resolution x look-ahead asked for. Quality: PSNR of the streamed output at
 L = 0, 1, 2, 4 against the clean frames, next to the offline (whole-clip bidirectional) PSNR.
 
-    .venv/bin/python bench/engines.py                      # the CPU table in docs/BENCHMARKS.md
-    .venv/bin/python bench/engines.py --backends torch tensorrt --precisions fp16 --device cuda \
+    .venv/bin/python bench/engine_speed.py                      # the CPU table in docs/BENCHMARKS.md
+    .venv/bin/python bench/engine_speed.py --backends torch tensorrt --precisions fp16 --device cuda \
         --presets gpu-rt base --resolutions 720p             # on a GPU machine
 """
 
@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stbn
 from engines import BackendUnavailable, EngineConfig, create_engine

@@ -1,7 +1,7 @@
 """Pipeline benchmark: the live pipeline against the bare engine, pipeline overhead at 720p, and
 glass-to-glass latency over RTSP loopback. Prints a table (not run as a test).
 
-    .venv/bin/python bench/pipeline.py [--checkpoint weights/stbn-cpu-rt.pt] [--backend auto]
+    .venv/bin/python bench/pipeline_overhead.py [--checkpoint PATH|random] [--backend auto]
 
 1. throughput: the same pre-generated noisy frames through ``StreamingDenoiser`` directly and through
    the pipeline (array source -> ring (block) -> inference -> ZeroMQ publish); ratio of frames/s.
@@ -29,16 +29,16 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import stbn
+from engines import create_engine
+from pipeline.config import SourceConfig, load_config
+from pipeline.runner import Pipeline
+from pipeline.sources import Frame, Source, synthetic_scene
+from stbn.noise_estimation import NoiseConfig, NoiseMode
+from stbn.streaming import DenoisedFrame, StreamingDenoiser
+from stbn.weights import resolve_checkpoint
 
-import stbn  # noqa: E402
-from engines import create_engine  # noqa: E402
-from pipeline.config import SourceConfig, load_config  # noqa: E402
-from pipeline.runner import Pipeline  # noqa: E402
-from pipeline.sources import Frame, Source, synthetic_scene  # noqa: E402
-from stbn.noise_estimation import NoiseConfig, NoiseMode  # noqa: E402
-from stbn.streaming import DenoisedFrame, StreamingDenoiser  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 class ArraySource(Source):
@@ -221,8 +221,8 @@ def bench_glass_to_glass(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt",
-                        help="a cpu-rt checkpoint; 'random' = random weights (speed only)")
+    parser.add_argument("--checkpoint", default="",
+                        help="a cpu-rt checkpoint (default: the shipped one); 'random' = random weights (speed only)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lookahead", type=int, default=2)
@@ -235,11 +235,11 @@ def main() -> int:
     parser.add_argument("--g2g-frames", type=int, default=100)
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    if args.checkpoint == "random" or not Path(args.checkpoint).exists():
-        if args.checkpoint != "random":
-            print(f"note: {args.checkpoint} not found; using random cpu-rt weights (speed is the same)")
+    if args.checkpoint == "random":
         args.checkpoint = str(out / "random-cpu-rt.pt")
         stbn.save_checkpoint(args.checkpoint, stbn.build_model("cpu-rt"), preset="cpu-rt")
+    else:
+        args.checkpoint = str(resolve_checkpoint(args.checkpoint))
     cpu = platform.processor() or platform.machine()
     print(f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}")
     t = bench_throughput(args, out)

@@ -1,6 +1,6 @@
 """What running on Ray costs and buys, on this machine. Prints tables.
 
-    .venv/bin/python bench/cluster.py [--streams 2] [--frames 150] [--size 320 180] [--repeats 3]
+    .venv/bin/python bench/cluster_scaling.py [--streams 2] [--frames 150] [--size 320 180] [--repeats 3]
                                       [--videos 4] [--kills 2] [--skip live,restart,batch]
 
 - live: the same streams (synthetic, unpaced, ONNX Runtime, 1 thread each) in one process
@@ -31,14 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from cluster.local import LocalCluster, local_cluster_env
+from stbn.weights import shipped_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # before bench/ itself, whose pipeline.py would shadow the package
 
-import numpy as np  # noqa: E402
-
-from cluster.local import LocalCluster, local_cluster_env  # noqa: E402
-
-CHECKPOINT = REPO / "weights" / "stbn-cpu-rt.pt"
+CHECKPOINT = shipped_checkpoint()
 
 
 def env() -> dict[str, str]:
