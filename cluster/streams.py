@@ -29,7 +29,7 @@ from pipeline.config import PipelineConfig, SourceConfig, to_dict
 from pipeline.metrics import MetricsServer
 from pipeline.profiling import LatencyProfiler, write_json
 from pipeline.ring import RingStats
-from pipeline.run import stop_on_signals, summary_line
+from pipeline.run import RunSummary, stop_on_signals
 from pipeline.runner import RunClock
 from pipeline.stages import LiveStream, StreamResume, StreamSnapshot, StreamStatus
 
@@ -534,7 +534,7 @@ def run_streams(config: PipelineConfig, prog: str) -> int:
             run.profiler.plot(Path(config.report.dir) / f"{config.report.name}.png")
     where = f"; report in {config.report.dir}/{config.report.name}.json" if config.report.dir else ""
     restarts = report["cluster"]["restarts"]
-    print(f"{prog}: {summary_line(report)}, {restarts} actor restart(s){where}", file=sys.stderr)
+    print(f"{prog}: {RunSummary.of(report).line()}, {restarts} actor restart(s){where}", file=sys.stderr)
     if not report["ok"]:
         print(f"{prog}: error: {report['error']}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import ConfigError, PipelineConfig, default_config_path, load_config
@@ -110,24 +111,46 @@ def run_config(config: PipelineConfig, prog: str) -> int:
     except ValueError as exc:  # e.g. an engine that rejects its config
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    print(f"{prog}: {summary_line(report)}; report in {config.report.dir}/{config.report.name}.json", file=sys.stderr)
+    where = f"{config.report.dir}/{config.report.name}.json"
+    print(f"{prog}: {RunSummary.of(report).line()}; report in {where}", file=sys.stderr)
     return 0
 
 
-def summary_line(report: dict[str, Any]) -> str:
-    """Frames, rate, drops, reconnects and end-to-end latency of a run's report."""
-    e2e = report.get("latency_ms", {}).get("end_to_end", {})
-    streams = report.get("streams", {}).values()
-    drops = sum(sum(s.get("drops", {}).values()) for s in streams)
-    reconnects = sum(s.get("reconnects", 0) for s in streams)
-    rate = f"{report['fps']} frames/s" if report.get("fps") else "no frames"
-    unsent: dict[str, int] = {}
-    for stream_report in streams:
-        for reason, n in stream_report.get("unsent", {}).items():
-            unsent[reason] = unsent.get(reason, 0) + n
-    not_sent = "".join(f", {n} {reason} (not sent)" for reason, n in sorted(unsent.items()))
-    latency = f"end-to-end p50 {e2e['p50']} ms p95 {e2e['p95']} ms" if "p50" in e2e else "no latency figures"
-    return (
-        f"{report.get('frames_published', 0)} frames{not_sent}, {rate}, {drops} dropped, {reconnects} "
-        f"reconnects, {latency}"
-    )
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run's report (the JSON document a pipeline or cluster run writes) says in one line."""
+
+    frames_published: int
+    fps: float | None
+    dropped: int
+    reconnects: int
+    unsent: dict[str, int]  # reason -> frames denoised but not sent to subscribers
+    end_to_end_p50_ms: float | None
+    end_to_end_p95_ms: float | None
+
+    @classmethod
+    def of(cls, report: dict[str, Any]) -> RunSummary:
+        streams = report.get("streams", {}).values()
+        unsent: dict[str, int] = {}
+        for stream_report in streams:
+            for reason, n in stream_report.get("unsent", {}).items():
+                unsent[reason] = unsent.get(reason, 0) + n
+        e2e = report.get("latency_ms", {}).get("end_to_end", {})
+        return cls(
+            frames_published=report.get("frames_published", 0),
+            fps=report.get("fps") or None,
+            dropped=sum(sum(s.get("drops", {}).values()) for s in streams),
+            reconnects=sum(s.get("reconnects", 0) for s in streams),
+            unsent=unsent,
+            end_to_end_p50_ms=e2e.get("p50"),
+            end_to_end_p95_ms=e2e.get("p95"),
+        )
+
+    def line(self) -> str:
+        """Frames, rate, drops, reconnects and end-to-end latency."""
+        not_sent = "".join(f", {n} {reason} (not sent)" for reason, n in sorted(self.unsent.items()))
+        rate = f"{self.fps} frames/s" if self.fps else "no frames"
+        latency = (f"end-to-end p50 {self.end_to_end_p50_ms} ms p95 {self.end_to_end_p95_ms} ms"
+                   if self.end_to_end_p50_ms is not None else "no latency figures")  # fmt: skip
+        return (f"{self.frames_published} frames{not_sent}, {rate}, {self.dropped} dropped, {self.reconnects} "
+                f"reconnects, {latency}")  # fmt: skip
