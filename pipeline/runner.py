@@ -192,54 +192,73 @@ class Pipeline:
         builds the report (written when ``report.dir`` is set). Raises PipelineError on a failure.
         """
         stop = stop or threading.Event()
-        cfg = self.config
         try:
-            if cfg.publish.enabled:
-                self.publisher = ZmqPublisher(cfg.publish)
-                self.publisher.open()
-                self._resources.callback(_quietly, self.publisher.close, "publisher")
-                log.info("publishing on %s (topics %s)", self.publisher.endpoint, [s.zmq_topic for s in cfg.sources])
-                publisher = self.publisher
-                self._warn_if_every_frame_is_too_old()
-                if cfg.publish.wait_subscribers:
-                    log.info("waiting for %d subscriber(s) on %s", cfg.publish.wait_subscribers, publisher.endpoint)
-                    if not publisher.wait_for_subscribers(
-                        cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s, stop
-                    ):
-                        log.warning(
-                            "publish.wait_subscribers: %d of %d subscriber(s) after %g s (publish.wait_timeout_s); "
-                            "starting anyway: frames sent before a subscriber joins are lost to it",
-                            publisher.subscriptions, cfg.publish.wait_subscribers, cfg.publish.wait_timeout_s,
-                        )  # fmt: skip
-            for sid, sinks in self._sinks.items():
-                for sink in sinks:
-                    self._resources.callback(_quietly, sink.close, f"sink of {sid}")
-            if self._rtsp is not None:
-                self._rtsp.start()
-                self._resources.callback(_quietly, self._rtsp.stop, "RTSP server")
-                host, port = cfg.outputs.rtsp.host, self._rtsp.server.port
-                log.info("re-serving RTSP at %s", ", ".join(f"rtsp://{host}:{port}/{s.id}" for s in cfg.sources))
-            if cfg.metrics.enabled:
-                try:
-                    self.metrics = MetricsServer(cfg.metrics.host, cfg.metrics.port, self.snapshot)
-                    self.metrics.start()
-                except OSError as exc:
-                    raise PipelineError(
-                        f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: {exc}"
-                    ) from None
-                self._resources.callback(_quietly, self.metrics.stop, "metrics server")
-                log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics.port)
-            if cfg.viewer.enabled:
-                self._start_viewer()
+            self._open_outputs(stop)
         except (PublishError, PipelineError, ViewerError, OSError) as exc:
             self._resources.close()
             self._close_engines()
             raise PipelineError(str(exc)) from None
-
         self._prebuild_engines()
-        topics = {s.id: s.zmq_topic for s in cfg.sources}
+        clock = self._start_stages()
+        if on_ready is not None:
+            on_ready(self)
+        failure: str | None = None
+        try:
+            self._supervise(stop, clock)
+        finally:
+            failure = self._shutdown() or failure
+        if failure:
+            raise PipelineError(failure)
+        return self.report or {}
+
+    def _open_outputs(self, stop: threading.Event) -> None:
+        """The publisher (and its wait for subscribers), the sinks, the RTSP re-serve, /metrics and
+        the viewer, each closed by ``_resources`` at the end."""
+        cfg = self.config
+        if cfg.publish.enabled:
+            self._open_publisher(stop)
+        for sid, sinks in self._sinks.items():
+            for sink in sinks:
+                self._resources.callback(_quietly, sink.close, f"sink of {sid}")
+        if self._rtsp is not None:
+            self._rtsp.start()
+            self._resources.callback(_quietly, self._rtsp.stop, "RTSP server")
+            host, port = cfg.outputs.rtsp.host, self._rtsp.server.port
+            log.info("re-serving RTSP at %s", ", ".join(f"rtsp://{host}:{port}/{s.id}" for s in cfg.sources))
+        if cfg.metrics.enabled:
+            try:
+                self.metrics = MetricsServer(cfg.metrics.host, cfg.metrics.port, self.snapshot)
+                self.metrics.start()
+            except OSError as exc:
+                raise PipelineError(f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: {exc}") from None
+            self._resources.callback(_quietly, self.metrics.stop, "metrics server")
+            log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, self.metrics.port)
+        if cfg.viewer.enabled:
+            self._start_viewer()
+
+    def _open_publisher(self, stop: threading.Event) -> None:
+        cfg = self.config.publish
+        self.publisher = publisher = ZmqPublisher(cfg)
+        publisher.open()
+        self._resources.callback(_quietly, publisher.close, "publisher")
+        log.info("publishing on %s (topics %s)", publisher.endpoint, [s.zmq_topic for s in self.config.sources])
+        self._warn_if_every_frame_is_too_old()
+        if not cfg.wait_subscribers:
+            return
+        log.info("waiting for %d subscriber(s) on %s", cfg.wait_subscribers, publisher.endpoint)
+        if not publisher.wait_for_subscribers(cfg.wait_subscribers, cfg.wait_timeout_s, stop):
+            log.warning(
+                "publish.wait_subscribers: %d of %d subscriber(s) after %g s (publish.wait_timeout_s); "
+                "starting anyway: frames sent before a subscriber joins are lost to it",
+                publisher.subscriptions, cfg.wait_subscribers, cfg.wait_timeout_s,
+            )  # fmt: skip
+
+    def _start_stages(self) -> RunClock:
+        """The publish stage, then per stream inference, adaptation and capture (the consumer before
+        its producer); the run's clock starts here."""
+        topics = {s.id: s.zmq_topic for s in self.config.sources}
         self._publish = PublishStage(self.out, self.publisher, topics, self.lookaheads, self._sinks, self._on_published)
-        clock = RunClock(cfg.duration_s, self._log_progress)
+        clock = RunClock(self.config.duration_s, self._log_progress)
         self.started_at = clock.started_at
         self._publish.start()
         for st in self.streams.values():
@@ -247,32 +266,28 @@ class Pipeline:
             if st.adapter is not None:
                 st.adapter.start()
             st.capture.start()
-        if on_ready is not None:
-            on_ready(self)
-        failure: str | None = None
-        try:
-            while not stop.is_set():
-                # one stream's failure stops that stream only; the others (and /metrics, /healthz)
-                # go on, and the run ends as a failure naming it
-                if self._publish is not None and self._publish.error is not None:
-                    break
-                if cfg.fail_fast and self._failure():
-                    break
-                for st in self.streams.values():
-                    if st.inference.error is not None and st.capture.alive:
-                        st.capture.stop()
-                if all(not st.capture.alive for st in self.streams.values()):
-                    break
-                if clock.expired():
-                    break
-                clock.tick()
-                self._keep_up.check(self.streams)
-                stop.wait(0.05)
-        finally:
-            failure = self._shutdown() or failure
-        if failure:
-            raise PipelineError(failure)
-        return self.report or {}
+        return clock
+
+    def _supervise(self, stop: threading.Event, clock: RunClock) -> None:
+        """Watch the stages until the run should end: ``stop``, the publish stage failed, a stream
+        failed (with fail_fast), every source ended, or the clock ran out."""
+        while not stop.is_set():
+            # one stream's failure stops that stream only; the others (and /metrics, /healthz)
+            # go on, and the run ends as a failure naming it
+            if self._publish is not None and self._publish.error is not None:
+                return
+            if self.config.fail_fast and self._failure():
+                return
+            for st in self.streams.values():
+                if st.inference.error is not None and st.capture.alive:
+                    st.capture.stop()
+            if all(not st.capture.alive for st in self.streams.values()):
+                return
+            if clock.expired():
+                return
+            clock.tick()
+            self._keep_up.check(self.streams)
+            stop.wait(0.05)
 
     @contextlib.contextmanager
     def background(self, ready_timeout: float = 60.0) -> Iterator[BackgroundRun]:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def _rate(frames: list[ReceivedFrame]) -> float | None:
     return 1.0 / step if step > 0 else 30.0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.subscribe", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     parser.add_argument("--topic", action="append", default=None, help="stream topic (repeatable; default all)")
@@ -110,108 +111,149 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write per-frame rows and the statistics as JSON")
     parser.add_argument("--curve-server-public", metavar="FILE")
     parser.add_argument("--curve-client-secret", metavar="FILE")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _open(args: argparse.Namespace) -> Subscriber:
+    """The subscriber the arguments ask for, after checking what --record and --view need."""
+    if args.record and not Path(args.record).resolve().parent.is_dir():
+        raise SubscribeError(f"--record: the folder of {args.record} does not exist")
+    if args.view:
+        import os
+
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            raise SubscribeError("--view needs a display (DISPLAY is not set)")
+    return Subscriber(args.endpoint, tuple(args.topic or [""]), args.rcvhwm,
+                      args.curve_server_public, args.curve_client_secret)  # fmt: skip
+
+
+class _Recorder:
+    """--record: a video file at --fps, or at the rate the first frames' pts give (held until then)."""
+
+    def __init__(self, path: str, fps: float | None) -> None:
+        self.path, self.fps = path, fps
+        self._writer: Any = None
+        self._held: list[ReceivedFrame] = []
+
+    def write(self, frame: ReceivedFrame) -> None:
+        if self._writer is not None:
+            self._writer.write(frame.image)
+            return
+        self._held.append(frame)
+        fps = self.fps or _rate(self._held)
+        if fps is not None:
+            self._open(fps)
+
+    def _open(self, fps: float) -> None:
+        from pipeline.sinks import VideoWriter
+
+        self._writer = VideoWriter(self.path, fps)
+        for held in self._held:
+            self._writer.write(held.image)
+        self._held.clear()
+
+    def close(self) -> None:
+        if self._writer is None and self._held:  # a single frame came: no rate to read, write it at 30
+            self._open(self.fps or 30.0)
+        if self._writer is not None:
+            self._writer.close()
+
+
+@dataclass
+class _Tally:
+    """What the received frames add up to: one row per frame, the ages, the glass-to-glass times."""
+
+    timecode: bool
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    stale: int = 0
+    ages: list[float] = field(default_factory=list)
+    g2g: list[float] = field(default_factory=list)
+
+    def add(self, frame: ReceivedFrame) -> None:
+        row = {"stream": frame.stream, "seq": frame.seq, "age_ms": round(frame.age_ms, 3)}
+        self.ages.append(frame.age_ms)
+        if self.timecode:
+            t = frame.timecode_age_ms()
+            row["glass_to_glass_ms"] = t
+            if t is not None:
+                self.g2g.append(t)
+        self.rows.append(row)
+
+    def summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {"frames": len(self.rows), "stale_skipped": self.stale}
+        summary["age_ms"] = percentiles(self.ages)
+        if self.timecode:
+            summary["glass_to_glass_ms"] = percentiles(self.g2g)
+            summary["timecode_unreadable"] = sum(1 for r in self.rows if r.get("glass_to_glass_ms") is None)
+        seqs: dict[str, list[int]] = {}
+        for r in self.rows:
+            seqs.setdefault(r["stream"], []).append(r["seq"])
+        summary["in_order"] = all(all(b > a for a, b in zip(s, s[1:], strict=False)) for s in seqs.values())
+        return summary
+
+
+def _receive(sub: Subscriber, args: argparse.Namespace, tally: _Tally, recorder: _Recorder | None,
+             stop: threading.Event) -> None:  # fmt: skip
+    """Take frames until --count, --duration, --idle-timeout, q in the window or a signal."""
+    start = last = time.monotonic()
+    waiting_said = False
+    while not stop.is_set():
+        if args.count and len(tally.rows) >= args.count:
+            return
+        if args.duration and time.monotonic() - start > args.duration:
+            return
+        if args.idle_timeout and time.monotonic() - last > args.idle_timeout:
+            return
+        frame = sub.recv(timeout=0.1)
+        if frame is None:
+            if not tally.rows and not waiting_said and time.monotonic() - start > 5.0:
+                print(f"subscribe: no frame from {args.endpoint} in 5 s (is the pipeline running?)", file=sys.stderr)
+                waiting_said = True
+            continue
+        last = time.monotonic()
+        if args.max_age_ms and frame.age_ms > args.max_age_ms:
+            tally.stale += 1
+            continue
+        tally.add(frame)
+        if recorder is not None:
+            recorder.write(frame)
+        if args.view:
+            cv2.imshow(frame.topic or "stbn", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+            if cv2.waitKey(1) & 0xFF == ord("q"):
+                return
+        if args.slow_ms:
+            time.sleep(args.slow_ms / 1e3)
+        if args.stats and len(tally.rows) % 30 == 0:
+            print(json.dumps({"frames": len(tally.rows), "age_ms": percentiles(tally.ages[-300:])}), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    writer = None
-    rows: list[dict[str, Any]] = []
-    stale = 0
-    ages: list[float] = []
-    g2g: list[float] = []
     try:
-        if args.record and not Path(args.record).resolve().parent.is_dir():
-            raise SubscribeError(f"--record: the folder of {args.record} does not exist")
-        if args.view:
-            import os
-
-            if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-                raise SubscribeError("--view needs a display (DISPLAY is not set)")
-        sub = Subscriber(args.endpoint, tuple(args.topic or [""]), args.rcvhwm,
-                         args.curve_server_public, args.curve_client_secret)
+        sub = _open(args)
     except (SubscribeError, zmq.ZMQError, OSError, ValueError) as exc:
         print(f"subscribe: {exc}", file=sys.stderr)
         return 2
-    start = time.monotonic()
-    last = time.monotonic()
-    waiting_said = False
-    pending_record: list[ReceivedFrame] = []  # --record without --fps: the first frames fix the rate
+    tally = _Tally(args.timecode)
+    recorder = _Recorder(args.record, args.fps) if args.record else None
     try:
-        while not stop.is_set():
-            if args.count and len(rows) >= args.count:
-                break
-            if args.duration and time.monotonic() - start > args.duration:
-                break
-            if args.idle_timeout and time.monotonic() - last > args.idle_timeout:
-                break
-            frame = sub.recv(timeout=0.1)
-            if frame is None:
-                if not rows and not waiting_said and time.monotonic() - start > 5.0:
-                    hint = "is the pipeline running?"
-                    print(f"subscribe: no frame from {args.endpoint} in 5 s ({hint})", file=sys.stderr)
-                    waiting_said = True
-                continue
-            last = time.monotonic()
-            if args.max_age_ms and frame.age_ms > args.max_age_ms:
-                stale += 1
-                continue
-            row = {"stream": frame.stream, "seq": frame.seq, "age_ms": round(frame.age_ms, 3)}
-            ages.append(frame.age_ms)
-            if args.timecode:
-                t = frame.timecode_age_ms()
-                row["glass_to_glass_ms"] = t
-                if t is not None:
-                    g2g.append(t)
-            rows.append(row)
-            if args.record:
-                if writer is None:
-                    pending_record.append(frame)
-                    fps = args.fps or _rate(pending_record)
-                    if fps is None:
-                        continue
-                    from pipeline.sinks import VideoWriter
-
-                    writer = VideoWriter(args.record, fps)
-                    for held in pending_record:
-                        writer.write(held.image)
-                    pending_record.clear()
-                else:
-                    writer.write(frame.image)
-            if args.view:
-                cv2.imshow(frame.topic or "stbn", cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
-                if cv2.waitKey(1) & 0xFF == ord("q"):
-                    break
-            if args.slow_ms:
-                time.sleep(args.slow_ms / 1e3)
-            if args.stats and len(rows) % 30 == 0:
-                print(json.dumps({"frames": len(rows), "age_ms": percentiles(ages[-300:])}), flush=True)
+        _receive(sub, args, tally, recorder, stop)
     except (SubscribeError, WireFormatError) as exc:
         print(f"subscribe: bad message: {exc}", file=sys.stderr)
         return 1
     finally:
         sub.close()
-        if writer is None and pending_record:  # a single frame came: no rate to read, write it at 30
-            from pipeline.sinks import VideoWriter
-
-            writer = VideoWriter(args.record, args.fps or 30.0)
-            for held in pending_record:
-                writer.write(held.image)
-        if writer is not None:
-            writer.close()
-    summary: dict[str, Any] = {"frames": len(rows), "stale_skipped": stale, "age_ms": percentiles(ages)}
-    if args.timecode:
-        summary["glass_to_glass_ms"] = percentiles(g2g)
-        summary["timecode_unreadable"] = sum(1 for r in rows if r.get("glass_to_glass_ms") is None)
-    seqs: dict[str, list[int]] = {}
-    for r in rows:
-        seqs.setdefault(r["stream"], []).append(r["seq"])
-    summary["in_order"] = all(all(b > a for a, b in zip(s, s[1:], strict=False)) for s in seqs.values())
+        if recorder is not None:
+            recorder.close()
+    summary = tally.summary()
     if args.stats or args.timecode:
         print(json.dumps(summary), flush=True)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"summary": summary, "frames": rows}, fh)
+            json.dump({"summary": summary, "frames": tally.rows}, fh)
     return 0
 
 
