@@ -19,6 +19,7 @@ from stbn.training.noise import add_gaussian
 from stbn.training.photos import TRAIN_PHOTOS, load_photos
 from stbn.training.sources import NoisyVideoSource
 from stbn.training.trainer import Trainer
+from stbn.weights import shipped_checkpoint
 
 TINY = {"channels": 8, "stage_b_mid": 8, "srfe_channels": 16, "flow_channels": 8, "flow_levels": 2}
 
@@ -306,7 +307,7 @@ def test_training_config_names_bad_schedule_precision_device_and_workers() -> No
 
 
 def test_fine_tuning_starts_from_the_checkpoint_and_skips_flow_pretraining(tmp_path: Path) -> None:
-    shipped = Path(__file__).resolve().parents[2] / "weights" / "stbn-cpu-rt.pt"
+    shipped = shipped_checkpoint()
     noisy, _ = noisy_clip(frames=5, size=32)
     cfg = config(tmp_path, 2, flow=None, init=str(shipped))
     cfg = cfg.replace(flow_pretrain=dataclasses.replace(cfg.flow_pretrain, iterations=100))

@@ -3,8 +3,6 @@ and the streaming loop's output on a dark flat clip with and without it removed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,8 +12,9 @@ from stbn.clipping import apply_table, declip, declip_table, expected_clipped
 from stbn.noise_estimation import NoiseConfig, NoiseMode
 from stbn.step import EagerRunner
 from stbn.streaming import StreamingDenoiser
+from stbn.weights import shipped_checkpoint
 
-SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "stbn-cpu-rt.pt"
+SHIPPED = shipped_checkpoint()
 
 
 @pytest.mark.parametrize(("a", "b"), [(0.0, 0.2**2), (0.02, 0.05**2)])

@@ -21,7 +21,7 @@ from stbn.evaluation.metrics import psnr
 from stbn.training.motion import MotionConfig, synthetic_clip
 from stbn.weights import CAMERA_MODELS, SHIPPED_PRESET, resolve_camera_checkpoint
 
-WEIGHTS_DIR = Path(__file__).parents[2] / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[3] / "weights"
 CAMERA_WEIGHTS = sorted(WEIGHTS_DIR / w.file for w in CAMERA_MODELS.values())
 WEIGHTS = sorted(set(WEIGHTS_DIR.glob("stbn-*.pt")) - set(CAMERA_WEIGHTS))
 SIGMA = 25.0

@@ -16,7 +16,7 @@ from stbn.training.noise import add_gaussian, add_poisson_gaussian, sample_sigma
 from stbn.training.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photos
 from stbn.warp import warp_bilinear
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ blind (a, b) estimate, and the shipped AWGN model denoising shot noise better th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -17,8 +15,9 @@ from stbn.offline import denoise_clip
 from stbn.stabilize import VarianceStabilizer
 from stbn.training.motion import synthetic_clip
 from stbn.training.photos import HELDOUT_PHOTOS, load_photos
+from stbn.weights import shipped_checkpoint
 
-SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "stbn-cpu-rt.pt"
+SHIPPED = shipped_checkpoint()
 A, B = 0.02, (5 / 255) ** 2
 
 
