@@ -28,6 +28,12 @@ log = logging.getLogger("pipeline.adapt")
 
 
 class OnlineAdapter(Stage):
+    # Not a daemon: a thread still inside torch (a backward pass, an export) when the interpreter
+    # finalises aborts the whole process ("terminate called without an active exception", exit 134;
+    # pytorch/pytorch#38228), after the report was written. Its rounds stop at the next step once
+    # stopped, and the exit waits for that.
+    daemon = False
+
     def __init__(
         self,
         stream: str,

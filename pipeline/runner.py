@@ -339,8 +339,9 @@ class Pipeline:
                 st.adapter.stop()
         for st in self.streams.values():
             st.capture.join(timeout=10)
-            if st.adapter is not None:
-                st.adapter.join(timeout=30)
+            if st.adapter is not None and not st.adapter.join(timeout=30):
+                log.warning("stream %s: its adaptation round is still running after 30 s; the process exits "
+                            "when it ends (a thread inside torch cannot be abandoned)", st.state.stream)  # fmt: skip
         for st in self.streams.values():
             if st.state.state is StreamStatus.FAILED or st.inference.error is not None:
                 st.inference.stop()

@@ -253,6 +253,10 @@ class StreamState:
 class Stage(abc.ABC):
     """A thread with a stop event; ``run`` does the work and ``shutdown`` always runs after it."""
 
+    # a daemon thread does not hold the process open at exit; one running torch's autograd must
+    # not be one (see OnlineAdapter)
+    daemon = True
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.stop_event = threading.Event()
@@ -262,7 +266,7 @@ class Stage(abc.ABC):
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError(f"stage {self.name} already started")
-        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=self._main, name=self.name, daemon=self.daemon)
         self._thread.start()
 
     def _main(self) -> None:

@@ -202,7 +202,12 @@ def test_online_adaptation_swaps_or_rolls_back_without_dropping_frames(tmp_path:
         url = f"http://127.0.0.1:{pipeline.metrics.port}/metrics"
         seen["metrics"] = urllib.request.urlopen(url, timeout=5).read().decode()
 
-    report = Pipeline(cfg).run(on_ready=lambda p: threading.Thread(target=scrape, args=(p,)).start())
+    pipeline = Pipeline(cfg)
+    report = pipeline.run(on_ready=lambda p: threading.Thread(target=scrape, args=(p,)).start())
+    # the round's thread (inside torch) has ended with the run and never was a daemon that the
+    # interpreter could kill mid-backward at exit (an abort, exit 134, after the report)
+    adapter = pipeline.streams["cam0"].adapter
+    assert adapter is not None and not adapter.alive and not adapter.daemon
     stream = report["streams"]["cam0"]
     assert stream["captured"] == 100 and stream["frames_published"] == 100 and stream["in_order"]
     assert stream["drops"] == {"drop_oldest": 0, "drop_newest": 0}
