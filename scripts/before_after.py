@@ -7,12 +7,14 @@ crop's whole frame in each caption.
 
 With ``--camera iso-high`` (a setting of stbn.camera.camera_grid) the noise is a simulated camera's
 and the columns are: noisy | the main model on the 2x2 phases (the live default before the camera
-model; blind) | the live default (blind: correlated noise measured, the shipped camera model) |
+model; blind) | the live default (blind: correlated noise measured, the shipped camera model; told
+what a file or stream of the camera says of its encoding, so a codec setting's chroma is finished) |
 NL-means | BM3D (oracle level) | what the camera shows of the noiseless scene (the reference), all
 at L=2.
 
     .venv/bin/python scripts/before_after.py --checkpoint weights/stbn-cpu-rt.pt --out docs/images/before-after.png
     .venv/bin/python scripts/before_after.py --camera iso-high --out docs/images/camera-before-after.png
+    .venv/bin/python scripts/before_after.py --camera iso-high-h264 --out docs/images/camera-before-after-h264.png
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def _camera_row(model: stbn.STBN, evaluator: Evaluator, group: str, setting: str
     given = noise.apply(dataset.sequences[0].clean, 0)
     camera_model = stbn.load_checkpoint(resolve_camera_checkpoint("", SHIPPED_PRESET)).model.eval()
     phases = stbn_streaming(model, given.noisy, 0.0, 2, NoiseConfig())
-    live = stbn_streaming(model, given.noisy, 0.0, 2, NoiseConfig(), camera_model)
+    # as the live path: told what a file or stream of this camera says of its encoding
+    live = stbn_streaming(model, given.noisy, 0.0, 2, NoiseConfig(compression=noise.source_compression), camera_model)
     factor = evaluator.tuned_strength(dataset, "nlm", noise)
     nlm = baselines.nlm_video(given.noisy, factor * given.level)
     bm3d = baselines.bm3d_frames(given.noisy, given.level, [FRAME])[FRAME]
