@@ -165,6 +165,9 @@ def test_eval_cli_scores_camera_noise_beside_awgn(tmp_path: Path, capsys: pytest
     assert set(res) == {"25", "iso-high", "iso-low-h264"}
     for setting in res.values():
         assert setting["stbn-best-L2"]["mean_psnr"] >= setting["stbn-live-L2"]["mean_psnr"] - 0.5
+    # stbn-live is told what a source of each setting says of its encoding, as the pipeline would be
+    assert "compression lossy" in res["iso-low-h264"]["stbn-live-L2"]["note"]
+    assert "compression unknown" in res["iso-high"]["stbn-live-L2"]["note"]
     assert res["iso-high"]["noisy"]["mean_psnr"] < res["iso-low-h264"]["noisy"]["mean_psnr"]
     assert eval_main([*args[:4], "--cameras", "iso-ultra"]) == 2
     # by default stbn-live hands camera noise to the camera model shipped for the preset
