@@ -25,13 +25,36 @@ from engines.selection import time_engine
 from stbn.evaluation.metrics import psnr
 from stbn.noise_estimation import NoiseConfig, NoiseMode
 from stbn.streaming import StreamingDenoiser
+from stbn.weights import WeightsNotFound, shipped_checkpoint
 
 RESOLUTIONS = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
 
 
-def _model(preset: str, weights_dir: Path) -> tuple[stbn.STBN, str]:
-    path = weights_dir / f"stbn-{preset}.pt"
-    if path.exists():
+def _resolution(text: str) -> str:
+    """A named resolution (360p ... 1080p) or WIDTHxHEIGHT."""
+    if text in RESOLUTIONS:
+        return text
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(RESOLUTIONS)} or WIDTHxHEIGHT") from None
+    return f"{width}x{height}"
+
+
+def _hw(resolution: str) -> tuple[int, int]:
+    if resolution in RESOLUTIONS:
+        return RESOLUTIONS[resolution]
+    width, height = (int(v) for v in resolution.split("x"))
+    return height, width
+
+
+def _model(preset: str, weights_dir: str | None) -> tuple[stbn.STBN, str]:
+    """The preset's weights from ``weights_dir`` (default: the shipped ones), else random (speed only)."""
+    try:
+        path = Path(weights_dir) / f"stbn-{preset}.pt" if weights_dir else shipped_checkpoint(preset)
+    except WeightsNotFound:
+        path = None
+    if path is not None and path.exists():
         return stbn.load_checkpoint(path, preset=preset).model.eval(), f"{path}"
     torch.manual_seed(0)
     return stbn.build_model(preset).eval(), "random init (speed only)"
@@ -43,7 +66,7 @@ def speed_table(args: argparse.Namespace) -> list[str]:
         "|---|---|---|---|---:|---:|---:|",
     ]
     for preset in args.presets:
-        model, _ = _model(preset, Path(args.weights))
+        model, _ = _model(preset, args.weights)
         for backend in args.backends:
             for precision in args.precisions:
                 compiled = args.compile and backend == "torch"
@@ -53,7 +76,7 @@ def speed_table(args: argparse.Namespace) -> list[str]:
                 for res in args.resolutions:
                     for lookahead in args.lookaheads:
                         try:
-                            ms = time_engine(config, model, RESOLUTIONS[res], lookahead, args.frames)
+                            ms = time_engine(config, model, _hw(res), lookahead, args.frames)
                         except BackendUnavailable as exc:
                             print(f"skip {backend}/{precision}: {exc}", file=sys.stderr)
                             break
@@ -75,7 +98,7 @@ def bm3d_table(args: argparse.Namespace) -> list[str]:
     start = time.perf_counter()
     bm3d.bm3d_rgb(frame.astype(np.float32) / 255.0, sigma_psd=25 / 255)
     bm3d_ms = (time.perf_counter() - start) * 1e3
-    model, _ = _model("cpu-rt", Path(args.weights))
+    model, _ = _model("cpu-rt", args.weights)
     rows = [
         f"Per-frame BM3D vs streaming cpu-rt at {w}x{h} (same run)",
         "",
@@ -109,7 +132,7 @@ def dev_clips(frames: int) -> dict[str, np.ndarray]:
 def quality_table(args: argparse.Namespace) -> list[str]:
     """PSNR of the streamed output at L = 0, 1, 2, 4 through each of ``--quality-engines``
     (backend:precision) next to the offline PSNR: the cost of streaming and of a precision."""
-    model, source = _model(args.quality_preset, Path(args.weights))
+    model, source = _model(args.quality_preset, args.weights)
     sigma = args.sigma
     rows = [
         f"Quality cost of streaming: preset {args.quality_preset} ({source}), AWGN sigma {sigma}, "
@@ -148,13 +171,14 @@ def main() -> int:
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
     parser.add_argument("--precisions", nargs="+", default=["fp32"])
     parser.add_argument("--presets", nargs="+", default=["cpu-rt"])
-    parser.add_argument("--resolutions", nargs="+", default=list(RESOLUTIONS), choices=list(RESOLUTIONS))
+    parser.add_argument("--resolutions", nargs="+", type=_resolution, default=list(RESOLUTIONS),
+                        help=f"{', '.join(RESOLUTIONS)} or WIDTHxHEIGHT")
     parser.add_argument("--lookaheads", nargs="+", type=int, default=[0, 1, 2, 4])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="torch: torch.compile the step graphs (Inductor)")
     parser.add_argument("--frames", type=int, default=8, help="timed frames per cell")
-    parser.add_argument("--weights", default="weights")
-    parser.add_argument("--cache-dir", default="cache/engines")
+    parser.add_argument("--weights", help="folder of stbn-<preset>.pt (default: the shipped weights)")
+    parser.add_argument("--cache-dir", help="engine cache (default: $STBN_CACHE/engines or ~/.cache/stbn/engines)")
     parser.add_argument("--quality-preset", default="cpu-rt")
     parser.add_argument("--quality-frames", type=int, default=24)
     parser.add_argument(
