@@ -28,7 +28,7 @@ import numpy as np
 from engines.base import Backend
 from pipeline.viewer.compare import ComparePicker, pick_frames, write_compare_page
 from stbn.adapt import CORRELATED_NOISE_SKIP, Objective
-from stbn.chroma import finish_chroma
+from stbn.finishing import finish_camera_frame
 from stbn.io import IMAGE_SUFFIXES, image_files, input_compression
 from stbn.noise_estimation import Compression, Correlation, FrameNoise, NoiseFamily
 from stbn.weights import resolve_checkpoint
@@ -374,7 +374,8 @@ def denoise_file(
         tiled = noise.correlated and camera is None
         compression = options.compression or clip.compression
         for index, image in enumerate(_denoised(model, frames, clip.head.shape[1:3], noise, tiled, options)):
-            image = finish_chroma(image, noise.level255, noise.correlated, compression)
+            if noise.correlated and camera is not None:  # the camera model's output
+                image = finish_camera_frame(image, noise.level255, compression)
             output.write(image)
             if picker is not None:
                 picker.output(index, image)

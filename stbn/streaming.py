@@ -16,9 +16,8 @@ both as 256-entry tables on the 8-bit frames. Spatially correlated noise (a came
 camera model where one is given (a non-blind network trained on camera noise, whole frames, at the
 level the tracker measures for it), else to the main model on the frame's four 2x2 phases tiled
 into one frame (stbn.phases); a stream whose noise changes between white and correlated is flushed
-and restarted on the other model or layout. Correlated noise from a source that says it is lossy
-(H.264, JPEG: chroma stored at half resolution) gets its chroma finished at that resolution
-(stbn.chroma).
+and restarted on the other model or layout. What the camera model denoised is finished at half
+resolution (stbn.finishing: its low band, and its chroma where the source says it is lossy).
 """
 
 from __future__ import annotations
@@ -32,8 +31,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stbn.chroma import finish_chroma
 from stbn.clipping import apply_table, declip_table
+from stbn.finishing import finish_camera_frame
 from stbn.noise_estimation import FrameNoise, NoiseConfig, NoiseTracker
 from stbn.phases import PhaseTiling
 from stbn.stabilize import VarianceStabilizer
@@ -233,8 +232,8 @@ class StreamingDenoiser:
         tables = self._noise_tables(oldest.noise)
         if tables.inverse is not None:
             denoised = apply_table(denoised, tables.inverse)
-        noise = oldest.noise
-        denoised = finish_chroma(denoised, noise.level255, noise.correlated, self.noise.config.compression)
+        if engine is self.camera_engine:
+            denoised = finish_camera_frame(denoised, oldest.noise.level255, self.noise.config.compression)
         return DenoisedFrame(oldest.seq, denoised, oldest.noise.level255, oldest.noise.correlated, oldest.tag)
 
     def _phase_tiling(self, frame: np.ndarray) -> PhaseTiling:
