@@ -89,7 +89,7 @@ class NoiseConfig:
     sigma: float = 25.0  # "fixed": Gaussian level
     gain: float = 0.0  # "fixed": Poisson gain a (variance a*x + (sigma/255)^2, x in [0, 1])
     smoothing: float = 0.9  # EMA weight of the past per frame, 0 = no smoothing
-    interval: int = 4  # estimate on every n-th frame (~19 ms per 640x360 frame on this CPU), hold between
+    interval: int = 4  # estimate on every n-th frame (tens of ms per 640x360 frame on a CPU core), hold between
     # The frames' noise was clipped to 0..255, as every 8-bit camera and file does: remove the bias
     # that leaves in dark and bright areas of the output (stbn.clipping). Off only for frames whose
     # noise was added after clipping.
