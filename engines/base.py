@@ -39,7 +39,6 @@ class Precision(str, enum.Enum):
     BF16 = "bf16"
 
 
-
 class EngineError(RuntimeError):
     """A backend that cannot be built or run as configured (missing package, no device, ...)."""
 

@@ -84,8 +84,9 @@ def cpu_backend(config: EngineConfig) -> BackendPick:
             entry = json.loads(path.read_text()).get(machine_key(config.precision))
         except (OSError, ValueError):
             entry = None
-        if entry and entry.get("backend") in CPU_BACKENDS[config.precision] and installed(Backend(entry["backend"])):
-            return BackendPick(Backend(entry["backend"]), entry["frames_per_s"])
+        recorded = {b.value: b for b in CPU_BACKENDS[config.precision]}.get((entry or {}).get("backend"))
+        if recorded is not None and installed(recorded):
+            return BackendPick(recorded, entry["frames_per_s"])
     return BackendPick(next(b for b in CPU_BACKENDS[config.precision] if installed(b)), None)
 
 

@@ -354,7 +354,8 @@ def denoise_file(
         camera = load_camera_checkpoint(options, loaded.preset)
         model = loaded.model.eval()
         estimated = options.sigma is None
-        noise = _noise_model(clip.head, options, options.compression or clip.compression, camera is not None)
+        compression = options.compression or clip.compression
+        noise = _noise_model(clip.head, options, compression, camera is not None)
         if noise.correlated and camera is not None:
             model = camera.model.eval()
         start = time.time()
@@ -372,7 +373,6 @@ def denoise_file(
         picker = ComparePicker(pick_frames(clip.count)) if options.compare is not None else None
         frames = picker.tap_input(clip.frames()) if picker is not None else clip.frames()
         tiled = noise.correlated and camera is None
-        compression = options.compression or clip.compression
         for index, image in enumerate(_denoised(model, frames, clip.head.shape[1:3], noise, tiled, options)):
             if noise.correlated and camera is not None:  # the camera model's output
                 image = finish_camera_frame(image, noise.level255, compression)

@@ -202,11 +202,10 @@ class Pipeline:
         clock = self._start_stages()
         if on_ready is not None:
             on_ready(self)
-        failure: str | None = None
         try:
             self._supervise(stop, clock)
         finally:
-            failure = self._shutdown() or failure
+            failure = self._shutdown()
         if failure:
             raise PipelineError(failure)
         return self.report or {}

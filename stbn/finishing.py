@@ -2,7 +2,7 @@
 
 The camera model (a small network) leaves low-amplitude, low-frequency mottling on flat areas, a
 fraction of the noise level and a few pixels wide. Two filters at half resolution take it out, at
-2-4 ms per 640x360 frame on one core:
+about 5 ms per 640x360 frame on one core (9 with the chroma):
 
 - **the low band** of every camera-noise frame: the frame's 2x2-averaged view is filtered with an
   edge-preserving (bilateral) filter, its range half the measured noise level, and the change is

