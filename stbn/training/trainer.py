@@ -99,7 +99,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.dist.rank)
         self.val_clips = val_clips if val_clips is not None else []
         self._step: nn.Module | None = None
-        self.out_dir = Path(config.output_dir)
+        self.out_dir = config.run_dir()
 
     # -- the step --------------------------------------------------------------------------------------------
     def distill_active(self) -> bool:
