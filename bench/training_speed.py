@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ def _median_step_ms(trainer: Trainer, batch: Any, steps: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/train-gpu-rt.yaml")
+    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs/train-gpu-rt.yaml"))
     parser.add_argument("--preset", default=None, help="override the config's preset")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default=None, choices=[p.value for p in Precision])

@@ -37,6 +37,7 @@ from stbn.weights import SHIPPED_PRESET, resolve_camera_checkpoint
 FRAME = 6
 CROP = (96, 128)  # (H, W) of the centre crop, shown at 2x
 LABEL_HEIGHT = 22
+ROOT = Path(__file__).resolve().parents[1]  # defaults are the repository's, from any working directory
 
 
 def _panel(image: np.ndarray, clean: np.ndarray | None, label: str) -> np.ndarray:
@@ -53,12 +54,12 @@ def _panel(image: np.ndarray, clean: np.ndarray | None, label: str) -> np.ndarra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="weights/stbn-cpu-rt.pt")
+    parser.add_argument("--checkpoint", default=str(ROOT / "weights/stbn-cpu-rt.pt"))
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--groups", nargs="+", default=["smooth", "texture"])
-    parser.add_argument("--cache-dir", default="runs/eval-cache", help="baseline strengths cached by stbn eval")
+    parser.add_argument("--cache-dir", default=str(ROOT / "runs/eval-cache"), help="baseline strengths cached by stbn eval")
     parser.add_argument("--camera", choices=[c.name for c in camera_grid()], help="a simulated camera's noise")
-    parser.add_argument("--out", default="docs/images/before-after.png")
+    parser.add_argument("--out", default=str(ROOT / "docs/images/before-after.png"))
     args = parser.parse_args()
 
     model = stbn.load_checkpoint(args.checkpoint).model.eval()
