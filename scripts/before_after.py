@@ -57,7 +57,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(ROOT / "weights/stbn-cpu-rt.pt"))
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--groups", nargs="+", default=["smooth", "texture"])
-    parser.add_argument("--cache-dir", default=str(ROOT / "runs/eval-cache"), help="baseline strengths cached by stbn eval")
+    parser.add_argument("--cache-dir", default=str(ROOT / "runs/eval-cache"),
+                        help="baseline strengths cached by stbn eval")  # fmt: skip
     parser.add_argument("--camera", choices=[c.name for c in camera_grid()], help="a simulated camera's noise")
     parser.add_argument("--out", default=str(ROOT / "docs/images/before-after.png"))
     args = parser.parse_args()

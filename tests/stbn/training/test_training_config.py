@@ -49,5 +49,5 @@ def test_a_config_without_output_dir_writes_to_the_user_data_folder(
 
 def test_an_unknown_key_in_a_training_config_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("optim:\n  lr: 0.001\n  lrr: 0.01\n")
-    with pytest.raises(ConfigError, match="optim.lrr"):
+    with pytest.raises(ConfigError, match=r"optim\.lrr"):
         load_train_config(tmp_path / "bad.yaml")
