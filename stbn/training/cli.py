@@ -28,8 +28,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="override the config's preset")
     parser.add_argument("--iterations", type=int, help="override optim.iterations")
     parser.add_argument("--time-limit-minutes", type=float, help="override optim.time_limit_minutes")
-    parser.add_argument("--output-dir",
-                        help="override output_dir (default: the config's, else ~/.local/share/stbn/runs/PRESET)")  # fmt: skip
+    parser.add_argument("--output-dir",  # default: the config's, else ~/.local/share/stbn/runs/PRESET
+                        help="override output_dir (default: see docs/training.md)")  # fmt: skip
     parser.add_argument("--checkpoint", help="also write the final model here")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/state.pt if present")
