@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stbn.finishing import finish_camera_frame, smooth_chroma_420, smooth_low_band
+from stbn.finishing import finish_camera_frame, remove_tone_bias, smooth_chroma_420, smooth_low_band
 from stbn.noise_estimation import Compression
 
 
@@ -69,3 +69,18 @@ def test_an_edge_well_above_the_noise_level_is_kept() -> None:
     texture = np.clip(128 + rng.normal(0, 30, (64, 96, 1)), 0, 255).astype(np.uint8).repeat(3, axis=2)
     kept = _u8(smooth_low_band(texture.astype(np.float32) / 255.0, 4.0))
     assert np.abs(kept.astype(int) - texture).mean() < 3.0
+
+
+def test_the_tone_curves_darkening_of_noise_is_put_back_and_the_blacks_left_alone() -> None:
+    # noise added before a 2.2 gamma curve: the picture's mean comes out darker than the clean one's
+    rng = np.random.default_rng(3)
+    linear = np.full((64, 96, 3), 0.2, np.float32)
+    noisy = np.clip(linear + rng.normal(0, 0.06, linear.shape), 0, 1) ** (1 / 2.2)
+    clean = float(0.2 ** (1 / 2.2))
+    level255 = float(noisy.std() * 255)
+    mean = np.full_like(linear, noisy.mean())  # what a denoiser that keeps the local mean gives
+    assert clean - float(noisy.mean()) > 1.0 / 255  # the bias is there
+    fixed = remove_tone_bias(mean, level255, Compression.UNKNOWN)
+    assert abs(float(fixed.mean()) - clean) < 0.5 * abs(float(mean.mean()) - clean)
+    black = np.full((8, 8, 3), 0.05, np.float32)
+    assert np.array_equal(remove_tone_bias(black, level255, Compression.LOSSY), black)
