@@ -8,7 +8,8 @@ import pytest
 
 from stbn.training.config import ConfigError, TrainConfig, load_train_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs").glob("*train*.yaml"))
+ROOT = Path(__file__).resolve().parents[3]
+CONFIGS = sorted((ROOT / "configs").glob("*train*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -47,7 +48,19 @@ def test_a_config_without_output_dir_writes_to_the_user_data_folder(
     assert TrainConfig(output_dir="here").run_dir() == Path("here")  # given on the command line
 
 
-def test_an_unknown_key_in_a_training_config_is_named(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("optim:\n  lr: 0.001\n  lrr: 0.01\n")
+def test_training_config_loads_and_rejects_unknown_keys(tmp_path: Path) -> None:
+    config = load_train_config(ROOT / "configs" / "train-cpu-rt.yaml")
+    assert config.preset == "cpu-rt" and config.noise.sigma_range == (5.0, 55.0)
+    assert config.optim.mean_l2 > 0 and config.data.wallpapers
+    student = load_train_config(ROOT / "configs" / "train-cpu-rt-distilled.yaml")
+    assert student.optim.loss == "teacher" and Path(student.teacher).resolve() == ROOT / "weights/stbn-cpu-rt.pt"
+    assert Path(student.teacher).is_file()
+    finetune = load_train_config(ROOT / "configs" / "finetune-cpu-rt-gpu.yaml")
+    assert finetune.init is not None and Path(finetune.init).is_file() and finetune.optim.schedule == "time"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preset: cpu-rt\noptim:\n  lrr: 0.1\n")
     with pytest.raises(ConfigError, match=r"optim\.lrr"):
-        load_train_config(tmp_path / "bad.yaml")
+        load_train_config(bad)
+    bad.write_text("optim:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match=r"optim\.lr"):
+        load_train_config(bad)

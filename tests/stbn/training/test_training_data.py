@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from stbn.io import read_clip
-from stbn.training.config import ConfigError, load_train_config
 from stbn.training.motion import random_clip_crop, synthetic_clip
 from stbn.training.noise import add_gaussian, add_poisson_gaussian, sample_sigmas
 from stbn.training.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photos
@@ -102,21 +101,3 @@ def test_training_noise_is_per_sample_float_and_unclipped() -> None:
     gain = torch.tensor([0.01, 0.01, 0.01])
     pg = add_poisson_gaussian(torch.full((3, 2, 3, 64, 64), 0.8), gain, torch.zeros(3), gen)
     assert abs(float((pg - 0.8).std()) - (0.01 * 0.8) ** 0.5) < 0.005
-
-
-def test_training_config_loads_and_rejects_unknown_keys(tmp_path: Path) -> None:
-    config = load_train_config(ROOT / "configs" / "train-cpu-rt.yaml")
-    assert config.preset == "cpu-rt" and config.noise.sigma_range == (5.0, 55.0)
-    assert config.optim.mean_l2 > 0 and config.data.wallpapers
-    student = load_train_config(ROOT / "configs" / "train-cpu-rt-distilled.yaml")
-    assert student.optim.loss == "teacher" and student.teacher == "weights/stbn-cpu-rt.pt"
-    assert (ROOT / student.teacher).is_file()
-    finetune = load_train_config(ROOT / "configs" / "finetune-cpu-rt-gpu.yaml")
-    assert finetune.init is not None and (ROOT / finetune.init).is_file() and finetune.optim.schedule == "time"
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("preset: cpu-rt\noptim:\n  lrr: 0.1\n")
-    with pytest.raises(ConfigError, match=r"optim\.lrr"):
-        load_train_config(bad)
-    bad.write_text("optim:\n  lr: fast\n")
-    with pytest.raises(ConfigError, match=r"optim\.lr"):
-        load_train_config(bad)
