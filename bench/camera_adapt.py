@@ -30,7 +30,7 @@ from stbn.camera import CameraCondition, Codec, IsoLevel
 from stbn.evaluation.metrics import mean, psnr
 from stbn.evaluation.noise import Camera
 from stbn.noise_estimation import NoiseConfig, clip_noise
-from stbn.offline import denoise_clip
+from stbn.offline import denoise_frames
 from stbn.phases import PhaseTiling
 from stbn.training.motion import synthetic_clip
 from stbn.training.photos import load_photos
@@ -80,7 +80,7 @@ def main() -> int:
         config = AdaptConfig(steps=args.adapt, objective=choose_objective(noisy, stabilised=False))
         result = adapt(loaded.model, tiled, noise.level255, config, loss, mean_l2)
         adapt_s = time.time() - start
-        adapted = np.stack(list(denoise_clip(result.model, noisy, noise.level255, correlated=noise.correlated)))
+        adapted = np.stack(list(denoise_frames(result.model, noisy, noise.level255, correlated=noise.correlated)))
         scores.append(_score(adapted, given.reference))
         print(f"{photo} {condition.name}: adapted anyway {scores[-1]:.2f} dB, kept {result.kept_adapted}", flush=True)
         kept = f"{'yes' if result.kept_adapted else 'no'} ({config.objective.value})"

@@ -19,7 +19,7 @@ import stbn
 from stbn.evaluation.metrics import psnr
 from stbn.model import STBN
 from stbn.noise_estimation import NoiseConfig, estimate_clip_noise, estimate_video_sigma
-from stbn.offline import denoise_clip
+from stbn.offline import denoise_frames
 from stbn.step import EagerRunner
 from stbn.streaming import StreamingDenoiser
 from stbn.weights import shipped_checkpoint
@@ -46,7 +46,7 @@ def main() -> int:
              "estimate-poisson-gaussian"),
         ]  # fmt: skip
         for label, gain, sigma, mode in treatments:
-            scores = [np.stack(list(denoise_clip(model, noisy, sigma, gain=gain)))]
+            scores = [np.stack(list(denoise_frames(model, noisy, sigma, gain=gain)))]
             scores += [_stream(model, noisy, mode, lookahead) for lookahead in (0, 2)]
             rows.append(f"| {name} | {label} | " + " | ".join(f"{psnr(s, clean, 255.0):.2f}" for s in scores) + " |")
             print(rows[-1], flush=True)

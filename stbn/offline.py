@@ -23,20 +23,6 @@ from stbn.posterior import posterior_mean
 from stbn.stabilize import VarianceStabilizer
 
 
-def denoise_clip(
-    model: STBN,
-    frames: np.ndarray,
-    sigma255: float,
-    chunk: int = 16,
-    overlap: int = 4,
-    clipped: bool = True,
-    gain: float = 0.0,
-    correlated: bool = False,
-) -> Iterator[np.ndarray]:
-    """(N, H, W, 3) uint8 -> yields N denoised (H, W, 3) uint8 frames in order."""
-    return denoise_frames(model, iter(frames), sigma255, chunk, overlap, clipped, gain, correlated)
-
-
 def denoise_frames(
     model: STBN,
     frames: Iterable[np.ndarray],
@@ -47,7 +33,7 @@ def denoise_frames(
     gain: float = 0.0,
     correlated: bool = False,
 ) -> Iterator[np.ndarray]:
-    """Denoise a stream of (H, W, 3) uint8 frames of unknown length, holding at most
+    """Denoise a stream of (H, W, 3) uint8 frames (an (N, H, W, 3) clip, or of unknown length), holding at most
     chunk + 2 x overlap of them; yields the denoised frames in order. The noise variance is
     ``gain`` * x + (``sigma255`` / 255)^2 at intensity x in [0, 1] (AWGN: gain 0)."""
     if chunk < 1 or overlap < 0:

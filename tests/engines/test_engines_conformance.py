@@ -36,6 +36,15 @@ def _run(config: EngineConfig, model: stbn.STBN, clip: np.ndarray) -> np.ndarray
     return np.stack(out).astype(np.float64)
 
 
+# one configuration per backend, for the contracts that hold whatever the precision
+ONE_PER_BACKEND = [
+    ("torch", {"backend": "torch"}),
+    ("onnxruntime", {"backend": "onnxruntime"}),
+    ("openvino", {"backend": "openvino"}),
+    ("tensorrt", {"backend": "tensorrt", "device": "cuda"}),
+]
+
+
 @pytest.mark.parametrize(("name", "changes", "max_mean", "min_psnr"), BACKENDS, ids=[b[0] for b in BACKENDS])
 def test_backend_matches_the_pytorch_fp32_reference(
     name: str, changes: dict, max_mean: float, min_psnr: float, tmp_path: Path
@@ -56,15 +65,7 @@ def test_backend_matches_the_pytorch_fp32_reference(
     assert psnr >= min_psnr, f"PSNR vs reference {psnr:.1f} dB"
 
 
-@pytest.mark.parametrize(
-    ("name", "changes"),
-    [
-        ("torch", {"backend": "torch"}),
-        ("onnxruntime", {"backend": "onnxruntime"}),
-        ("openvino", {"backend": "openvino"}),
-        ("tensorrt", {"backend": "tensorrt", "device": "cuda"}),
-    ],
-)
+@pytest.mark.parametrize(("name", "changes"), ONE_PER_BACKEND, ids=[b[0] for b in ONE_PER_BACKEND])
 def test_swapped_weights_run_like_a_fresh_engine_with_them(name: str, changes: dict, tmp_path: Path) -> None:
     """Online adaptation's contract: prepare (slow, off the hot path), swap between frames, and the
     next frames are those of an engine built with the new weights; weights of another shape are refused."""
@@ -102,15 +103,7 @@ def test_swapped_weights_run_like_a_fresh_engine_with_them(name: str, changes: d
     assert np.abs(np.stack(got).astype(np.float64) - _run(config, before, clip)).mean() > 1.0
 
 
-@pytest.mark.parametrize(
-    ("name", "changes"),
-    [
-        ("torch", {"backend": "torch"}),
-        ("onnxruntime", {"backend": "onnxruntime"}),
-        ("openvino", {"backend": "openvino"}),
-        ("tensorrt", {"backend": "tensorrt", "device": "cuda"}),
-    ],
-)
+@pytest.mark.parametrize(("name", "changes"), ONE_PER_BACKEND, ids=[b[0] for b in ONE_PER_BACKEND])
 def test_every_backend_checks_graph_calls_against_the_step_contract(name: str, changes: dict, tmp_path: Path) -> None:
     """Engine.run is a template: built? a graph of this model? as many inputs as it names?"""
     from engines import EngineError

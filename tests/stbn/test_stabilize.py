@@ -11,7 +11,7 @@ import stbn
 from stbn.clipping import declip
 from stbn.evaluation.metrics import psnr
 from stbn.noise_estimation import estimate_clip_noise
-from stbn.offline import denoise_clip
+from stbn.offline import denoise_frames
 from stbn.stabilize import VarianceStabilizer
 from stbn.training.motion import synthetic_clip
 from stbn.training.photos import HELDOUT_PHOTOS, load_photos
@@ -74,8 +74,8 @@ def test_shot_noise_is_denoised_better_through_the_transform(shot_noise_clip) ->
     model = stbn.load_checkpoint(SHIPPED).model
     a, b = 0.03, (5 / 255) ** 2
     mid_grey = float(np.sqrt(a * 0.5 + b) * 255.0)  # one AWGN level, as the blind AWGN path gives
-    as_gaussian = np.stack(list(denoise_clip(model, noisy, mid_grey)))
-    stabilised = np.stack(list(denoise_clip(model, noisy, np.sqrt(b) * 255.0, gain=a)))
+    as_gaussian = np.stack(list(denoise_frames(model, noisy, mid_grey)))
+    stabilised = np.stack(list(denoise_frames(model, noisy, np.sqrt(b) * 255.0, gain=a)))
     assert psnr(stabilised, clean, 255.0) > psnr(as_gaussian, clean, 255.0) + 0.2
     assert psnr(stabilised, clean, 255.0) > psnr(noisy, clean, 255.0) + 5.0
 
