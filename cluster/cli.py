@@ -66,7 +66,7 @@ def run_denoise(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from stbn.cli import main as stbn_main
 
-    return stbn_main(argv, extra_commands=(add_run_parser, add_denoise_parser))
+    return stbn_main(argv, extra_commands=(add_run_parser, add_denoise_parser, *pipeline_cli.TOOL_COMMANDS))
 
 
 def run_pipeline_main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Which CPU backend ``backend: auto`` runs: the one ``python -m engines pick`` measured fastest on
+"""Which CPU backend ``backend: auto`` runs: the one ``stbn engines pick`` measured fastest on
 this machine, for the configured precision.
 
 The ranking changes with the CPU (AMX, AVX-512, core count) and the library versions, so it is
@@ -44,10 +44,10 @@ class BackendPick:
     def reason(self, precision: Precision) -> str:
         if self.measured is None:
             return (f"no GPU; the default CPU backend for {precision.value}, not measured on this machine "
-                    "(`python -m engines pick` times each CPU backend here; auto then takes the fastest)")  # fmt: skip
+                    "(`stbn engines pick` times each CPU backend here; auto then takes the fastest)")  # fmt: skip
         ranked = sorted(self.measured.items(), key=lambda kv: -kv[1])
         rates = ", ".join(f"{name} {fps:.1f}" for name, fps in ranked)
-        pick = f"`python -m engines pick`: {rates} frames/s"
+        pick = f"`stbn engines pick`: {rates} frames/s"
         return f"no GPU; the fastest CPU backend for {precision.value} here ({pick})"
 
 

@@ -1,5 +1,6 @@
 """The ``stbn`` console script: the model's commands (``info``, ``train``, ``eval``, from stbn.cli)
-and ``denoise``, which needs the engines and the video writer of this layer."""
+and this layer's: ``run``, ``denoise`` (which needs the engines and the video writer), ``subscribe``
+and ``engines``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import Backend
+from engines.cli import add_parser as add_engines_parser
 from pipeline.denoise_file import DenoiseError, Stage, denoise_file, options_from_args
+from pipeline.subscribe import add_parser as add_subscribe_parser
 from stbn.adapt import Objective
 from stbn.noise_estimation import Compression, Correlation, NoiseFamily
 
@@ -121,12 +124,16 @@ def add_run_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+# the commands next to run and denoise: receiving a run's frames, managing the inference backends
+TOOL_COMMANDS = (add_subscribe_parser, add_engines_parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     """This layer's commands in one process (``python -m pipeline.cli``); the ``stbn`` console script is
     cluster.cli's, which adds ``--cluster`` to ``run`` and ``denoise``."""
     from stbn.cli import main as stbn_main
 
-    return stbn_main(argv, extra_commands=(add_run_parser, add_denoise_parser))
+    return stbn_main(argv, extra_commands=(add_run_parser, add_denoise_parser, *TOOL_COMMANDS))
 
 
 if __name__ == "__main__":

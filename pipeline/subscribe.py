@@ -1,8 +1,10 @@
 """Subscriber client library and CLI for the pipeline's ZeroMQ stream.
 
-    python -m pipeline.subscribe --endpoint tcp://127.0.0.1:5556 --stats
-    python -m pipeline.subscribe --endpoint tcp://127.0.0.1:5556 --record out/sub.mp4 --count 100
-    python -m pipeline.subscribe --endpoint tcp://127.0.0.1:5556 --view
+    stbn subscribe --endpoint tcp://127.0.0.1:5556 --stats
+    stbn subscribe --endpoint tcp://127.0.0.1:5556 --record out/sub.mp4 --count 100
+    stbn subscribe --endpoint tcp://127.0.0.1:5556 --view
+
+(``python -m pipeline.subscribe`` is the same.)
 """
 
 from __future__ import annotations
@@ -91,8 +93,7 @@ def _rate(frames: list[ReceivedFrame]) -> float | None:
     return 1.0 / step if step > 0 else 30.0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.subscribe", description=__doc__.splitlines()[0])
+def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     parser.add_argument("--topic", action="append", default=None, help="stream topic (repeatable; default all)")
     parser.add_argument("--record", metavar="FILE", help="write the frames to a video file")
@@ -111,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="write per-frame rows and the statistics as JSON")
     parser.add_argument("--curve-server-public", metavar="FILE")
     parser.add_argument("--curve-client-secret", metavar="FILE")
+    parser.set_defaults(func=run)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``stbn subscribe``."""
+    parser = subparsers.add_parser("subscribe", help="receive the denoised frames a run publishes (record, view, "
+                                   "latency statistics)", description=__doc__.splitlines()[0])  # fmt: skip
+    configure_parser(parser)
     return parser
 
 
@@ -228,7 +237,12 @@ def _receive(sub: Subscriber, args: argparse.Namespace, tally: _Tally, recorder:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.subscribe", description=__doc__.splitlines()[0])
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

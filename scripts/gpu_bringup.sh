@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU bring-up in one command: the project's own commands in turn (gpu_window.py train: stbn train and
-# stbn eval; python -m engines check; bench/engine_speed.py at 720p/1080p); all into OUT_DIR.
+# stbn eval; stbn engines check; bench/engine_speed.py at 720p/1080p); all into OUT_DIR.
 #   bash scripts/gpu_bringup.sh [--dry-run] [--minutes N] OUT_DIR     (--help for every option)
 # Runs with .venv/bin/python when the project's venv exists, else python3 (a prepared CUDA image).
 # The log goes to OUT_DIR/bringup.log as well as the terminal. docs/gpu.md says what to do with OUT_DIR.

@@ -1,4 +1,4 @@
-"""``backend: auto`` on a CPU: the backend ``python -m engines pick`` measured fastest here."""
+"""``backend: auto`` on a CPU: the backend ``stbn engines pick`` measured fastest here."""
 
 from __future__ import annotations
 
