@@ -1,5 +1,6 @@
 """Installed as a user would: the wheel (not the editable checkout) in a fresh venv, run from another
-directory: `stbn denoise` and `stbn run` find the shipped weights and the embedded config."""
+directory: `stbn denoise`, `stbn run` and `stbn engines check` find the shipped weights and the
+embedded config."""
 
 from __future__ import annotations
 
@@ -55,3 +56,7 @@ def test_the_wheel_denoises_from_another_directory(tmp_path: Path) -> None:
                          timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "stbn run: 6 frames" in run.stderr and (elsewhere / "out" / "latency.json").is_file()
+    check = subprocess.run([stbn, "engines", "check", "--backend", "onnxruntime", "--height", "32", "--width", "48",
+                            "--frames", "3", "--cache-dir", str(tmp_path / "engines")], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert check.returncode == 0 and check.stdout.rstrip().endswith("OK"), check.stdout + check.stderr
