@@ -96,9 +96,12 @@ def _pick(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = "Build, check and pick the inference backends (the same as stbn engines)."
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """build, check and pick as subcommands of ``parser``; each sets ``func`` to :func:`run`."""
-    sub = parser.add_subparsers(dest="engines_command", required=True)
+    sub = parser.add_subparsers(dest="engines_command", metavar="{build,check,pick}", required=True)
     for name, func, text in (
         ("build", _build, "prebuild a backend's cached graphs for a resolution"),
         ("check", _check, "stream a test clip through a backend and compare it with PyTorch fp32"),
@@ -126,7 +129,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """``stbn engines``."""
-    parser = subparsers.add_parser("engines", help="build, check and pick the inference backends")
+    parser = subparsers.add_parser("engines", help="build, check and pick the inference backends",
+                                   description=DESCRIPTION)  # fmt: skip
     configure_parser(parser)
     return parser
 
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engines", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m engines", description=DESCRIPTION)
     configure_parser(parser)
     args = parser.parse_args(argv)
     return run(args)

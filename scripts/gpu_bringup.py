@@ -1,7 +1,8 @@
 """GPU bring-up in one go, as a sequence of the project's own commands: train ``gpu-rt`` in a time
 box and score it against the shipped models (``scripts/gpu_window.py train``: ``stbn train``,
-``stbn eval``), check the GPU engines against the PyTorch fp32 reference (``python -m engines
-check``), benchmark ``gpu-rt`` and ``base`` at 720p and 1080p (``bench/engine_speed.py``).
+``stbn eval``), check the GPU engines against the PyTorch fp32 reference (``stbn engines
+check``, run as ``python -m engines check``), benchmark ``gpu-rt`` and ``base`` at 720p and 1080p
+(``bench/engine_speed.py``).
 
     bash scripts/gpu_bringup.sh [--dry-run] [--minutes N] OUT_DIR
 

