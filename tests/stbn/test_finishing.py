@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stbn.finishing import finish_camera_frame, remove_tone_bias, smooth_chroma_420, smooth_low_band
+from stbn.finishing import TONE_BIAS_MAX, finish_camera_frame, remove_tone_bias, smooth_chroma_420, smooth_low_band
 from stbn.noise_estimation import Compression
 
 
@@ -84,3 +84,9 @@ def test_the_tone_curves_darkening_of_noise_is_put_back_and_the_blacks_left_alon
     assert abs(float(fixed.mean()) - clean) < 0.15 * abs(float(mean.mean()) - clean)
     black = np.full((8, 8, 3), 0.05, np.float32)
     assert np.array_equal(remove_tone_bias(black, level255, Compression.LOSSY), black)
+
+
+def test_the_tone_bias_correction_is_bounded_on_a_very_noisy_stream() -> None:
+    grey = np.full((8, 8, 3), 0.6, np.float32)
+    brightened = remove_tone_bias(grey, 80.0, Compression.LOSSY)  # far beyond the fitted levels
+    assert 0.0 < float((brightened - grey).max()) <= TONE_BIAS_MAX + 1e-7
