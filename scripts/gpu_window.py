@@ -31,6 +31,8 @@ from typing import Any
 import torch
 import yaml
 
+from stbn.training.config import resolve_config_paths
+
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path("weights/training/gpu-rt-state.pt")  # relative to the repository root
 SHIPPED = Path("weights/stbn-gpu-rt.pt")
@@ -94,6 +96,7 @@ def train(out: Path, minutes: float, dry_run: bool, root: Path) -> dict[str, Any
     else:
         print(f"no {STATE}: the first window starts from scratch (flow pretraining first)", flush=True)
     config = yaml.safe_load(CONFIG.read_text())
+    resolve_config_paths(config, CONFIG.parent)  # the copy below lives in OUT, the paths stay the repository's
     if dry_run:
         config = _merge(config, DRY_RUN)
     config_path = out / "train-config.yaml"

@@ -282,8 +282,15 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     The paths the file names (output_dir, init, checkpoint, teacher, data.photo_folder, data.videos)
     are relative to the file's folder, as in a compose file, so a config means the same from any
     working directory; ``overrides`` are taken as given (a command line's: the working directory's)."""
-    base = Path(os.path.abspath(path)).parent  # the folder the file is in, a link's own
     data = read_yaml_mapping(path)
+    resolve_config_paths(data, Path(os.path.abspath(path)).parent)  # the folder the file is in, a link's own
+    data.update(overrides)
+    return from_dict(TrainConfig, data)
+
+
+def resolve_config_paths(data: dict[str, Any], base: Path) -> None:
+    """The paths a training config's mapping names, made absolute against ``base`` (in place):
+    what :func:`load_train_config` does, for a config that is copied elsewhere before it is read."""
     for key in _PATH_KEYS:
         if key in data:
             data[key] = _relative_to(base, data[key], key)
@@ -295,8 +302,6 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         for i, video in enumerate(section.get("videos") or ()):
             if isinstance(video, dict) and "path" in video:
                 video["path"] = _relative_to(base, video["path"], f"data.videos[{i}].path")
-    data.update(overrides)
-    return from_dict(TrainConfig, data)
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
