@@ -17,10 +17,10 @@ about 5 ms per 640x360 frame on one core (9 with the chroma):
   zero-mean noise into a darker mean (Jensen: E[f(x + n)] < f(x)), by about half the curve's
   curvature times the noise variance. The camera model learned what a second capture shows on
   average, so its output carries that bias (dev clips, high ISO: -2 to -3 of 255 above a pixel value
-  of 0.3, tapering to none
-  in the blacks, where clipping pushes the other way). It is put back as ``gain x level^2`` times a
-  ramp over the pixel's value; the gain is larger where the source is lossy, since the codec lowers
-  the level the live path measures but not the bias made before it.
+  of 0.3, tapering to none in the blacks, where clipping pushes the other way). It is put back as
+  ``gain x level^2`` (bounded) times a ramp over the pixel's value; the gain is larger where the
+  source is lossy, since the codec lowers the level the live path measures but not the bias made
+  before it.
 
 Measured on dev clips (the evaluation content groups' tuning clips, never scored) and on the whole
 evaluation: docs/camera.md, "What the live path does with it", items 5 and 6.

@@ -22,6 +22,7 @@ from stbn.adapt import AdaptConfig, adapt
 from stbn.evaluation.metrics import psnr
 from stbn.training.motion import synthetic_clip
 from stbn.training.photos import HELDOUT_PHOTOS, load_photos
+from tests.conftest import write_lossless_video
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGMA = 25.0
@@ -318,21 +319,11 @@ def test_a_truncated_video_is_denoised_up_to_its_damage_with_a_warning(tmp_path:
 def test_the_inputs_format_says_whether_its_frames_went_through_an_encoder(tmp_path: Path, noisy) -> None:
     """H.264 and JPEG frames are lossy, a lossless codec is not, PNG frames may be either: the
     camera-noise level's fit is chosen from this."""
-    import av
-
     from pipeline.denoise_file import open_input
     from stbn.noise_estimation import Compression
 
     lossy = _write_video(tmp_path / "lossy.mp4", noisy)
-    lossless = tmp_path / "lossless.mkv"
-    with av.open(str(lossless), "w") as container:
-        stream = container.add_stream("ffv1", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "bgr0"
-        for frame in noisy:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    lossless = write_lossless_video(tmp_path / "lossless.mkv", noisy)
     jpegs = tmp_path / "jpegs"
     jpegs.mkdir()
     for i, frame in enumerate(noisy[:3]):

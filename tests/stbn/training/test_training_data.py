@@ -14,6 +14,7 @@ from stbn.training.motion import random_clip_crop, synthetic_clip
 from stbn.training.noise import add_gaussian, add_poisson_gaussian, sample_sigmas
 from stbn.training.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photos
 from stbn.warp import warp_bilinear
+from tests.conftest import write_lossless_video
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -72,17 +73,7 @@ def test_training_readers_folder_and_video(tmp_path: Path) -> None:
         cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     assert np.array_equal(read_clip(folder), frames)
     assert np.array_equal(read_clip(folder, 2, 3), frames[2:5])
-    import av
-
-    video = tmp_path / "clip.mkv"
-    with av.open(str(video), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 48, 32, "bgr0"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    video = write_lossless_video(tmp_path / "clip.mkv", frames)
     decoded = read_clip(video)
     assert decoded.shape == frames.shape and np.array_equal(decoded, frames)  # ffv1/bgr0 is lossless
     assert np.array_equal(read_clip(video, 1, 2), frames[1:3])
