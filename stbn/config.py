@@ -50,6 +50,15 @@ class STBNConfig:
     # the head outputs the clean frame as a residual over the noisy one (no covariance, no
     # posterior). Trained on a blind-spot teacher's posterior means (stbn.training, `teacher:`).
     blind_spot: bool = True
+    # > 1 (a non-blind model only): the network runs on the frame's s x s pixel phases stacked as
+    # channels (FFDNet's reversible down-sampling), hidden states at 1/s of the frame's height and
+    # width. At s = 2 the same MACs per frame pixel buy twice the channels (four times the
+    # parameters) and twice the receptive field; a demosaic's correlated noise falls inside a cell.
+    unshuffle: int = 1
+    # True (a non-blind model only): the output head also reads the frame (its cells) directly, a
+    # linear path from every pixel of a cell to the cell's outputs. Without it, a cell's 12 values
+    # reach the head only through the narrow ReLU stages, which leave pixel-level noise behind.
+    head_reads_frame: bool = False
     noise_map: bool = True  # feed sigma maps to Stage A (the authors' bdc_2_unify)
     bidirectional: bool = True  # False: forward-only (causal) variant, SRFE takes h_f alone
     flow: FlowKind = FlowKind.PYRAMID
@@ -66,6 +75,12 @@ class STBNConfig:
             raise ValueError("srfe_channels must be divisible by srfe_conv_groups")
         if self.ring_mean and not self.blind_spot:
             raise ValueError("ring_mean is the blind-spot prior's base; a non-blind model is a residual over its input")
+        if self.unshuffle < 1:
+            raise ValueError("unshuffle must be at least 1")
+        if self.unshuffle > 1 and self.blind_spot:
+            raise ValueError("unshuffle > 1 mixes a pixel with its neighbours: only for a non-blind model")
+        if self.head_reads_frame and self.blind_spot:
+            raise ValueError("head_reads_frame shows the head the pixel it predicts: only for a non-blind model")
         if min(self.channels, self.srfe_channels, self.stage_b_mid, self.in_channels, self.stage_a_tail) < 1:
             raise ValueError("channel counts and stage_a_tail must be positive")
 
@@ -132,6 +147,19 @@ PRESETS: dict[str, STBNConfig] = {
 }
 # The distilled student of the CPU preset: the same layers and cost, no blind spot.
 PRESETS["cpu-rt-distilled"] = dataclasses.replace(PRESETS["cpu-rt"], ring_mean=False, blind_spot=False)
+# The CPU camera model: the student's layers on the frame's 2x2 cells at twice the widths (the same
+# MACs per pixel, four times the parameters, twice the receptive field), its head reading the frame
+# and with one residual unit (+17 % MACs).
+PRESETS["cpu-rt-camera"] = dataclasses.replace(
+    PRESETS["cpu-rt-distilled"],
+    unshuffle=2,
+    channels=32,
+    stage_b_mid=32,
+    srfe_channels=64,
+    srfe_reduce=16,
+    head_units=1,
+    head_reads_frame=True,
+)
 
 
 def preset_config(name: str, **overrides: Any) -> STBNConfig:

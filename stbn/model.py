@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stbn.config import STBNConfig
@@ -41,6 +42,28 @@ def sigma_tensor(sigma: Sigma, noisy: torch.Tensor) -> torch.Tensor:
     return sigma
 
 
+def _pad_to_multiple(x: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, C, H, W) with the bottom and right edges replicated up to multiples of s."""
+    pad_h, pad_w = (-x.shape[-2]) % s, (-x.shape[-1]) % s
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+
+
+def to_cells(x: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C*s*s, ceil(H/s), ceil(W/s)): each s x s cell's pixels as channels."""
+    return x if s == 1 else F.pixel_unshuffle(_pad_to_multiple(x, s), s)
+
+
+def from_cells(x: torch.Tensor, s: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`to_cells`: (B, C*s*s, h, w) -> (B, C, height, width)."""
+    return x if s == 1 else F.pixel_shuffle(x, s)[..., :height, :width]
+
+
+def cell_flow(flow: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, 2, H, W) flow in pixels -> (B, 2, ceil(H/s), ceil(W/s)) flow in cells: each cell's mean
+    displacement over s."""
+    return flow if s == 1 else F.avg_pool2d(_pad_to_multiple(flow, s), s) / s
+
+
 class Direction(str, enum.Enum):
     """Which recurrent branch a step runs."""
 
@@ -61,7 +84,8 @@ class STBN(nn.Module):
         super().__init__()
         self.config = config
         c, cin = config.channels, config.in_channels
-        stage_in = cin + c + (cin if config.noise_map else 0)
+        cells = config.unshuffle**2  # channels of a cell per frame channel
+        stage_in = cin * cells + c + (cin if config.noise_map else 0)
         stage_a = (stage_in, c, c, config.stage_a_units, config.stage_a_mix, config.stage_a_tail, config.blind_spot)
         self.forward_rnn = BlindSpotBlock(*stage_a)
         self.backward_rnn = BlindSpotBlock(*stage_a) if config.bidirectional else None
@@ -79,7 +103,8 @@ class STBN(nn.Module):
             config.srfe_reduce,
         )
         head_in = self.srfe.out_channels + (streams * c if config.srfe_skip else 0)
-        self.head = DilatedStack(head_in, c, config.out_channels, config.head_units)
+        head_in += cin * cells if config.head_reads_frame else 0
+        self.head = DilatedStack(head_in, c, config.out_channels * cells, config.head_units)
         self.ring_mean = RingMean(config.in_channels) if config.ring_mean else None
         self.flow = build_flow(config.flow, config.flow_channels, config.flow_levels)
         self._init_denoiser()
@@ -117,6 +142,11 @@ class STBN(nn.Module):
 
     # --- per-frame pieces -------------------------------------------------------------------
 
+    def state_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (h, w) of the hidden states for frames of ``height`` x ``width``."""
+        s = self.config.unshuffle
+        return -(-height // s), -(-width // s)
+
     def flow_between(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) x 2 -> (B, 2, H, W) alignment flow from a to b; never trained by the
         denoising loss (the distillation loss trains the flow network on its own)."""
@@ -130,7 +160,8 @@ class STBN(nn.Module):
         hidden: torch.Tensor | None,
         flow: torch.Tensor | None,
     ) -> torch.Tensor:
-        """One recurrent step: (B, C, H, W) frame, previous hidden (B, c, H, W) -> new hidden.
+        """One recurrent step: (B, C, H, W) frame, (B, 2, H, W) flow, previous hidden (B, c, h, w)
+        -> new hidden ((h, w) = :meth:`state_size`).
 
         ``hidden=None`` starts the direction (zero state, Stage A only). Otherwise the previous
         hidden state is pulled onto this frame by nearest-neighbour warping with ``flow``.
@@ -138,28 +169,35 @@ class STBN(nn.Module):
         block = self.forward_rnn if Direction(direction) is Direction.FORWARD else self.backward_rnn
         if block is None:
             raise ValueError("this model is forward-only (bidirectional=False)")
+        s = self.config.unshuffle
+        frame = to_cells(frame, s)  # (B, C*s*s, h, w)
         b, _, h, w = frame.shape
         # A zero initial state is passed as its width: the entry conv skips it.
         aligned: torch.Tensor | int = self.config.channels
         if hidden is not None:
-            aligned = hidden if flow is None else warp_nearest(hidden, flow)
+            aligned = hidden if flow is None else warp_nearest(hidden, cell_flow(flow, s))
         if not self.config.noise_map:
             out = block([frame, aligned])
         elif noise_map.shape[-2:] == (1, 1):
             # One level per frame: a per-channel offset after Stage A's entry conv, never H x W.
             out = block([frame, aligned], noise_map.expand(b, self.config.in_channels, 1, 1))
         else:
+            noise_map = noise_map if s == 1 else F.avg_pool2d(_pad_to_multiple(noise_map, s), s)
             out = block([frame, aligned, noise_map.expand(b, self.config.in_channels, h, w)])
         if isinstance(aligned, int):
             return out
         return self.fusion([out, aligned])
 
     def fuse(self, h_forward: torch.Tensor, h_backward: torch.Tensor | None, frame: torch.Tensor) -> torch.Tensor:
-        """(B, c, H, W) hidden states and the (B, C, H, W) noisy frame -> (B, 9, H, W) prior for
+        """(B, c, h, w) hidden states and the (B, C, H, W) noisy frame -> (B, 9, H, W) prior for
         that frame. A blind-spot model reads the frame only through ``ring_mean`` (never at the
         pixel itself); a non-blind student returns its (B, C, H, W) estimate, a residual over it."""
         streams = [h_forward] if h_backward is None else [h_forward, h_backward]
-        prior = self.head([self.srfe(streams), *streams] if self.config.srfe_skip else [self.srfe(streams)])
+        s = self.config.unshuffle
+        parts = [self.srfe(streams), *streams] if self.config.srfe_skip else [self.srfe(streams)]
+        if self.config.head_reads_frame:
+            parts.append(to_cells(frame, s))
+        prior = from_cells(self.head(parts), s, *frame.shape[-2:])
         if not self.config.blind_spot:
             return prior + frame  # a student's estimate: a residual over the noisy frame
         if self.ring_mean is None:

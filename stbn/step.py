@@ -66,7 +66,7 @@ def example_inputs(model: STBN, height: int, width: int) -> dict[str, tuple[torc
     """Example inputs of every graph of ``model`` at one resolution, by input name (export, build)."""
     c = model.config.channels
     frame = torch.rand(1, 3, height, width)
-    hidden = torch.rand(1, c, height, width)
+    hidden = torch.rand(1, c, *model.state_size(height, width))
     by_name = {
         "frame_u8": torch.randint(0, 256, (height, width, 3), dtype=torch.uint8),
         "frame": frame,

@@ -224,6 +224,9 @@ class TrainConfig:
     # Fine-tune: start from this checkpoint's weights (same preset) instead of a fresh model; its flow
     # network is already trained, so flow pretraining is skipped.
     init: str | None = None
+    # A new model of another preset with the same flow network: the flow network's weights from this
+    # checkpoint (flow pretraining skipped), the rest freshly initialised.
+    init_flow: str | None = None
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = library default
     device: str = "cpu"  # "cuda" (with DDP: cuda:LOCAL_RANK), "auto" = cuda when PyTorch sees one
@@ -262,7 +265,7 @@ class TrainConfig:
 
 
 # the file paths a config file may name; relative ones are relative to the file's folder
-_PATH_KEYS = ("output_dir", "init", "checkpoint", "teacher")
+_PATH_KEYS = ("output_dir", "init", "init_flow", "checkpoint", "teacher")
 _DATA_PATH_KEYS = ("photo_folder",)
 
 

@@ -68,6 +68,9 @@ class Trainer:
         self.model = model if model is not None else stbn.build_model(config.preset, flow=config.flow)
         if config.init:
             load_state(self.model, load_checkpoint(config.init, preset=config.preset).model.state_dict(), config.init)
+        if config.init_flow:
+            flow = load_checkpoint(config.init_flow).model.flow
+            load_state(self.model.flow, flow.state_dict(), f"{config.init_flow}'s flow network")
         self.model.train()
         self.denoising_teacher = load_denoising_teacher(config.teacher, self.model) if config.teacher else None
         self.model.to(self.device)
@@ -92,7 +95,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, decay)
         self.iteration = 0
         no_flow = self.model.config.flow is FlowKind.ZERO
-        self.flow_pretrained = config.flow_pretrain.iterations == 0 or no_flow or bool(config.init)
+        self.flow_pretrained = config.flow_pretrain.iterations == 0 or no_flow or bool(config.init or config.init_flow)
         self.best_val = float("-inf")
         self.history: list[dict[str, Any]] = []
         self.rng = np.random.default_rng([config.seed, self.dist.rank])

@@ -45,12 +45,17 @@ ONE_PER_BACKEND = [
 ]
 
 
+# the main model, and the camera model's layout (hidden states on the frame's 2x2 cells)
+PRESETS = ["cpu-rt", "cpu-rt-camera"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize(("name", "changes", "max_mean", "min_psnr"), BACKENDS, ids=[b[0] for b in BACKENDS])
 def test_backend_matches_the_pytorch_fp32_reference(
-    name: str, changes: dict, max_mean: float, min_psnr: float, tmp_path: Path
+    name: str, changes: dict, max_mean: float, min_psnr: float, preset: str, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    model = stbn.build_model("cpu-rt").eval()
+    model = stbn.build_model(preset).eval()
     clip = moving_clip(6, 27, 45, 20.0)
     base = EngineConfig(backend="torch", cache_dir=str(tmp_path))
     try:

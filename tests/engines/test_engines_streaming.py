@@ -44,6 +44,19 @@ def test_full_lookahead_stream_equals_offline_bidirectional(tiny_model: stbn.STB
     assert diff.max() <= 1
 
 
+def test_a_model_on_pixel_cells_streams_as_it_runs_offline() -> None:
+    """The camera preset's hidden states are at half resolution (the frame's 2x2 cells); an odd-sized
+    frame is padded to whole cells and cropped back."""
+    model = responsive_model("cpu-rt-camera")
+    clip = moving_clip(5, 29, 41, SIGMA)
+    engine = TorchEngine(EngineConfig(backend="torch"), model=model)
+    got = np.stack([f.image for f in _stream(engine, clip, 4)])
+    assert got.shape == clip.shape
+    diff = np.abs(got.astype(int) - _offline_uint8(model, clip).astype(int))
+    assert diff.max() <= 1
+    assert np.abs(got.astype(int) - clip.astype(int)).mean() > 1.0  # the network changed the frames
+
+
 @pytest.mark.parametrize("lookahead", [0, 2])
 def test_outputs_never_depend_on_frames_beyond_the_lookahead(lookahead: int) -> None:
     clip = moving_clip(7, 24, 32, SIGMA, seed=1)
@@ -185,7 +198,7 @@ def test_a_camera_model_takes_the_correlated_frames_whole_and_the_main_model_the
     from stbn.noise_estimation import Correlation, measured_camera_level, scale_levels
 
     torch.manual_seed(3)
-    main, camera_model = responsive_model(), stbn.build_model("cpu-rt-distilled").eval()
+    main, camera_model = responsive_model(), stbn.build_model("cpu-rt-camera").eval()
     clip = moving_clip(4, 16, 22, SIGMA)
     fixed = NoiseConfig(NoiseMode.FIXED, SIGMA, correlation=Correlation.CORRELATED)
     main_engine = TorchEngine(EngineConfig(backend="torch"), model=main)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import stbn
 from stbn.cli import info_table, macs_per_pixel
 from stbn.layers import SplitInputConv, patch_shuffle, patch_unshuffle
+from stbn.model import cell_flow, from_cells, to_cells
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -51,6 +52,39 @@ def test_patch_unshuffle_index_map_and_inverse() -> None:
     assert out[0, 2, 0, 0] == 16.0  # channel 2 starts at (2, 0)
     x = torch.rand(2, 3, 12, 16)
     assert torch.equal(patch_shuffle(patch_unshuffle(x)), x)
+
+
+def test_pixel_cells_round_trip_and_carry_the_flow_in_cells() -> None:
+    x = torch.rand(2, 3, 7, 10)
+    cells = to_cells(x, 2)
+    assert cells.shape == (2, 12, 4, 5)  # the odd row replicated into a whole cell
+    assert torch.equal(cells[:, 0::4, :, :], x[:, :, 0:7:2, 0:10:2])  # channel c*4 + 0: the cells' top-left pixels
+    assert torch.equal(from_cells(cells, 2, 7, 10), x)
+    assert to_cells(x, 1) is x and from_cells(x, 1, 7, 10) is x
+    flow = torch.stack([torch.full((7, 10), 3.0), torch.full((7, 10), -2.0)]).unsqueeze(0)
+    assert torch.allclose(cell_flow(flow, 2), torch.tensor([1.5, -1.0]).view(1, 2, 1, 1).expand(1, 2, 4, 5))
+    ramp = torch.arange(4.0).view(1, 1, 1, 4).expand(1, 2, 2, 4)
+    assert cell_flow(ramp, 2)[0, 0, 0].tolist() == [0.25, 1.25]  # each cell's mean, in cells
+
+
+def test_the_camera_preset_buys_width_on_cells_at_about_the_same_cost() -> None:
+    student, _ = macs_per_pixel(stbn.preset_config("cpu-rt-distilled", flow="zero"), size=(32, 48))
+    camera, _ = macs_per_pixel(stbn.preset_config("cpu-rt-camera", flow="zero"), size=(32, 48))
+    assert student < camera < 1.2 * student  # its head's residual unit
+    assert _params(stbn.build_model("cpu-rt-camera", flow="zero")) > 3.5 * _params(
+        stbn.build_model("cpu-rt-distilled", flow="zero")
+    )
+    model = stbn.build_model("cpu-rt-camera").eval()
+    clip = torch.rand(1, 3, 3, 37, 53)
+    with torch.no_grad():
+        assert model(clip, 0.1).shape == clip.shape
+        constant = model.prior(clip, 0.1)
+        mapped = model.prior(clip, torch.full((1, 3, 1, 37, 53), 0.1))
+    assert torch.allclose(constant, mapped, atol=1e-6)  # a level map is averaged over each cell
+    assert model.state_size(37, 53) == (19, 27)
+    for change in ({"unshuffle": 2}, {"head_reads_frame": True}):
+        with pytest.raises(ValueError, match="non-blind"):
+            stbn.build_model("cpu-rt", **change)
 
 
 @pytest.mark.parametrize("frames", [1, 2, 4])

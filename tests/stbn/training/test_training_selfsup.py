@@ -250,6 +250,23 @@ def test_student_learns_the_teachers_posterior_and_sees_the_centre_pixel(tmp_pat
     assert float(x.grad[0, 1, :, 16, 16].abs().sum()) > 0  # no blind spot: the pixel itself counts
 
 
+def test_a_new_preset_starts_from_another_checkpoints_flow_network(tmp_path: Path) -> None:
+    donor_path = tmp_path / "donor.pt"
+    torch.manual_seed(1)
+    donor = stbn.build_model("cpu-rt")  # the same pyramid flow network as the camera preset
+    stbn.save_checkpoint(donor_path, donor, "cpu-rt")
+    cfg = config(tmp_path, 1, preset="cpu-rt-camera", flow="pyramid", init_flow=str(donor_path))
+    noisy, _ = noisy_clip(frames=4, size=32)
+    trainer = Trainer(cfg, NoisyVideoSource(noisy, 30.0, cfg.data), progress=False)
+    assert trainer.flow_pretrained  # nothing left to pretrain
+    mine, theirs = trainer.model.flow.state_dict(), donor.flow.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    assert trainer.model.config.unshuffle == 2  # the rest is the camera preset's own
+    bad = config(tmp_path, 1, preset="cpu-rt-camera", flow="pyramid", init_flow=str(shipped_checkpoint("gpu-rt")))
+    with pytest.raises(stbn.CheckpointError, match="flow network"):
+        Trainer(bad, NoisyVideoSource(noisy, 30.0, bad.data), progress=False)  # gpu-rt's is wider
+
+
 def test_teacher_and_student_configs_must_agree(tmp_path: Path) -> None:
     from stbn.training.losses import load_denoising_teacher
     from stbn.yamlconfig import ConfigError
