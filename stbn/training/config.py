@@ -113,7 +113,7 @@ class Loss(str, enum.Enum):
 
     NLL = "nll"  # Gaussian NLL of the Bayesian head (needs sigma)
     L2 = "l2"  # plain L2 of the prior mean to the noisy input
-    TEACHER = "teacher"  # a non-blind student: L2 to the teacher's posterior mean
+    TEACHER = "teacher"  # a non-blind student: L2 to the teacher's estimate
 
 
 class Schedule(str, enum.Enum):
@@ -147,7 +147,8 @@ class OptimConfig:
     gamma: float = 0.5
     grad_clip: float = 1.0
     # "nll" (Gaussian NLL, needs sigma), "l2" (plain L2 to the noisy input, raw-like data) or "teacher"
-    # (a non-blind student: L2 to the posterior mean of the `teacher:` checkpoint on the same noisy clip)
+    # (a non-blind student: L2 to the estimate of the `teacher:` checkpoint on the same noisy clip, its
+    # posterior mean where it is a blind-spot model)
     loss: Loss = Loss.NLL
     mean_l2: float = 0.0  # with "nll": weight of posterior.mean_l2 added to it (keeps the prior mean learning)
     time_limit_minutes: float | None = None  # stop early (and save) after this much training time
@@ -220,7 +221,7 @@ class TrainConfig:
     # None: run_dir() below; a relative path in a YAML file is relative to that file's folder
     output_dir: str | None = None
     checkpoint: str | None = None  # where the final model checkpoint is also written
-    teacher: str | None = None  # blind-spot checkpoint whose posterior means train a student (loss: teacher)
+    teacher: str | None = None  # checkpoint whose estimates train a non-blind student (loss: teacher)
     # Fine-tune: start from this checkpoint's weights (same preset) instead of a fresh model; its flow
     # network is already trained, so flow pretraining is skipped.
     init: str | None = None

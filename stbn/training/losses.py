@@ -1,5 +1,5 @@
-"""The training objectives: the Gaussian NLL (or L2) of the blind-spot prior, the teacher's L2 of a
-non-blind student, the paper's flow distillation; the teacher models."""
+"""The training objectives: the Gaussian NLL (or L2) of the blind-spot prior, the L2 of a non-blind
+student to a teacher's estimate, the paper's flow distillation; the teacher models."""
 
 from __future__ import annotations
 
@@ -51,11 +51,10 @@ def make_teacher(model: STBN) -> nn.Module:
 
 
 def load_denoising_teacher(path: str | Path, student: STBN) -> STBN:
-    """A frozen blind-spot checkpoint whose posterior means train ``student`` (a non-blind model);
-    the student starts from the teacher's flow network when the two are the same kind."""
+    """A frozen checkpoint whose estimates (a blind-spot model's posterior means, a non-blind
+    model's output) train ``student`` (a non-blind model); the student starts from the teacher's
+    flow network when the two are the same kind."""
     teacher = stbn.load_checkpoint(path).model.eval()
-    if not teacher.config.blind_spot:
-        raise ValueError(f"teacher {path} is not a blind-spot model")
     if student.config.blind_spot:
         raise ValueError("a teacher trains a non-blind student (e.g. preset cpu-rt-distilled)")
     for p in teacher.parameters():
