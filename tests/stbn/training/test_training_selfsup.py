@@ -285,7 +285,8 @@ def test_teacher_and_student_configs_must_agree(tmp_path: Path) -> None:
     student = stbn.build_model("cpu-rt-camera")
     teacher = load_denoising_teacher(path, student)
     assert not teacher.config.blind_spot
-    assert all(torch.equal(a, b) for a, b in zip(student.flow.state_dict().values(), teacher.flow.state_dict().values()))
+    flows = zip(student.flow.state_dict().values(), teacher.flow.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in flows)
 
 
 def test_time_boxed_training_decays_on_the_clock_in_bf16_with_data_workers(tmp_path: Path) -> None:
