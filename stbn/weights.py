@@ -33,7 +33,7 @@ REGISTRY: dict[str, ShippedWeights] = {
 # Each preset's camera model, where it has one: a non-blind network trained on camera noise that the
 # live path and `stbn denoise` hand frames with correlated noise (stbn.streaming).
 CAMERA_MODELS: dict[str, ShippedWeights] = {
-    "cpu-rt": ShippedWeights("cpu-rt-distilled", "stbn-cpu-rt-camera.pt", "stbn-cpu-rt-camera.md"),
+    "cpu-rt": ShippedWeights("cpu-rt-camera", "stbn-cpu-rt-camera.pt", "stbn-cpu-rt-camera.md"),
 }
 NO_CAMERA_MODEL = "none"  # engine.camera_checkpoint: correlated noise on the main model's 2x2 phases
 
