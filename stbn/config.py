@@ -22,8 +22,9 @@ class FlowKind(str, enum.Enum):
 class STBNConfig:
     """Every number that shapes an STBN model.
 
-    The recurrent part runs at full resolution with ``channels`` features; SRFE runs after the
-    parity-preserving 4x4 patch-unshuffle at ``srfe_channels``.
+    The recurrent part runs with ``channels`` features at full resolution, or on the frame's
+    ``unshuffle`` x ``unshuffle`` pixel cells; SRFE runs after the parity-preserving 4x4
+    patch-unshuffle at ``srfe_channels``.
     """
 
     in_channels: int = 3  # sRGB

@@ -138,7 +138,8 @@ class STBN(nn.Module):
                 nn.init.zeros_(module.conv1.weight)
         if self.config.ring_mean or not self.config.blind_spot:
             with torch.no_grad():
-                self.head.exit.weight[: self.config.in_channels].mul_(MEAN_INIT_SCALE)
+                # the mean's rows: in_channels per pixel of a cell (pixel_shuffle's channel-major order)
+                self.head.exit.weight[: self.config.in_channels * self.config.unshuffle**2].mul_(MEAN_INIT_SCALE)
 
     # --- per-frame pieces -------------------------------------------------------------------
 

@@ -123,7 +123,8 @@ class FlowToPrev(nn.Module):
 
 
 class PropagateStart(nn.Module):
-    """First frame of a direction: zero hidden state, Stage A only. -> (1, c, H, W)."""
+    """First frame of a direction: zero hidden state, Stage A only. -> (1, c, h, w), (h, w) the model's
+    ``state_size``."""
 
     def __init__(self, model: STBN, direction: str) -> None:
         super().__init__()
@@ -134,7 +135,8 @@ class PropagateStart(nn.Module):
 
 
 class Propagate(nn.Module):
-    """One recurrent step: warp the previous hidden state with ``flow`` and fuse. -> (1, c, H, W)."""
+    """One recurrent step: warp the previous hidden state with ``flow`` and fuse. -> (1, c, h, w), (h, w)
+    the model's ``state_size``."""
 
     def __init__(self, model: STBN, direction: str) -> None:
         super().__init__()

@@ -247,6 +247,9 @@ class TrainConfig:
             object.__setattr__(self, "flow", enum_member(FlowKind, self.flow, "flow"))
         if (self.teacher is None) != (self.optim.loss is not Loss.TEACHER):
             raise ConfigError("a teacher checkpoint and optim.loss: teacher go together")
+        if self.init_flow and (self.init or self.teacher):
+            # init loads a flow network already, and a teacher of the same flow kind hands over its own
+            raise ConfigError("init_flow is for a fresh model without init or teacher (each brings its flow network)")
 
     def run_dir(self) -> Path:
         """Where the run writes its state, log and model: ``output_dir``, or by default
@@ -283,7 +286,7 @@ def _relative_to(base: Path, value: Any, key: str) -> Any:
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read a training config from YAML (top-level ``overrides`` replace keys after reading).
 
-    The paths the file names (output_dir, init, checkpoint, teacher, data.photo_folder, data.videos)
+    The paths the file names (output_dir, init, init_flow, checkpoint, teacher, data.photo_folder, data.videos)
     are relative to the file's folder, as in a compose file, so a config means the same from any
     working directory; ``overrides`` are taken as given (a command line's: the working directory's)."""
     data = read_yaml_mapping(path)

@@ -87,6 +87,16 @@ def test_the_camera_preset_buys_width_on_cells_at_about_the_same_cost() -> None:
             stbn.build_model("cpu-rt", **change)
 
 
+@pytest.mark.parametrize("preset", ["cpu-rt-distilled", "cpu-rt-camera"])
+def test_a_fresh_non_blind_model_starts_near_its_input(preset: str) -> None:
+    # every row of the head's mean (each colour of each pixel of a cell) starts small, so that a
+    # fresh student outputs the noisy frame plus a small correction
+    model = stbn.build_model(preset, flow="zero")
+    rows = model.head.exit.weight.flatten(1).norm(dim=1)
+    assert len(rows) == 3 * model.config.unshuffle**2
+    assert rows.max() < 0.3  # He's initialisation gives rows of norm about 1, MEAN_INIT_SCALE a tenth of that
+
+
 @pytest.mark.parametrize("frames", [1, 2, 4])
 @pytest.mark.parametrize("train", [True, False])
 def test_odd_sizes_short_clips_and_modes(frames: int, train: bool) -> None:

@@ -76,3 +76,10 @@ def test_training_config_loads_and_rejects_unknown_keys(tmp_path: Path) -> None:
     bad.write_text("optim:\n  lr: fast\n")
     with pytest.raises(ConfigError, match=r"optim\.lr"):
         load_train_config(bad)
+    # init and a teacher each bring their flow network: a second one from init_flow would be overwritten
+    bad.write_text("init: a.pt\ninit_flow: b.pt\n")
+    with pytest.raises(ConfigError, match="init_flow"):
+        load_train_config(bad)
+    bad.write_text("teacher: a.pt\ninit_flow: b.pt\npreset: cpu-rt-camera\noptim:\n  loss: teacher\n")
+    with pytest.raises(ConfigError, match="init_flow"):
+        load_train_config(bad)
