@@ -19,7 +19,9 @@ OPS_FILE = Path(__file__).parents[2] / "engines" / "tensorrt_onnx_ops.txt"
 
 
 # the camera preset at an odd size: its graphs pad the frame to whole 2x2 cells and crop back
-@pytest.mark.parametrize(("preset", "height", "width"), [("cpu-rt", 24, 40), ("gpu-rt", 24, 40), ("cpu-rt-camera", 21, 37)])
+@pytest.mark.parametrize(
+    ("preset", "height", "width"), [("cpu-rt", 24, 40), ("gpu-rt", 24, 40), ("cpu-rt-camera", 21, 37)]
+)
 def test_every_step_graph_passes_torch_export(preset: str, height: int, width: int) -> None:
     model = stbn.build_model(preset).eval()
     inputs = example_inputs(model, height, width)
@@ -33,7 +35,9 @@ def test_every_step_graph_passes_torch_export(preset: str, height: int, width: i
             assert torch.allclose(a.float(), b.float(), atol=1e-5), name
 
 
-@pytest.mark.parametrize(("preset", "height", "width"), [("cpu-rt", 20, 36), ("gpu-rt", 20, 36), ("cpu-rt-camera", 21, 37)])
+@pytest.mark.parametrize(
+    ("preset", "height", "width"), [("cpu-rt", 20, 36), ("gpu-rt", 20, 36), ("cpu-rt-camera", 21, 37)]
+)
 def test_onnx_graphs_use_only_tensorrt_parser_operators(tmp_path: Path, preset: str, height: int, width: int) -> None:
     supported = {line.strip() for line in OPS_FILE.read_text().splitlines() if line.strip() and line[0] != "#"}
     model = stbn.build_model(preset).eval()
