@@ -151,6 +151,15 @@ class DilatedStack(nn.Module):
         return self.exit(self.body(self.entry(parts)))
 
 
+def pad_to_multiple(x: torch.Tensor, s: int, replicate: bool = False) -> torch.Tensor:
+    """(B, C, H, W) padded at the bottom and right up to multiples of s: zeros, or the edge rows and
+    columns repeated (``replicate``)."""
+    pad_h, pad_w = (-x.shape[-2]) % s, (-x.shape[-1]) % s
+    if not (pad_h or pad_w):
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate" if replicate else "constant")
+
+
 def patch_unshuffle(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, 4C, H/2, W/2), H and W multiples of 4.
 
@@ -210,9 +219,8 @@ class SRFE(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         h, w = features[0].shape[-2:]
-        pad_h, pad_w = (-h) % 4, (-w) % 4
         if self.reduce is not None:
             features = [self.reduce(features)]
-        x = torch.cat([patch_unshuffle(F.pad(f, (0, pad_w, 0, pad_h))) for f in features], dim=1)
+        x = torch.cat([patch_unshuffle(pad_to_multiple(f, 4)) for f in features], dim=1)
         x = self.tail(self.body(self.head(x)))
         return patch_shuffle(x)[..., :h, :w]

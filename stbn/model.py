@@ -10,7 +10,7 @@ from torch import nn
 
 from stbn.config import STBNConfig
 from stbn.flow import build_flow
-from stbn.layers import SRFE, BlindSpotBlock, DilatedResidual, DilatedStack, RingMean
+from stbn.layers import SRFE, BlindSpotBlock, DilatedResidual, DilatedStack, RingMean, pad_to_multiple
 from stbn.posterior import posterior_mean
 from stbn.warp import warp_nearest
 
@@ -42,15 +42,9 @@ def sigma_tensor(sigma: Sigma, noisy: torch.Tensor) -> torch.Tensor:
     return sigma
 
 
-def _pad_to_multiple(x: torch.Tensor, s: int) -> torch.Tensor:
-    """(B, C, H, W) with the bottom and right edges replicated up to multiples of s."""
-    pad_h, pad_w = (-x.shape[-2]) % s, (-x.shape[-1]) % s
-    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-
-
 def to_cells(x: torch.Tensor, s: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, C*s*s, ceil(H/s), ceil(W/s)): each s x s cell's pixels as channels."""
-    return x if s == 1 else F.pixel_unshuffle(_pad_to_multiple(x, s), s)
+    return x if s == 1 else F.pixel_unshuffle(pad_to_multiple(x, s, replicate=True), s)
 
 
 def from_cells(x: torch.Tensor, s: int, height: int, width: int) -> torch.Tensor:
@@ -61,7 +55,7 @@ def from_cells(x: torch.Tensor, s: int, height: int, width: int) -> torch.Tensor
 def cell_flow(flow: torch.Tensor, s: int) -> torch.Tensor:
     """(B, 2, H, W) flow in pixels -> (B, 2, ceil(H/s), ceil(W/s)) flow in cells: each cell's mean
     displacement over s."""
-    return flow if s == 1 else F.avg_pool2d(_pad_to_multiple(flow, s), s) / s
+    return flow if s == 1 else F.avg_pool2d(pad_to_multiple(flow, s, replicate=True), s) / s
 
 
 class Direction(str, enum.Enum):
@@ -183,7 +177,7 @@ class STBN(nn.Module):
             # One level per frame: a per-channel offset after Stage A's entry conv, never H x W.
             out = block([frame, aligned], noise_map.expand(b, self.config.in_channels, 1, 1))
         else:
-            noise_map = noise_map if s == 1 else F.avg_pool2d(_pad_to_multiple(noise_map, s), s)
+            noise_map = noise_map if s == 1 else F.avg_pool2d(pad_to_multiple(noise_map, s, replicate=True), s)
             out = block([frame, aligned, noise_map.expand(b, self.config.in_channels, h, w)])
         if isinstance(aligned, int):
             return out
