@@ -248,8 +248,9 @@ class TrainConfig:
         if (self.teacher is None) != (self.optim.loss is not Loss.TEACHER):
             raise ConfigError("a teacher checkpoint and optim.loss: teacher go together")
         if self.init_flow and (self.init or self.teacher):
-            # init loads a flow network already, and a teacher of the same flow kind hands over its own
-            raise ConfigError("init_flow is for a fresh model without init or teacher (each brings its flow network)")
+            # init loads its flow network; a teacher hands its own over when the kinds match (losses.py)
+            raise ConfigError("init_flow is for a fresh model without init or teacher: init loads its own flow "
+                              "network, and a teacher's of the same kind would replace it")  # fmt: skip
 
     def run_dir(self) -> Path:
         """Where the run writes its state, log and model: ``output_dir``, or by default
