@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stbn.camera import Codec
 from stbn.config import FlowKind
 from stbn.noise_estimation import NoiseFamily
 from stbn.training.motion import MotionConfig
@@ -97,9 +98,18 @@ class NoiseSettings:
     camera_layout: CameraLayout = CameraLayout.PHASES
     camera_target: CameraTarget = CameraTarget.NOISY
     camera_level: CameraLevel = CameraLevel.STD
+    # the encoders camera clips are drawn with, each equally likely; empty: the target's default
+    # (a second capture: none, JPEG, H.264; the clip itself: none, JPEG)
+    camera_codecs: tuple[Codec, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", enum_member(NoiseFamily, self.kind, "noise.kind"))
+        codecs = tuple(enum_member(Codec, c, "noise.camera_codecs") for c in self.camera_codecs)
+        object.__setattr__(self, "camera_codecs", codecs)
+        target = enum_member(CameraTarget, self.camera_target, "noise.camera_target")
+        if target is CameraTarget.NOISY and {Codec.H264, Codec.HEVC} & set(codecs):
+            # P-frames carry noise from frame to frame: a blind-spot target would teach the model to keep it
+            raise ConfigError("noise.camera_codecs: H.264/HEVC need noise.camera_target: second-capture")
         if not 0.0 <= self.sigma_range[0] <= self.sigma_range[1] <= 255.0:
             raise ConfigError(f"noise.sigma_range must be ordered within 0..255, got {self.sigma_range}")
         if not 0.0 <= self.gain_range[0] <= self.gain_range[1]:

@@ -156,7 +156,10 @@ class SyntheticNoiseSource:
                 pairs = self.noise.camera_target is CameraTarget.SECOND_CAPTURE
                 target = noisy.clone() if pairs else None  # AWGN clips: the blind-spot target, themselves
                 for i in np.flatnonzero(rng.random(b) < self.noise.camera_fraction):
-                    sample = camera_sample(clean_np[i], rng, self.noise.camera_layout, pairs, self.noise.camera_level)
+                    sample = camera_sample(
+                        clean_np[i], rng, self.noise.camera_layout, pairs, self.noise.camera_level,
+                        self.noise.camera_codecs,
+                    )
                     noisy[i], clean[i], sigma[i] = sample.noisy, sample.reference, sample.sigma
                     if pairs:
                         target[i] = sample.second_capture
@@ -181,14 +184,16 @@ def camera_sample(
     layout: CameraLayout,
     second_capture: bool,
     level: CameraLevel = CameraLevel.STD,
+    codecs: tuple[Codec, ...] = (),
 ) -> CameraSample:
-    """One (T, H, W, 3) clean clip through a random camera.
+    """One (T, H, W, 3) clean clip through a random camera, its encoder drawn from ``codecs``.
 
-    Scored against itself (blind spot), no H.264: its P-frames carry noise from frame to frame,
-    which a blind-spot model would learn to keep. Scored against a second capture, H.264 is drawn
-    too: the two captures are encoded independently, so the target shares none of the input's noise.
+    By default, scored against itself (blind spot), no H.264: its P-frames carry noise from frame to
+    frame, which a blind-spot model would learn to keep. Scored against a second capture, H.264 is
+    drawn too: the two captures are encoded independently, so the target shares none of the input's noise.
     """
-    codecs = (Codec.NONE, Codec.JPEG, Codec.H264) if second_capture else (Codec.NONE, Codec.JPEG)
+    if not codecs:
+        codecs = (Codec.NONE, Codec.JPEG, Codec.H264) if second_capture else (Codec.NONE, Codec.JPEG)
     camera = CameraModel.sample(rng, codecs=codecs)
     noisy8 = camera.simulate(clean, rng)
     noisy = noisy8.astype(np.float32) / 255.0

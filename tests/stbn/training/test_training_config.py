@@ -83,3 +83,18 @@ def test_training_config_loads_and_rejects_unknown_keys(tmp_path: Path) -> None:
     bad.write_text("teacher: a.pt\ninit_flow: b.pt\npreset: cpu-rt-camera\noptim:\n  loss: teacher\n")
     with pytest.raises(ConfigError, match="init_flow"):
         load_train_config(bad)
+
+
+def test_camera_codecs_are_enums_and_h264_needs_a_second_capture_target(tmp_path: Path) -> None:
+    from stbn.camera import Codec
+
+    path = tmp_path / "train.yaml"
+    path.write_text("noise:\n  camera_fraction: 1.0\n  camera_target: second-capture\n  camera_codecs: [h264]\n")
+    assert load_train_config(path).noise.camera_codecs == (Codec.H264,)
+    path.write_text("noise:\n  camera_codecs: [vp9]\n")
+    with pytest.raises(ConfigError, match=r"noise\.camera_codecs"):
+        load_train_config(path)
+    # scored against itself, an H.264 clip's P-frames would teach the model to keep their noise
+    path.write_text("noise:\n  camera_codecs: [none, h264]\n")
+    with pytest.raises(ConfigError, match="second-capture"):
+        load_train_config(path)
